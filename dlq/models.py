@@ -1,0 +1,38 @@
+"""The dead-letter queue table, column for column as in the original system's SQL."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class DeadLetter(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    queue_name = models.CharField(max_length=100)
+    job_id = models.CharField(max_length=255, null=True, blank=True)
+    job_data = models.JSONField()
+    error_message = models.TextField(null=True, blank=True)
+    error_stack = models.TextField(null=True, blank=True)
+    attempts_made = models.IntegerField(null=True, blank=True)
+    failed_at = models.DateTimeField(db_default=Now())
+    resolved = models.BooleanField(default=False, db_default=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=100, null=True, blank=True)
+    notes = models.TextField(null=True, blank=True)
+
+    class Meta:
+        db_table = "dead_letter_queue"
+        verbose_name = "dead-letter entry"
+        verbose_name_plural = "dead-letter queue"
+        ordering = ["-failed_at"]
+        indexes = [
+            models.Index(fields=["queue_name"], name="idx_dlq_queue_name"),
+            models.Index(fields=["-failed_at"], name="idx_dlq_failed_at"),
+            models.Index(fields=["resolved"], condition=Q(resolved=False), name="idx_dlq_resolved"),
+            models.Index(fields=["queue_name", "resolved"], name="idx_dlq_queue_resolved"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} job {self.job_id}: {(self.error_message or '')[:80]}"

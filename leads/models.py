@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class LeadSubmission(models.Model):
+    """One lead exactly as a source sent it, kept whatever becomes of it."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "received"
+        QUALIFIED = "qualified", "qualified"
+        DISQUALIFIED = "disqualified", "disqualified"
+        DUPLICATE = "duplicate", "duplicate (merged)"
+        FAILED = "failed", "failed (dead-lettered)"
+
+    source = models.CharField(max_length=50, default="clay-webhook")
+    payload = models.JSONField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
+    lead = models.ForeignKey("Lead", null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions")
+    # Plain id, not a foreign key: the ledger is pruned, the submission is not.
+    job_id = models.UUIDField(null=True, blank=True, db_index=True)
+    batch_id = models.UUIDField(null=True, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"submission {self.pk} ({self.status})"
+
+
+class Lead(models.Model):
+    """A person, once: deduplicated on the normalised email address."""
+
+    class Status(models.TextChoices):
+        QUALIFIED = "qualified", "qualified"
+        DISQUALIFIED = "disqualified", "disqualified"
+
+    email = models.EmailField(max_length=254, unique=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    title = models.CharField(max_length=200, blank=True)
+    company = models.CharField(max_length=200, blank=True)
+    domain = models.CharField(max_length=253, blank=True)
+    website = models.URLField(max_length=500, blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    linkedin_url = models.URLField(max_length=500, blank=True)
+    industry = models.CharField(max_length=200, blank=True)
+    employee_count = models.PositiveIntegerField(null=True, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    score = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    times_seen = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-score"], name="lead_status_score_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.status}, {self.score})"

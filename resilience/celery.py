@@ -1,0 +1,19 @@
+"""The Celery app: configuration comes from Django settings (CELERY_* names)."""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+from resilience.env import load_settings_or_exit
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resilience.settings")
+load_settings_or_exit()
+
+from django.conf import settings  # noqa: E402 - settings must load (or fail in one line) first
+
+app = Celery("resilience")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name, routing_key=name) for name in settings.QUEUE_NAMES]
+app.autodiscover_tasks()

@@ -1,0 +1,182 @@
+"""Read configuration from the environment, failing with one clear line.
+
+Every helper raises ConfigError naming the variable and what was wrong with it;
+`exit_on_config_error` turns that into a single line on stderr for every entry
+point (manage.py, celery, gunicorn) instead of a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ImproperlyConfigured):
+    """A setting is missing or malformed; the message is one line for the user."""
+
+
+def load_env_file(path: Path) -> None:
+    """Load KEY=VALUE lines from `path` without overriding the real environment."""
+    if not path.exists():
+        return
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(path).items():
+        if value is not None:
+            os.environ.setdefault(key, value)
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise ConfigError(f"{name} is not set (see .env.example)")
+        return default
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        value = default
+    else:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} is above the maximum of {maximum}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        value = default
+    else:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def redis_url(name: str, default: str) -> str:
+    value = env_str(name, default).strip()
+    scheme = urlsplit(value).scheme.lower()
+    if scheme in ("http", "https"):
+        raise ConfigError(
+            f"{name} is an {scheme}:// URL ({_hide_password(value)}): Redis speaks its own protocol; "
+            "use the rediss:// URL (for Upstash: rediss://default:<password>@<host>:6379)"
+        )
+    if scheme not in ("redis", "rediss"):
+        raise ConfigError(f"{name} must start with redis:// or rediss:// (got {_hide_password(value)})")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc})") from None
+    if not parts.hostname:
+        raise ConfigError(f"{name} has no host ({_hide_password(value)})")
+    return value
+
+
+def database_config(name: str, sqlite_path: Path) -> dict:
+    """Django DATABASES['default'] from a postgres:// URL, or SQLite when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(sqlite_path),
+            "OPTIONS": {
+                "timeout": 30,
+                # WAL lets the web process read while a worker writes.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigError(
+            f"{name} must be a postgres:// URL (got scheme {parts.scheme or 'none'!r}); unset it to use SQLite under var/"
+        )
+    try:
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc})") from None
+    db_name = unquote(parts.path.lstrip("/"))
+    if not db_name:
+        raise ConfigError(f"{name} names no database (postgres://user@host:5432/<database>)")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": db_name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(port),
+        # Long-lived worker processes: reuse, but check before use so a restarted
+        # PostgreSQL costs one failed job attempt at most, not a dead worker.
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"connect_timeout": 5},
+    }
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+@contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """Turn a ConfigError raised while loading settings into one line and exit 2."""
+    try:
+        yield
+    except ImproperlyConfigured as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.exit(2)
+
+
+def load_settings_or_exit(loader: Callable[[], object] | None = None) -> None:
+    """Force Django settings to load now, so a bad value stops start-up in one line."""
+    with exit_on_config_error():
+        if loader is not None:
+            loader()
+        else:
+            from django.conf import settings
+
+            settings.INSTALLED_APPS  # noqa: B018 - touching it loads the module

@@ -1,0 +1,180 @@
+"""Django settings, all read from the environment (and `.env.local`) through resilience.env."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from resilience.env import (
+    ConfigError,
+    database_config,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    load_env_file,
+    redis_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+load_env_file(BASE_DIR / ".env.local")
+
+DEBUG = env_bool("DEBUG", False)
+MOCK_MODE = env_bool("MOCK_MODE", True)
+
+SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-only-key" if DEBUG else None)
+if not DEBUG and len(SECRET_KEY) < 32:
+    raise ConfigError("SECRET_KEY must be at least 32 characters (make up writes a random one to .env.local)")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "workers",
+    "leads",
+    "dlq",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "resilience.urls"
+WSGI_APPLICATION = "resilience.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_config("DATABASE_URL", VAR_DIR / "resilience.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    raise ConfigError(f"LOG_LEVEL={LOG_LEVEL!r} must be DEBUG, INFO, WARNING or ERROR")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Integrations -----------------------------------------------------------------------------
+REDIS_URL = redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
+CLAY_WEBHOOK_SECRET = env_str("CLAY_WEBHOOK_SECRET", "")
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
+if not MOCK_MODE and not ANTHROPIC_API_KEY:
+    raise ConfigError("ANTHROPIC_API_KEY is not set and MOCK_MODE is off: set the key, or MOCK_MODE=true")
+
+# --- Lead intake ------------------------------------------------------------------------------
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1_048_576, minimum=1024)
+WEBHOOK_MAX_LEADS = env_int("WEBHOOK_MAX_LEADS", 500, minimum=1)
+LEAD_MIN_SCORE = env_int("LEAD_MIN_SCORE", 50, minimum=0, maximum=100)
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
+
+# --- Job ledger, retries and the dispatcher ---------------------------------------------------
+# Attempts per queue: a job that fails this many times goes to the dead-letter queue.
+JOB_MAX_ATTEMPTS = {
+    "lead-processing": env_int("LEAD_PROCESSING_MAX_ATTEMPTS", 3, minimum=1),
+    "site-generation": env_int("SITE_GENERATION_MAX_ATTEMPTS", 3, minimum=1),
+    "email-sending": env_int("EMAIL_SENDING_MAX_ATTEMPTS", 3, minimum=1),
+    "delivery": env_int("DELIVERY_MAX_ATTEMPTS", 3, minimum=1),
+}
+QUEUE_CONCURRENCY = {
+    "lead-processing": env_int("LEAD_PROCESSING_CONCURRENCY", 5, minimum=1),
+    "site-generation": env_int("SITE_GENERATION_CONCURRENCY", 3, minimum=1),
+    "email-sending": env_int("EMAIL_SENDING_CONCURRENCY", 10, minimum=1),
+    "delivery": env_int("DELIVERY_CONCURRENCY", 2, minimum=1),
+}
+RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 10.0, minimum=0.0)
+RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 600.0, minimum=0.0)
+# How long a running job's claim lasts without renewal; the runner renews it every third of this.
+JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0)
+# A job published to Redis but not started within this long is published again
+# (its message was lost, e.g. Redis restarted); a duplicate message is harmless.
+JOB_REDISPATCH_SECONDS = env_float("JOB_REDISPATCH_SECONDS", 120.0, minimum=1.0)
+DISPATCH_INTERVAL_SECONDS = env_float("DISPATCH_INTERVAL_SECONDS", 0.5, minimum=0.01)
+DISPATCH_BATCH_SIZE = env_int("DISPATCH_BATCH_SIZE", 100, minimum=1)
+
+# --- Celery -----------------------------------------------------------------------------------
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ConfigError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    # Redis would hand a still-running task to a second worker.
+    raise ConfigError("CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT")
+
+FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535)
+WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
+
+QUEUE_NAMES = ("lead-processing", "site-generation", "email-sending", "delivery")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # keep trying through a Redis restart
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # redis-py's default read timeout would break blocking reads; bound connects only.
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+    "retry_on_timeout": True,
+}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The job ledger in PostgreSQL is the record of every job; Celery keeps no results.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_NAMES[0]
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = TIME_ZONE
+# How many worker pools consume every queue (primary and backup): the dispatcher keeps at most
+# concurrency x pools jobs of a queue in Redis at once.
+WORKER_POOLS = env_int("WORKER_POOLS", 2, minimum=1)

@@ -1,0 +1,122 @@
+"""The dispatcher: publishes due ledger jobs to Redis and recovers jobs whose worker vanished.
+
+Any number of candidates may run (one per pool); only the leader works. Publishing happens after
+the ledger says `dispatched`, so a publish that fails is undone and a publish that succeeds is
+always on record.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import Count
+
+from workers import ledger
+from workers.leader import Leadership, dispatcher_leadership
+from workers.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchStats:
+    published: int = 0
+    publish_failures: int = 0
+    reaped: int = 0
+    redispatched: int = 0
+    by_queue: dict[str, int] = field(default_factory=dict)
+
+
+def in_flight_counts() -> dict[str, int]:
+    rows = Job.objects.filter(state__in=Job.IN_FLIGHT_STATES).values("queue").annotate(n=Count("id"))
+    return {row["queue"]: row["n"] for row in rows}
+
+
+def max_in_flight(queue: str) -> int:
+    """Backpressure: never publish more than the pools can run at once, so a backlog waits in the
+    ledger (where it is durable and visible) rather than in Redis."""
+    return settings.QUEUE_CONCURRENCY[queue] * settings.WORKER_POOLS
+
+
+def publish(dispatch: ledger.Dispatch) -> None:
+    from resilience.celery import app
+
+    app.send_task(
+        dispatch.task,
+        args=[dispatch.job_id, dispatch.token],
+        task_id=dispatch.job_id,
+        queue=dispatch.queue,
+        routing_key=dispatch.queue,
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+    )
+
+
+def dispatch_due_jobs(stats: DispatchStats | None = None) -> DispatchStats:
+    """One round: recover lost work, then publish what is due within each queue's capacity."""
+    stats = stats or DispatchStats()
+    stats.reaped += ledger.reap_expired_leases()
+    stats.redispatched += ledger.redispatch_stale()
+    in_flight = in_flight_counts()
+    for queue in settings.QUEUE_NAMES:
+        room = min(max_in_flight(queue) - in_flight.get(queue, 0), settings.DISPATCH_BATCH_SIZE)
+        for dispatch in ledger.take_due_jobs(queue, room):
+            try:
+                publish(dispatch)
+            except Exception as exc:
+                stats.publish_failures += 1
+                ledger.undo_dispatch(dispatch)
+                logger.warning("publishing job %s failed (%s); it stays in the ledger", dispatch.job_id, exc)
+                break  # the broker is down: leave the rest for the next round
+            stats.published += 1
+            stats.by_queue[queue] = stats.by_queue.get(queue, 0) + 1
+    return stats
+
+
+class Dispatcher:
+    def __init__(self, leadership: Leadership | None = None, interval: float | None = None) -> None:
+        self.leadership = leadership or dispatcher_leadership()
+        self.interval = settings.DISPATCH_INTERVAL_SECONDS if interval is None else interval
+        self.stop_event = threading.Event()
+        self.is_leader = False
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run_forever(self) -> None:
+        logger.info("dispatcher candidate started")
+        try:
+            while not self.stop_event.is_set():
+                self.tick()
+                self.stop_event.wait(self.interval)
+        finally:
+            self.leadership.release()
+            logger.info("dispatcher stopped")
+
+    def tick(self) -> None:
+        if not self.is_leader:
+            self.is_leader = self.leadership.try_acquire()
+            if self.is_leader:
+                logger.info("dispatcher: this process is now the leader")
+            else:
+                return
+        elif not self.leadership.still_held():
+            logger.warning("dispatcher: leadership lost; standing by")
+            self.is_leader = False
+            return
+        started = time.monotonic()
+        try:
+            close_old_connections()
+            stats = dispatch_due_jobs()
+        except Exception:
+            # PostgreSQL or Redis is away: nothing is lost (the ledger still says what is due); try again.
+            logger.warning("dispatch round failed; retrying", exc_info=True)
+            close_old_connections()
+            return
+        if stats.published or stats.reaped or stats.redispatched:
+            logger.info("dispatched %s, reaped %d, redispatched %d in %.0f ms", stats.by_queue or 0,
+                        stats.reaped, stats.redispatched, (time.monotonic() - started) * 1000)

@@ -1,0 +1,217 @@
+"""The job ledger's state changes. Every change is one guarded UPDATE, so two processes racing on a
+job (a duplicate message, a reaper and a slow worker) cannot both win.
+
+pending/retry --dispatch--> dispatched --claim--> running --complete--> succeeded
+      ^                         |                    |--fail--> retry (backoff) or dead (dead-letter row)
+      '------ redispatch_stale -'<-- reap_expired ---'
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Now
+
+from dlq.services import record_dead_letter
+from workers.errors import LeaseLost, PermanentError
+from workers.models import Job
+from workers.retry import backoff_seconds, max_attempts_for
+from workers.signals import job_dead_lettered
+
+logger = logging.getLogger(__name__)
+State = Job.State
+
+
+def enqueue(queue: str, task: str, payload: dict[str, Any], *, idempotency_key: str | None = None,
+            delay_seconds: float = 0) -> Job:
+    """Record a job; call it inside the transaction that writes the row the job is about.
+
+    With an idempotency key, enqueuing the same work twice returns the first job.
+    """
+    if queue not in settings.QUEUE_NAMES:
+        raise ValueError(f"unknown queue {queue!r}")
+    fields = {
+        "queue": queue,
+        "task": task,
+        "payload": payload,
+        "max_attempts": max_attempts_for(queue),
+        "next_attempt_at": Now() + timedelta(seconds=delay_seconds),
+    }
+    if idempotency_key is None:
+        return Job.objects.create(**fields)
+    job, _ = Job.objects.get_or_create(idempotency_key=idempotency_key, defaults=fields)
+    return job
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    job_id: str
+    task: str
+    queue: str
+    token: int
+
+
+def take_due_jobs(queue: str, limit: int) -> list[Dispatch]:
+    """Mark up to `limit` due jobs of `queue` dispatched and return what to publish.
+
+    SKIP LOCKED lets a second dispatcher (during a failover) take other rows instead of waiting.
+    """
+    if limit <= 0:
+        return []
+    with transaction.atomic():
+        ids = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(queue=queue, state__in=Job.WAITING_STATES, next_attempt_at__lte=Now())
+            .order_by("next_attempt_at")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Job.objects.filter(id__in=ids).update(
+            state=State.DISPATCHED, dispatch_token=F("dispatch_token") + 1, dispatched_at=Now(), updated_at=Now()
+        )
+        rows = Job.objects.filter(id__in=ids).values_list("id", "task", "queue", "dispatch_token")
+        return [Dispatch(str(job_id), task, q, token) for job_id, task, q, token in rows]
+
+
+def undo_dispatch(dispatch: Dispatch) -> bool:
+    """The publish failed: put the job back so the next round tries again."""
+    return bool(
+        Job.objects.filter(id=dispatch.job_id, state=State.DISPATCHED, dispatch_token=dispatch.token).update(
+            state=State.PENDING, updated_at=Now()
+        )
+    )
+
+
+def claim(job_id: str, token: int, worker: str) -> Job | None:
+    """Compare-and-set dispatched -> running. None when this message is stale or a duplicate."""
+    updated = Job.objects.filter(id=job_id, state=State.DISPATCHED, dispatch_token=token).update(
+        state=State.RUNNING,
+        attempts=F("attempts") + 1,
+        worker=worker[:200],
+        started_at=Now(),
+        lease_expires_at=Now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+        updated_at=Now(),
+    )
+    if updated != 1:
+        return None
+    return Job.objects.get(id=job_id)
+
+
+def _owned(job: Job):
+    """The queryset that matches `job` only while this attempt still owns it."""
+    return Job.objects.filter(id=job.id, state=State.RUNNING, attempts=job.attempts)
+
+
+def renew_lease(job: Job) -> bool:
+    return bool(
+        _owned(job).update(lease_expires_at=Now() + timedelta(seconds=settings.JOB_LEASE_SECONDS))
+    )
+
+
+def complete(job: Job) -> None:
+    """Mark the job succeeded. Call inside the transaction holding the job's effects: if the job
+    is no longer ours, LeaseLost rolls those effects back."""
+    if not _owned(job).update(state=State.SUCCEEDED, finished_at=Now(), lease_expires_at=None,
+                              last_error="", updated_at=Now()):
+        raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
+
+
+def fail(job: Job, exc: BaseException) -> str:
+    """Record a failed attempt: retry later, or dead-letter it. Returns the new state."""
+    message = f"{type(exc).__name__}: {exc}"
+    stack = "".join(traceback.format_exception(exc))
+    permanent = isinstance(exc, PermanentError)
+    with transaction.atomic():
+        if permanent or job.attempts >= job.max_attempts:
+            if not _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
+                                      last_error=message, updated_at=Now()):
+                raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
+            _dead_letter(job, message, stack)
+            return State.DEAD
+        delay = backoff_seconds(job.attempts)
+        if not _owned(job).update(state=State.RETRY, lease_expires_at=None, last_error=message,
+                                  next_attempt_at=Now() + timedelta(seconds=delay), updated_at=Now()):
+            raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
+    logger.warning("job %s (%s) attempt %d/%d failed, retry in %.1fs: %s",
+                   job.id, job.queue, job.attempts, job.max_attempts, delay, message)
+    return State.RETRY
+
+
+def _dead_letter(job: Job, message: str, stack: str) -> None:
+    entry = record_dead_letter(
+        queue_name=job.queue,
+        job_id=str(job.id),
+        job_data=job.payload,
+        error_message=message,
+        error_stack=stack,
+        attempts_made=job.attempts,
+    )
+    job_dead_lettered.send(sender=Job, job=job, entry=entry)
+    logger.error("job %s (%s) dead-lettered after %d attempt(s): %s", job.id, job.queue, job.attempts, message)
+
+
+def reap_expired_leases(limit: int = 500) -> int:
+    """Running jobs whose worker stopped renewing their lease (crashed, killed, cut off).
+
+    The lost attempt counts: a job that keeps killing its worker ends in the dead-letter queue.
+    """
+    reaped = 0
+    with transaction.atomic():
+        expired = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state=State.RUNNING, lease_expires_at__lt=Now())
+            .order_by("lease_expires_at")[:limit]
+        )
+        for job in expired:
+            message = f"WorkerLost: lease expired on {job.worker or 'an unknown worker'} during attempt {job.attempts}"
+            if job.attempts >= job.max_attempts:
+                _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
+                                   last_error=message, updated_at=Now())
+                _dead_letter(job, message, "")
+            else:
+                _owned(job).update(state=State.PENDING, next_attempt_at=Now(), lease_expires_at=None,
+                                   last_error=message, updated_at=Now())
+                logger.warning("job %s (%s): %s; back to pending", job.id, job.queue, message)
+            reaped += 1
+    return reaped
+
+
+def redispatch_stale(limit: int = 500) -> int:
+    """Dispatched jobs nobody claimed in time: their message may be gone (Redis restarted without
+    persistence). Publishing again is safe: the old message, if it still exists, carries an older
+    dispatch token and claims nothing."""
+    cutoff = Now() - timedelta(seconds=settings.JOB_REDISPATCH_SECONDS)
+    ids = list(
+        Job.objects.filter(state=State.DISPATCHED, dispatched_at__lt=cutoff).values_list("id", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    count = Job.objects.filter(id__in=ids, state=State.DISPATCHED, dispatched_at__lt=cutoff).update(
+        state=State.PENDING, updated_at=Now()
+    )
+    if count:
+        logger.warning("%d dispatched job(s) were not claimed within %ss; dispatching again",
+                       count, settings.JOB_REDISPATCH_SECONDS)
+    return count
+
+
+def enqueue_many(queue: str, task: str, jobs: list[tuple[Any, dict[str, Any], str | None]]) -> list[Job]:
+    """Record many jobs at once: (job id, payload, idempotency key) each. Same rules as enqueue."""
+    if queue not in settings.QUEUE_NAMES:
+        raise ValueError(f"unknown queue {queue!r}")
+    from django.utils import timezone
+
+    now = timezone.now()
+    rows = [
+        Job(id=job_id, queue=queue, task=task, payload=payload, idempotency_key=key,
+            max_attempts=max_attempts_for(queue), next_attempt_at=now)
+        for job_id, payload, key in jobs
+    ]
+    return Job.objects.bulk_create(rows)

@@ -1,0 +1,78 @@
+"""Run one ledger job inside a Celery task: claim, keep the lease alive, execute, record the outcome."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+
+from workers import ledger
+from workers.errors import LeaseLost
+from workers.models import Job
+
+logger = logging.getLogger(__name__)
+
+JobHandler = Callable[[Job], None]
+
+
+@contextmanager
+def keep_lease(job: Job) -> Iterator[None]:
+    """Renew the job's lease from a side thread while the handler runs.
+
+    The lease dies with the process that runs the job, which is what lets the reaper
+    recover work from a killed worker in seconds instead of Redis's visibility timeout.
+    """
+    stop = threading.Event()
+    interval = settings.JOB_LEASE_SECONDS / 3
+
+    def renew() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    if not ledger.renew_lease(job):
+                        return  # the job moved on without us; completion will notice
+                except Exception:  # a database blip: keep trying until the lease runs out
+                    logger.warning("could not renew the lease of job %s", job.id, exc_info=True)
+                    close_old_connections()
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=renew, name=f"lease-{job.id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run_job(job_id: str, dispatch_token: int, *, worker: str, handler: JobHandler) -> str:
+    """Execute `handler(job)` at most once to success for this job; returns the job's new state.
+
+    The handler's database writes and the job's completion commit together, so a crash at any point
+    leaves either both or neither.
+    """
+    close_old_connections()
+    job = ledger.claim(job_id, dispatch_token, worker)
+    if job is None:
+        logger.info("job %s token %s: already claimed, finished or re-dispatched; skipping", job_id, dispatch_token)
+        return "skipped"
+    try:
+        with keep_lease(job):
+            try:
+                with transaction.atomic():
+                    handler(job)
+                    ledger.complete(job)
+                return Job.State.SUCCEEDED
+            except LeaseLost:
+                raise
+            except Exception as exc:  # every failure is recorded; PermanentError decides retry vs dead
+                return ledger.fail(job, exc)
+    except LeaseLost:
+        logger.warning("job %s attempt %d lost its lease; its effects were rolled back", job.id, job.attempts)
+        return "lost"
+    finally:
+        close_old_connections()

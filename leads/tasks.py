@@ -8,6 +8,6 @@ def _process(job: Job) -> None:
     services.process_submission(job.payload["submission_id"])
 
 
-@app.task(name=services.LEAD_TASK, bind=True, queue=services.LEAD_QUEUE)
+@app.task(name=services.LEAD_TASK, bind=True)
 def process_lead(self, job_id: str, dispatch_token: int) -> str:
     return run_job(job_id, dispatch_token, worker=self.request.hostname or "unknown", handler=_process)

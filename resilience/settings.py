@@ -1,6 +1,7 @@
 """Django settings, all read from the environment (and `.env.local`) through resilience.env."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from resilience.env import (
@@ -17,7 +18,10 @@ from resilience.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
-load_env_file(BASE_DIR / ".env.local")
+# ENV_FILE= (empty) skips the file, as the test suite does.
+_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env.local"))
+if _env_file:
+    load_env_file(Path(_env_file))
 
 DEBUG = env_bool("DEBUG", False)
 MOCK_MODE = env_bool("MOCK_MODE", True)
@@ -170,6 +174,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_DEFAULT_QUEUE = QUEUE_NAMES[0]
+# Task names start with their app; each app's tasks run on its queue.
+CELERY_TASK_ROUTES = {
+    "leads.*": {"queue": "lead-processing"},
+    "sites.*": {"queue": "site-generation"},
+    "emails.*": {"queue": "email-sending"},
+    "delivery.*": {"queue": "delivery"},
+}
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True

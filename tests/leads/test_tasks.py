@@ -1,0 +1,105 @@
+"""The lead-processing task body against real PostgreSQL, called directly (no broker)."""
+import threading
+
+import pytest
+from django.db import connection
+
+from dlq.models import DeadLetter
+from leads.models import Lead, LeadSubmission
+from leads.services import accept_leads
+from leads.tasks import process_lead
+from workers import ledger
+from workers.models import Job
+
+
+def run_due_jobs() -> list[str]:
+    """What a worker does with each published message, in this process."""
+    return [process_lead.run(d.job_id, d.token) for d in ledger.take_due_jobs("lead-processing", 100)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leads_are_stored_scored_and_merged():
+    accept_leads([
+        {"email": "Jane@Acme.io", "first_name": "Jane", "last_name": "Doe", "title": "CEO", "company": "Acme"},
+        {"email": "bob@gmail.com"},
+    ], source="test")
+    assert run_due_jobs() == ["succeeded", "succeeded"]
+    accept_leads([{"email": " jane@acme.io ", "phone": "+44 20 7946 0958", "title": "ignored: already set"}], source="test")
+    assert run_due_jobs() == ["succeeded"]
+
+    jane = Lead.objects.get(email="jane@acme.io")
+    assert jane.status == "qualified" and jane.times_seen == 2
+    assert jane.phone == "+442079460958" and jane.title == "CEO"  # blanks filled, nothing overwritten
+    assert jane.score == 20 + 10 + 10 + 15 + 10 + 10 + 5
+    assert Lead.objects.get(email="bob@gmail.com").status == "disqualified"
+    statuses = sorted(LeadSubmission.objects.values_list("status", flat=True))
+    assert statuses == ["disqualified", "duplicate", "qualified"]
+    assert set(Job.objects.values_list("state", flat=True)) == {"succeeded"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_invalid_lead_is_dead_lettered_with_its_data_and_submission_marked():
+    [submission] = accept_leads([{"email": "jane@", "first_name": "Jane", "api_token": "tok-123"}], source="test")
+    assert run_due_jobs() == ["dead"]
+    entry = DeadLetter.objects.get()
+    assert entry.job_id == str(submission.job_id) and entry.attempts_made == 1
+    assert "InvalidLead" in entry.error_message and "'jane@'" in entry.error_message
+    assert entry.job_data["lead"] == {"email": "jane@", "first_name": "Jane", "api_token": "[redacted]"}
+    submission.refresh_from_db()
+    assert submission.status == "failed" and "InvalidLead" in submission.error
+    assert not Lead.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_delivery_of_the_same_message_does_nothing():
+    accept_leads([{"email": "once@acme.io"}], source="test")
+    [d] = ledger.take_due_jobs("lead-processing", 10)
+    assert process_lead.run(d.job_id, d.token) == "succeeded"
+    assert process_lead.run(d.job_id, d.token) == "skipped"
+    assert Lead.objects.get().times_seen == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_submission_is_a_permanent_failure():
+    [submission] = accept_leads([{"email": "gone@acme.io"}], source="test")
+    LeadSubmission.objects.filter(pk=submission.pk).delete()
+    assert run_due_jobs() == ["dead"]
+    assert "MissingResource" in DeadLetter.objects.get().error_message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_processing_the_same_person_at_once_leave_one_lead():
+    rounds = 8
+    for i in range(rounds):
+        accept_leads([{"email": f"race{i}@acme.io", "first_name": "A"},
+                      {"email": f"RACE{i}@acme.io", "phone": "+15550001111"}], source="test")
+    dispatches = ledger.take_due_jobs("lead-processing", 100)
+    by_email: dict[str, list] = {}
+    for d in dispatches:
+        email = Job.objects.get(pk=d.job_id).payload["lead"]["email"].lower()
+        by_email.setdefault(email, []).append(d)
+
+    results: list[str] = []
+
+    def worker(d, barrier):
+        barrier.wait()
+        try:
+            results.append(process_lead.run(d.job_id, d.token))
+        finally:
+            connection.close()
+
+    for pair in by_email.values():
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=worker, args=(d, barrier)) for d in pair]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    # Both succeed on their first attempt: the race is handled, not retried away.
+    assert results == ["succeeded"] * (2 * rounds)
+    assert Lead.objects.count() == rounds
+    for lead in Lead.objects.all():
+        assert lead.times_seen == 2 and lead.first_name == "A" and lead.phone == "+15550001111"
+    statuses = sorted(LeadSubmission.objects.values_list("status", flat=True))
+    assert statuses == ["disqualified"] * rounds + ["duplicate"] * rounds  # 35 points: below 50

@@ -1,0 +1,26 @@
+"""Settings for the test suite: real PostgreSQL and Redis, short periods, no .env.local.
+
+Worker and dispatcher processes started by system tests use this module too, so they share the
+test database and Redis database with the test that started them.
+"""
+import os
+
+os.environ["ENV_FILE"] = ""
+os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/resilience")
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
+os.environ.setdefault("CLAY_WEBHOOK_SECRET", "test-clay-secret")
+os.environ.setdefault("MOCK_MODE", "true")
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("RETRY_BASE_SECONDS", "0.2")
+os.environ.setdefault("RETRY_MAX_SECONDS", "1")
+os.environ.setdefault("JOB_LEASE_SECONDS", "3")
+os.environ.setdefault("JOB_REDISPATCH_SECONDS", "10")
+os.environ.setdefault("DISPATCH_INTERVAL_SECONDS", "0.1")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from resilience.settings import *  # noqa: E402,F403
+
+# System tests' worker processes open the test database by its final name.
+if "TEST_DB_NAME" in os.environ:
+    DATABASES["default"]["NAME"] = os.environ["TEST_DB_NAME"]  # noqa: F405

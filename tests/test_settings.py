@@ -1,0 +1,71 @@
+"""A bad setting stops every entry point with one clear line, never a traceback."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = {
+    "ENV_FILE": "",
+    "DJANGO_SETTINGS_MODULE": "resilience.settings",
+    "SECRET_KEY": "k" * 40,
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "DATABASE_URL": "",
+    "VAR_DIR": "/tmp/resilience-settings-test",
+}
+
+
+def start(command: list[str], **overrides: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in GOOD and not k.startswith(("CELERY_", "DEBUG"))}
+    env.update(GOOD)
+    env.update(overrides)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+MANAGE = [sys.executable, "manage.py", "check"]
+CELERY = [sys.executable, "-m", "celery", "-A", "resilience", "inspect", "ping"]
+GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"REDIS_URL": "https://eu1-fancy-cat-12345.upstash.io"},
+         "REDIS_URL is an https:// URL (https://eu1-fancy-cat-12345.upstash.io): Redis speaks its own protocol; "
+         "use the rediss:// URL (for Upstash: rediss://default:<password>@<host>:6379)"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis:// or rediss:// (got localhost:6379)"),
+        ({"REDIS_URL": "redis://:hunter2@:6379"}, "REDIS_URL has no host (redis://:***@:6379)"),
+        ({"DATABASE_URL": "mysql://root@localhost/db"},
+         "DATABASE_URL must be a postgres:// URL (got scheme 'mysql'); unset it to use SQLite under var/"),
+        ({"DATABASE_URL": "postgres://localhost"}, "DATABASE_URL names no database (postgres://user@host:5432/<database>)"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 characters (make up writes a random one to .env.local)"),
+        ({"SECRET_KEY": ""}, "SECRET_KEY is not set (see .env.example)"),
+        ({"LEAD_MIN_SCORE": "high"}, "LEAD_MIN_SCORE='high' is not a whole number"),
+        ({"LEAD_MIN_SCORE": "101"}, "LEAD_MIN_SCORE=101 is above the maximum of 100"),
+        ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean (use true/false, 1/0, yes/no, on/off)"),
+        ({"MOCK_MODE": "false", "ANTHROPIC_API_KEY": ""},
+         "ANTHROPIC_API_KEY is not set and MOCK_MODE is off: set the key, or MOCK_MODE=true"),
+        ({"CELERY_TASK_TIME_LIMIT": "600", "CELERY_VISIBILITY_TIMEOUT": "300"},
+         "CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT"),
+    ],
+)
+def test_bad_setting_stops_manage_py_with_one_line(overrides, expected):
+    result = start(MANAGE, **overrides)
+    assert result.returncode == 2
+    assert result.stderr == f"configuration error: {expected}\n"
+
+
+@pytest.mark.parametrize("command", [CELERY, GUNICORN], ids=["celery", "wsgi"])
+def test_bad_redis_url_stops_celery_and_the_web_server_with_one_line(command):
+    result = start(command, REDIS_URL="https://eu1-fancy-cat-12345.upstash.io")
+    assert result.returncode == 2
+    assert result.stderr.startswith("configuration error: REDIS_URL is an https:// URL")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_good_settings_start(tmp_path):
+    result = start(MANAGE, VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout

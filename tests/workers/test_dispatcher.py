@@ -1,0 +1,71 @@
+"""The dispatcher against real PostgreSQL and Redis."""
+import json
+
+import pytest
+
+from workers import dispatcher, ledger
+from workers.dispatcher import DispatchStats, dispatch_due_jobs
+from workers.leader import PostgresLeadership
+from workers.models import Job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def queued_messages(redis_client, queue: str) -> list[dict]:
+    return [json.loads(raw) for raw in redis_client.lrange(queue, 0, -1)]
+
+
+def test_due_jobs_are_published_with_the_job_id_as_task_id(redis_client):
+    jobs = [ledger.enqueue("lead-processing", "leads.process_lead", {"n": i}) for i in range(3)]
+    stats = dispatch_due_jobs()
+    assert stats.published == 3 and stats.by_queue == {"lead-processing": 3}
+    messages = queued_messages(redis_client, "lead-processing")
+    assert sorted(m["headers"]["id"] for m in messages) == sorted(str(j.id) for j in jobs)
+    for message in messages:
+        assert message["headers"]["task"] == "leads.process_lead"
+        assert message["content-type"] == "application/json"
+    assert set(Job.objects.values_list("state", flat=True)) == {"dispatched"}
+
+
+def test_backpressure_keeps_the_backlog_in_the_ledger(redis_client, settings):
+    settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 2}
+    settings.WORKER_POOLS = 2
+    for i in range(7):
+        ledger.enqueue("delivery", "delivery.run", {"n": i})
+    assert dispatch_due_jobs().published == 4
+    assert dispatch_due_jobs().published == 0  # nothing finished yet
+    finished = Job.objects.filter(state="dispatched").first()
+    Job.objects.filter(pk=finished.pk).update(state="succeeded")
+    assert dispatch_due_jobs().published == 1
+    assert redis_client.llen("delivery") == 5
+    assert Job.objects.filter(state="pending").count() == 2
+
+
+def test_a_failed_publish_leaves_the_job_pending(redis_client, monkeypatch):
+    job = ledger.enqueue("lead-processing", "leads.process_lead", {})
+
+    def broker_down(d):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(dispatcher, "publish", broker_down)
+    stats = dispatch_due_jobs(DispatchStats())
+    assert stats.published == 0 and stats.publish_failures == 1
+    job.refresh_from_db()
+    assert job.state == "pending" and job.dispatch_token == 1
+    monkeypatch.undo()
+    assert dispatch_due_jobs().published == 1
+    assert redis_client.llen("lead-processing") == 1
+
+
+def test_only_one_dispatcher_leads_and_another_takes_over_when_it_goes():
+    first, second = PostgresLeadership(), PostgresLeadership()
+    try:
+        assert first.try_acquire() is True
+        assert first.still_held() is True
+        assert second.try_acquire() is False
+        first.release()  # as when the leader's process dies and its session ends
+        assert second.try_acquire() is True
+        assert first.try_acquire() is False
+    finally:
+        first.release()
+        second.release()

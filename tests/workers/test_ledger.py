@@ -1,0 +1,171 @@
+"""The ledger's state machine against real PostgreSQL: every transition is a guarded update."""
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from dlq.models import DeadLetter
+from workers import ledger
+from workers.errors import InvalidData, LeaseLost
+from workers.models import Job
+from workers.retry import backoff_seconds
+
+pytestmark = pytest.mark.django_db
+State = Job.State
+
+
+def make_job(**payload) -> Job:
+    return ledger.enqueue("lead-processing", "leads.process_lead", payload or {"n": 1})
+
+
+def dispatched(job: Job) -> ledger.Dispatch:
+    [dispatch] = ledger.take_due_jobs(job.queue, 10)
+    assert dispatch.job_id == str(job.id)
+    return dispatch
+
+
+def running(job: Job, worker: str = "w1") -> Job:
+    d = dispatched(job)
+    claimed = ledger.claim(d.job_id, d.token, worker)
+    assert claimed is not None
+    return claimed
+
+
+def test_enqueue_with_the_same_idempotency_key_returns_the_first_job():
+    first = ledger.enqueue("delivery", "t", {"a": 1}, idempotency_key="k1")
+    second = ledger.enqueue("delivery", "t", {"a": 2}, idempotency_key="k1")
+    assert first.pk == second.pk and Job.objects.count() == 1
+
+
+def test_enqueue_rejects_unknown_queues():
+    with pytest.raises(ValueError):
+        ledger.enqueue("nope", "t", {})
+
+
+def test_take_due_jobs_respects_limit_order_and_due_time():
+    early, late = make_job(n=1), make_job(n=2)
+    Job.objects.filter(pk=late.pk).update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    assert [d.job_id for d in ledger.take_due_jobs("lead-processing", 10)] == [str(early.id)]
+    assert ledger.take_due_jobs("lead-processing", 10) == []  # already dispatched
+    assert ledger.take_due_jobs("site-generation", 10) == []
+    early.refresh_from_db()
+    assert early.state == State.DISPATCHED and early.dispatch_token == 1
+
+
+def test_claim_is_compare_and_set_so_a_duplicate_message_does_nothing():
+    job = make_job()
+    d = dispatched(job)
+    assert ledger.claim(d.job_id, d.token, "w1") is not None
+    assert ledger.claim(d.job_id, d.token, "w2") is None
+    job.refresh_from_db()
+    assert job.state == State.RUNNING and job.worker == "w1" and job.attempts == 1
+    assert job.lease_expires_at > timezone.now()
+
+
+def test_a_message_from_an_older_dispatch_claims_nothing():
+    job = make_job()
+    old = dispatched(job)
+    ledger.undo_dispatch(old)
+    new = dispatched(job)
+    assert new.token == old.token + 1
+    assert ledger.claim(old.job_id, old.token, "w1") is None
+    assert ledger.claim(new.job_id, new.token, "w1") is not None
+
+
+def test_complete_only_while_owning_the_job():
+    job = running(make_job())
+    ledger.complete(job)
+    job.refresh_from_db()
+    assert job.state == State.SUCCEEDED and job.finished_at and job.lease_expires_at is None
+    with pytest.raises(LeaseLost):
+        ledger.complete(job)
+
+
+def test_transient_failure_schedules_a_retry_with_backoff():
+    job = running(make_job())
+    before = timezone.now()
+    assert ledger.fail(job, ConnectionError("smtp down")) == State.RETRY
+    job.refresh_from_db()
+    assert job.state == State.RETRY and job.last_error == "ConnectionError: smtp down"
+    assert job.next_attempt_at > before
+    assert not DeadLetter.objects.exists()
+
+
+def test_third_failed_attempt_goes_to_the_dead_letter_queue():
+    job = make_job(token="abc", lead={"email": "a@b.io"})
+    for attempt in (1, 2, 3):
+        Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        claimed = running(job)
+        assert claimed.attempts == attempt
+        state = ledger.fail(claimed, TimeoutError(f"attempt {attempt}"))
+    assert state == State.DEAD
+    [entry] = DeadLetter.objects.all()
+    assert entry.queue_name == "lead-processing" and entry.job_id == str(job.id)
+    assert entry.attempts_made == 3 and entry.error_message == "TimeoutError: attempt 3"
+    assert "Traceback" in entry.error_stack or "TimeoutError" in entry.error_stack
+    assert entry.job_data == {"token": "[redacted]", "lead": {"email": "a@b.io"}}
+    assert entry.resolved is False and entry.failed_at is not None
+    assert Job.objects.get(pk=job.pk).state == State.DEAD
+
+
+def test_permanent_failure_is_dead_lettered_at_once():
+    job = running(make_job())
+    assert ledger.fail(job, InvalidData("no email")) == State.DEAD
+    assert DeadLetter.objects.get().attempts_made == 1
+
+
+def test_expired_lease_returns_the_job_to_pending_keeping_its_attempts():
+    job = running(make_job(), worker="lead-processing@primary.host")
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert ledger.reap_expired_leases() == 1
+    job.refresh_from_db()
+    assert job.state == State.PENDING and job.attempts == 1
+    assert "lease expired on lead-processing@primary.host" in job.last_error
+
+
+def test_a_job_that_keeps_losing_its_worker_ends_dead():
+    job = make_job()
+    for _ in range(3):
+        claimed = running(job)
+        Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+        ledger.reap_expired_leases()
+    assert Job.objects.get(pk=job.pk).state == State.DEAD
+    assert DeadLetter.objects.get().error_message.startswith("WorkerLost")
+    with pytest.raises(LeaseLost):  # the worker that comes back late cannot complete it
+        ledger.complete(claimed)
+
+
+def test_live_leases_are_not_reaped_and_renewal_extends_them():
+    job = running(make_job())
+    before = Job.objects.get(pk=job.pk).lease_expires_at
+    assert ledger.reap_expired_leases() == 0
+    assert ledger.renew_lease(job)
+    assert Job.objects.get(pk=job.pk).lease_expires_at >= before
+
+
+def test_stale_dispatched_jobs_are_dispatched_again():
+    job = make_job()
+    dispatched(job)
+    assert ledger.redispatch_stale() == 0
+    Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now() - timedelta(hours=1))
+    assert ledger.redispatch_stale() == 1
+    assert Job.objects.get(pk=job.pk).state == State.PENDING
+
+
+def test_completion_rolls_back_the_jobs_effects_when_the_lease_was_lost():
+    job = running(make_job())
+    ledger.reap_expired_leases()  # not expired: nothing happens
+    Job.objects.filter(pk=job.pk).update(state=State.PENDING)  # as the reaper would after expiry
+    with pytest.raises(LeaseLost):
+        with transaction.atomic():
+            ledger.enqueue("delivery", "effect", {}, idempotency_key="effect-of-the-job")
+            ledger.complete(job)
+    assert not Job.objects.filter(idempotency_key="effect-of-the-job").exists()
+
+
+@pytest.mark.parametrize("attempt, low, high", [(1, 5, 10), (2, 10, 20), (3, 20, 40), (10, 300, 600)])
+def test_backoff_grows_exponentially_with_bounded_jitter(attempt, low, high):
+    delays = [backoff_seconds(attempt, base=10, cap=600) for _ in range(200)]
+    assert all(low <= d <= high for d in delays)
+    assert max(delays) - min(delays) > (high - low) / 4  # it really is jittered

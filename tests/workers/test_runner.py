@@ -1,0 +1,81 @@
+"""run_job: the one path every task takes, against real PostgreSQL."""
+import time
+
+import pytest
+from django.db import connection
+
+from leads.models import Lead
+from workers import ledger
+from workers.errors import MissingResource
+from workers.models import Job
+from workers.runner import run_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def claimable(payload=None):
+    job = ledger.enqueue("delivery", "test.task", payload or {})
+    [d] = ledger.take_due_jobs("delivery", 1)
+    return job, d
+
+
+def test_success_commits_the_handlers_writes_with_the_completion():
+    job, d = claimable()
+    result = run_job(d.job_id, d.token, worker="w", handler=lambda j: Lead.objects.create(email="x@acme.io", status="qualified"))
+    assert result == "succeeded"
+    assert Job.objects.get(pk=job.pk).state == "succeeded" and Lead.objects.count() == 1
+
+
+def test_failure_rolls_back_the_handlers_writes_and_schedules_a_retry():
+    job, d = claimable()
+
+    def handler(j):
+        Lead.objects.create(email="x@acme.io", status="qualified")
+        raise ConnectionError("upstream reset")
+
+    assert run_job(d.job_id, d.token, worker="w", handler=handler) == "retry"
+    assert Lead.objects.count() == 0
+    assert Job.objects.get(pk=job.pk).last_error == "ConnectionError: upstream reset"
+
+
+def test_permanent_failure_is_dead_at_once():
+    _, d = claimable()
+
+    def handler(j):
+        raise MissingResource("no such row")
+
+    assert run_job(d.job_id, d.token, worker="w", handler=handler) == "dead"
+
+
+def test_lease_is_renewed_while_a_long_job_runs(settings):
+    settings.JOB_LEASE_SECONDS = 1.2
+    job, d = claimable()
+    seen = []
+
+    def slow(j):
+        first = Job.objects.get(pk=j.pk).lease_expires_at
+        time.sleep(1.5)  # longer than the lease: only renewal keeps it
+        seen.append((first, Job.objects.get(pk=j.pk).lease_expires_at))
+        assert ledger.reap_expired_leases() == 0
+
+    assert run_job(d.job_id, d.token, worker="w", handler=slow) == "succeeded"
+    first, later = seen[0]
+    assert later > first
+
+
+def test_work_done_after_the_lease_was_lost_is_rolled_back():
+    job, d = claimable()
+
+    def handler(j):
+        Lead.objects.create(email="late@acme.io", status="qualified")
+        # Meanwhile the reaper decided this worker was gone and gave the job back.
+        from django.db import connections
+        other = connections.create_connection("default")
+        with other.cursor() as cur:
+            cur.execute("UPDATE workers_job SET state = 'pending' WHERE id = %s", [str(j.pk)])
+        other.close()
+
+    assert run_job(d.job_id, d.token, worker="w", handler=handler) == "lost"
+    assert Lead.objects.count() == 0
+    assert Job.objects.get(pk=job.pk).state == "pending"
+    connection.close()

@@ -56,32 +56,26 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    return _env_number(name, default, int, "a whole number", minimum, maximum)
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    return _env_number(name, default, float, "a number", minimum, maximum)
+
+
+def _env_number(name, default, parse, kind, minimum, maximum):
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         value = default
     else:
         try:
-            value = int(raw.strip())
+            value = parse(raw.strip())
         except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+            raise ConfigError(f"{name}={raw!r} is not {kind}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name}={value} is above the maximum of {maximum}")
-    return value
-
-
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        value = default
-    else:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
     return value
 
 

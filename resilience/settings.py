@@ -183,7 +183,9 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# On a lost Redis connection, let running jobs finish: their outcome is recorded in the ledger, and the
+# redelivered message then finds the job done and does nothing. Cancelling would only waste the work.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 # How many worker pools consume every queue (primary and backup): the dispatcher keeps at most

@@ -1,0 +1,1 @@
+"""Service delivery (queue delivery): multi-step delivery workflows. Not built yet."""

@@ -19,3 +19,22 @@ $(STAMP): requirements.txt
 
 test: venv
 	@bash deploy/run-tests.sh
+
+.PHONY: up down logs status
+
+# Start everything (settings, Redis, database, admin user, all processes); safe to run again.
+up: venv
+	@bash deploy/up.sh
+
+# Stop every process `make up` started (a Redis that was already running is left alone).
+down:
+	@bash deploy/down.sh
+
+# Follow every program's log (Ctrl-C to stop).
+logs:
+	@ls var/log/*.log >/dev/null 2>&1 || { echo "no logs yet in var/log: run make up"; exit 1; }
+	@tail -n 20 -F var/log/*.log
+
+# One line per program: RUNNING, STARTING, BACKOFF, FATAL ...
+status:
+	@.venv/bin/supervisorctl -c deploy/supervisord.conf status

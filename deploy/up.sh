@@ -43,12 +43,15 @@ fi
 # --- Redis ------------------------------------------------------------------------------------
 step "Redis: $S_REDIS_URL_SHOWN"
 redis_note="already running"
+if [ -f var/redis/redis.pid ] && kill -0 "$(cat var/redis/redis.pid)" 2>/dev/null; then
+  redis_note="project-local redis-server, data in var/redis; make down stops it"
+fi
 rc=0; $HELP redis-ping "$S_REDIS_URL" || rc=$?
 if [ "$rc" = 3 ]; then
   read -r redis_host redis_port < <(url_host_port "$S_REDIS_URL" 6379)
   ensure_redis "$redis_host" "$redis_port" "$ROOT/var/redis" || exit 1
   rc=0; $HELP redis-ping "$S_REDIS_URL" || rc=$?
-  redis_note="project-local redis-server, data in var/redis (make down stops it)"
+  redis_note="project-local redis-server, data in var/redis; make down stops it"
 fi
 [ "$rc" = 0 ] || fail "Redis does not answer at $S_REDIS_URL_SHOWN (REDIS_URL): start it or fix the URL"
 

@@ -74,6 +74,7 @@ if supervisord_running; then
   fi
 else
   step "starting supervisord ($CONF)"
+  $HELP ports-free "WEB_PORT=$WEB_PORT" "FLOWER_PORT=$FLOWER_PORT" || exit 1
   rm -f var/supervisord.sock
   .venv/bin/supervisord -c "$CONF" || fail "supervisord did not start: see var/log/supervisord.log"
   printf '%s\n' "$env_hash" > var/supervisord.env-hash

@@ -4,6 +4,7 @@
     exports             shell `export` lines for .env.local (variables already set win, as in settings)
     settings            the effective settings up.sh needs, as shell assignments (a bad value: one line, exit 2)
     redis-ping URL      exit 0 if Redis answers PING, 3 if nothing listens there, 4 on any other error
+    ports-free NAME=PORT ...   exit 1 (with one line each) if another program listens on 127.0.0.1:PORT
     wait SECONDS        wait until web, Flower and every supervisord program are up
 """
 from __future__ import annotations
@@ -158,6 +159,26 @@ def cmd_redis_ping(url: str) -> int:
     return 4
 
 
+def cmd_ports_free(pairs: list[str]) -> int:
+    import errno
+    import socket
+
+    busy = 0
+    for pair in pairs:
+        name, _, port = pair.partition("=")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn and Flower do
+            try:
+                sock.bind(("127.0.0.1", int(port)))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                print(f"port {port} on 127.0.0.1 is taken by another program: stop it, or set {name} "
+                      "to a free port in .env.local", file=sys.stderr)
+                busy += 1
+    return 1 if busy else 0
+
+
 def _http_status(url: str, auth: str | None = None) -> int:
     request = urllib.request.Request(url)
     if auth:
@@ -237,6 +258,8 @@ def main(argv: list[str]) -> int:
         return cmd_settings()
     if command == "redis-ping" and len(args) == 1:
         return cmd_redis_ping(args[0])
+    if command == "ports-free" and args:
+        return cmd_ports_free(args)
     if command == "wait" and len(args) == 1:
         return cmd_wait(float(args[0]))
     print(__doc__, file=sys.stderr)

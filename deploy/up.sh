@@ -40,6 +40,11 @@ if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
   say "warning: FLOWER_BASIC_AUTH is empty: Flower will answer anyone who can reach 127.0.0.1:$FLOWER_PORT"
 fi
 
+# Not yet running: the ports must be free, or the readiness check below would talk to another program.
+if ! supervisord_running; then
+  $HELP ports-free "WEB_PORT=$WEB_PORT" "FLOWER_PORT=$FLOWER_PORT" || exit 1
+fi
+
 # --- Redis ------------------------------------------------------------------------------------
 step "Redis: $S_REDIS_URL_SHOWN"
 redis_note="already running"
@@ -74,7 +79,6 @@ if supervisord_running; then
   fi
 else
   step "starting supervisord ($CONF)"
-  $HELP ports-free "WEB_PORT=$WEB_PORT" "FLOWER_PORT=$FLOWER_PORT" || exit 1
   rm -f var/supervisord.sock
   .venv/bin/supervisord -c "$CONF" || fail "supervisord did not start: see var/log/supervisord.log"
   printf '%s\n' "$env_hash" > var/supervisord.env-hash

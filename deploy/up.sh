@@ -58,7 +58,11 @@ if [ "$rc" = 3 ]; then
   rc=0; $HELP redis-ping "$S_REDIS_URL" || rc=$?
   redis_note="project-local redis-server, data in var/redis; make down stops it"
 fi
-[ "$rc" = 0 ] || fail "Redis does not answer at $S_REDIS_URL_SHOWN (REDIS_URL): start it or fix the URL"
+case "$rc" in
+  0) ;;
+  3) fail "Redis does not answer at $S_REDIS_URL_SHOWN (REDIS_URL): start it or fix the URL" ;;
+  *) fail "Redis at $S_REDIS_URL_SHOWN cannot be used (see above): fix REDIS_URL" ;;
+esac
 
 # --- database and admin user ------------------------------------------------------------------
 step "Database: $S_DATABASE"

@@ -220,7 +220,7 @@ def cmd_wait(seconds: float) -> int:
         waiting = sorted(name for name, state in states.items() if not state.startswith("RUNNING"))
         fatal = [name for name in waiting if states[name].startswith("FATAL")]
         for name in waiting:
-            problems.append(f"{name}: {states[name]}")
+            problems.append(f"{name}: {states[name]}; log: var/log/{name.split(':')[-1]}.log")
         if (status := _http_status(web_url)) != 200:
             problems.append(f"web: GET {web_url} -> {status or 'no answer'}")
         if (status := _http_status(flower_url, flower_auth)) != 200:

@@ -40,7 +40,7 @@ ensure_redis() {
     say "Redis at $host:$port does not answer: start it, or fix REDIS_URL"; return 1 ;;
   esac
   ensure_redis_server_installed || return 1
-  mkdir -p "$dir"
+  mkdir -p "$dir" && dir=$(cd "$dir" && pwd)  # redis-server chdirs to --dir before opening its log
   say "starting a project-local redis-server on $host:$port (data in $dir)"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$dir" \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --appendonly yes --save "" >/dev/null

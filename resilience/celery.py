@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from resilience.env import load_settings_or_exit
 
@@ -15,5 +15,5 @@ from django.conf import settings  # noqa: E402 - settings must load (or fail in 
 
 app = Celery("resilience")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(name, routing_key=name) for name in settings.QUEUE_NAMES]
+app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in settings.QUEUE_NAMES]
 app.autodiscover_tasks()

@@ -17,11 +17,11 @@ from resilience.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 # ENV_FILE= (empty) skips the file, as the test suite does.
 _env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env.local"))
 if _env_file:
     load_env_file(Path(_env_file))
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
 MOCK_MODE = env_bool("MOCK_MODE", True)

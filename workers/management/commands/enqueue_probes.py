@@ -1,0 +1,24 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from workers.probe import enqueue_probe
+
+
+class Command(BaseCommand):
+    help = "Queue N probe jobs (diagnostic jobs that sleep, and optionally fail) on a queue."
+
+    def add_arguments(self, parser):
+        parser.add_argument("count", type=int)
+        parser.add_argument("--queue", default="lead-processing", choices=settings.QUEUE_NAMES)
+        parser.add_argument("--sleep", type=float, default=0.0, help="seconds each probe runs")
+        parser.add_argument("--fail", default="", choices=["", "transient", "permanent"])
+
+    def handle(self, *args, count: int, queue: str, sleep: float, fail: str, **options):
+        if not 1 <= count <= 100_000:
+            raise CommandError(f"count must be from 1 to 100000, got {count}")
+        if sleep < 0:
+            raise CommandError(f"--sleep must not be negative, got {sleep}")
+        with transaction.atomic():
+            jobs = [enqueue_probe(queue, sleep=sleep, fail=fail) for _ in range(count)]
+        self.stdout.write(f"queued {len(jobs)} probe job(s) on {queue}")

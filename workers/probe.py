@@ -1,0 +1,50 @@
+"""Probe jobs: diagnostic work with a known duration, used by failure tests, `make bench` and
+operators checking a queue end to end (`manage.py enqueue_probes`).
+
+Each start is counted in Redis (outside the job's transaction, so a rolled-back or killed attempt
+still counts): a finished probe that shows more starts than attempts ran twice.
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+
+from workers import ledger
+from workers.errors import PermanentError
+from workers.models import Job
+
+PROBE_TASK = "workers.probe"
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
+
+
+def starts_key(job_id: str) -> str:
+    return f"resilience:probe:starts:{job_id}"
+
+
+def probe_starts(job_id: str) -> int:
+    return int(_redis().get(starts_key(job_id)) or 0)
+
+
+def enqueue_probe(queue: str, *, sleep: float = 0.0, fail: str = "") -> Job:
+    """fail: '' (succeed), 'transient' (every attempt raises, so it retries then dead-letters), 'permanent'."""
+    if fail not in ("", "transient", "permanent"):
+        raise ValueError(f"fail must be '', 'transient' or 'permanent', not {fail!r}")
+    return ledger.enqueue(queue, PROBE_TASK, {"sleep": sleep, "fail": fail})
+
+
+def run_probe(job: Job) -> None:
+    _redis().incr(starts_key(str(job.id)))
+    _redis().expire(starts_key(str(job.id)), 86_400)
+    time.sleep(float(job.payload.get("sleep", 0)))
+    fail = job.payload.get("fail", "")
+    if fail == "permanent":
+        raise PermanentError("probe asked to fail permanently")
+    if fail == "transient":
+        raise ConnectionError("probe asked to fail transiently")

@@ -174,3 +174,21 @@ def load_settings_or_exit(loader: Callable[[], object] | None = None) -> None:
             from django.conf import settings
 
             settings.INSTALLED_APPS  # noqa: B018 - touching it loads the module
+
+
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def env_rate(name: str, default: str) -> tuple[int, float] | None:
+    """'50/min' -> (50, 60.0); '0' or 'off' -> None (no limit)."""
+    raw = os.environ.get(name, default).strip().lower()
+    if raw in ("0", "off", "none", "unlimited"):
+        return None
+    count, sep, period = raw.partition("/")
+    try:
+        number = int(count)
+    except ValueError:
+        number = -1
+    if not sep or number < 1 or period not in _PERIODS:
+        raise ConfigError(f"{name}={raw!r} is not a rate: use N/s, N/min or N/h (e.g. 50/min), or 0 for no limit")
+    return number, float(_PERIODS[period])

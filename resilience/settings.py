@@ -11,6 +11,7 @@ from resilience.env import (
     env_float,
     env_int,
     env_list,
+    env_rate,
     env_str,
     load_env_file,
     redis_url,
@@ -128,6 +129,13 @@ QUEUE_CONCURRENCY = {
     "site-generation": env_int("SITE_GENERATION_CONCURRENCY", 3, minimum=1),
     "email-sending": env_int("EMAIL_SENDING_CONCURRENCY", 10, minimum=1),
     "delivery": env_int("DELIVERY_CONCURRENCY", 2, minimum=1),
+}
+# Global rate limits: at most N job starts per period for each queue, across every pool and host.
+QUEUE_RATE_LIMITS = {
+    "lead-processing": env_rate("LEAD_PROCESSING_RATE", "50/min"),
+    "site-generation": env_rate("SITE_GENERATION_RATE", "20/min"),
+    "email-sending": env_rate("EMAIL_SENDING_RATE", "100/min"),
+    "delivery": env_rate("DELIVERY_RATE", "10/min"),
 }
 RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 10.0, minimum=0.0)
 RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 600.0, minimum=0.0)

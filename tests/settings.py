@@ -18,6 +18,9 @@ os.environ.setdefault("JOB_LEASE_SECONDS", "3")
 os.environ.setdefault("JOB_REDISPATCH_SECONDS", "10")
 os.environ.setdefault("DISPATCH_INTERVAL_SECONDS", "0.1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# No rate limits unless a test sets one: tests push many jobs through one Redis.
+for _queue in ("LEAD_PROCESSING", "SITE_GENERATION", "EMAIL_SENDING", "DELIVERY"):
+    os.environ.setdefault(f"{_queue}_RATE", "0")
 
 from resilience.settings import *  # noqa: E402,F403
 

@@ -44,6 +44,8 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
         ({"SECRET_KEY": ""}, "SECRET_KEY is not set (see .env.example)"),
         ({"LEAD_MIN_SCORE": "high"}, "LEAD_MIN_SCORE='high' is not a whole number"),
         ({"LEAD_MIN_SCORE": "101"}, "LEAD_MIN_SCORE=101 is above the maximum of 100"),
+        ({"DELIVERY_RATE": "fast"},
+         "DELIVERY_RATE='fast' is not a rate: use N/s, N/min or N/h (e.g. 50/min), or 0 for no limit"),
         ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean (use true/false, 1/0, yes/no, on/off)"),
         ({"MOCK_MODE": "false", "ANTHROPIC_API_KEY": ""},
          "ANTHROPIC_API_KEY is not set and MOCK_MODE is off: set the key, or MOCK_MODE=true"),

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Count
 
-from workers import ledger
+from workers import ledger, ratelimit
 from workers.leader import Leadership, dispatcher_leadership
 from workers.models import Job
 
@@ -31,15 +31,28 @@ class DispatchStats:
     by_queue: dict[str, int] = field(default_factory=dict)
 
 
-def in_flight_counts() -> dict[str, int]:
-    rows = Job.objects.filter(state__in=Job.IN_FLIGHT_STATES).values("queue").annotate(n=Count("id"))
-    return {row["queue"]: row["n"] for row in rows}
+def in_flight_counts() -> dict[str, dict[str, int]]:
+    """queue -> {state: count} for jobs published but not finished."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = Job.objects.filter(state__in=Job.IN_FLIGHT_STATES).values("queue", "state").annotate(n=Count("id"))
+    for row in rows:
+        counts.setdefault(row["queue"], {})[row["state"]] = row["n"]
+    return counts
 
 
 def max_in_flight(queue: str) -> int:
     """Backpressure: never publish more than the pools can run at once, so a backlog waits in the
     ledger (where it is durable and visible) rather than in Redis."""
     return settings.QUEUE_CONCURRENCY[queue] * settings.WORKER_POOLS
+
+
+def rate_room(queue: str, not_started: int) -> int | None:
+    """Start slots free now that no published job will take; None when the queue has no limit.
+
+    The limit itself is enforced when a job starts (runner); this keeps the dispatcher from
+    publishing jobs that would only be refused and deferred."""
+    free, _ = ratelimit.available(queue)
+    return None if free is None else max(0, free - not_started)
 
 
 def publish(dispatch: ledger.Dispatch) -> None:
@@ -63,7 +76,11 @@ def dispatch_due_jobs(stats: DispatchStats | None = None) -> DispatchStats:
     stats.redispatched += ledger.redispatch_stale()
     in_flight = in_flight_counts()
     for queue in settings.QUEUE_NAMES:
-        room = min(max_in_flight(queue) - in_flight.get(queue, 0), settings.DISPATCH_BATCH_SIZE)
+        states = in_flight.get(queue, {})
+        room = min(max_in_flight(queue) - sum(states.values()), settings.DISPATCH_BATCH_SIZE)
+        by_rate = rate_room(queue, states.get(Job.State.DISPATCHED, 0)) if room > 0 else None
+        if by_rate is not None:
+            room = min(room, by_rate)
         for dispatch in ledger.take_due_jobs(queue, room):
             try:
                 publish(dispatch)

@@ -215,3 +215,15 @@ def enqueue_many(queue: str, task: str, jobs: list[tuple[Any, dict[str, Any], st
         for job_id, payload, key in jobs
     ]
     return Job.objects.bulk_create(rows)
+
+
+def defer(job: Job, seconds: float, reason: str) -> bool:
+    """Give back a claimed job that may not start yet (rate limit): it waits in the ledger for
+    `seconds`, and the attempt it never made is not counted."""
+    deferred = _owned(job).update(
+        state=State.PENDING, attempts=F("attempts") - 1, lease_expires_at=None,
+        next_attempt_at=Now() + timedelta(seconds=seconds), updated_at=Now(),
+    )
+    if deferred:
+        logger.debug("job %s (%s) deferred %.2fs: %s", job.id, job.queue, seconds, reason)
+    return bool(deferred)

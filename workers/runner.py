@@ -9,13 +9,25 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from workers import ledger
+from workers import ledger, ratelimit
 from workers.errors import LeaseLost
 from workers.models import Job
 
 logger = logging.getLogger(__name__)
 
 JobHandler = Callable[[Job], None]
+
+# When Redis cannot be asked for a start slot, the job waits this long in the ledger rather than
+# starting unmetered: the limit protects the APIs behind the queue.
+LIMITER_DOWN_WAIT_SECONDS = 5.0
+
+
+def _start_slot(job: Job) -> ratelimit.Decision:
+    try:
+        return ratelimit.acquire(job.queue, f"{job.id}:{job.attempts}")
+    except Exception as exc:
+        logger.warning("rate limiter unavailable for %s (%s); job %s waits", job.queue, exc, job.id)
+        return ratelimit.Decision(False, LIMITER_DOWN_WAIT_SECONDS)
 
 
 @contextmanager
@@ -60,6 +72,11 @@ def run_job(job_id: str, dispatch_token: int, *, worker: str, handler: JobHandle
     if job is None:
         logger.info("job %s token %s: already claimed, finished or re-dispatched; skipping", job_id, dispatch_token)
         return "skipped"
+    slot = _start_slot(job)
+    if not slot.allowed:
+        ledger.defer(job, slot.retry_after, "rate limit")
+        close_old_connections()
+        return "deferred"
     try:
         with keep_lease(job):
             try:

@@ -1,0 +1,97 @@
+"""Global rate limits: a sliding-window log per queue in Redis, shared by every worker on every host.
+
+Each job start takes a slot; a slot frees when its start leaves the window. Both the check and the
+taking happen in one Lua script under Redis's own clock (TIME), so hosts with skewed clocks and
+concurrent workers can never start more than the limit in any window of the period. A job refused
+a slot is not retried in a loop: the script says when the next slot frees, and the job waits in the
+ledger until then.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+
+KEY_PREFIX = "resilience:rate:"
+
+# KEYS[1] log; ARGV: limit, window_ms, member. Returns {1, 0} when taken, else {0, ms until a slot frees}.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, math.max(1, tonumber(oldest[2]) + window - now)}
+"""
+
+# KEYS[1] log; ARGV: window_ms. Returns {starts in the window, ms until the oldest leaves it}.
+_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count == 0 then return {0, 0} end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {count, math.max(0, tonumber(oldest[2]) + window - now)}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: float  # seconds until a slot frees (0 when allowed)
+
+
+@lru_cache(maxsize=1)
+def _client() -> redis.Redis:
+    # Explicit timeouts: a limiter call must fail fast, never hang a worker or the dispatcher.
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+
+
+@lru_cache(maxsize=1)
+def _scripts():
+    client = _client()
+    return client.register_script(_ACQUIRE), client.register_script(_PEEK)
+
+
+def limit_for(queue: str) -> tuple[int, float] | None:
+    return settings.QUEUE_RATE_LIMITS.get(queue)
+
+
+def acquire(queue: str, member: str) -> Decision:
+    """Take a start slot for `member` (a job id and attempt) if the queue's limit allows it now."""
+    limit = limit_for(queue)
+    if limit is None:
+        return Decision(True, 0.0)
+    count, period = limit
+    acquire_script, _ = _scripts()
+    allowed, wait_ms = acquire_script(keys=[KEY_PREFIX + queue], args=[count, int(period * 1000), member])
+    return Decision(bool(allowed), int(wait_ms) / 1000)
+
+
+def available(queue: str) -> tuple[int | None, float]:
+    """(slots free right now, seconds until the next slot frees); (None, 0) for an unlimited queue."""
+    limit = limit_for(queue)
+    if limit is None:
+        return None, 0.0
+    count, period = limit
+    _, peek_script = _scripts()
+    used, wait_ms = peek_script(keys=[KEY_PREFIX + queue], args=[int(period * 1000)])
+    return max(0, count - int(used)), int(wait_ms) / 1000
+
+
+def starts_in_window(queue: str) -> list[float]:
+    """Start times (Redis clock, seconds) still in the window; for benchmarks and tests."""
+    return [score / 1000 for _, score in _client().zrange(KEY_PREFIX + queue, 0, -1, withscores=True)]
+
+
+def reset(queue: str) -> None:
+    _client().delete(KEY_PREFIX + queue)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Count
 
-from workers import ledger, ratelimit
+from workers import ledger, ratelimit, wakeup
 from workers.leader import Leadership, dispatcher_leadership
 from workers.models import Job
 
@@ -69,11 +69,18 @@ def publish(dispatch: ledger.Dispatch) -> None:
     )
 
 
-def dispatch_due_jobs(stats: DispatchStats | None = None) -> DispatchStats:
-    """One round: recover lost work, then publish what is due within each queue's capacity."""
+# Recovery sweeps look for rare events (a dead worker, a lost message): once a second is enough,
+# while publishing runs at every nudge.
+RECOVERY_INTERVAL_SECONDS = 1.0
+
+
+def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = True) -> DispatchStats:
+    """One round: recover lost work (unless told not to), then publish what is due within each
+    queue's capacity."""
     stats = stats or DispatchStats()
-    stats.reaped += ledger.reap_expired_leases()
-    stats.redispatched += ledger.redispatch_stale()
+    if recover:
+        stats.reaped += ledger.reap_expired_leases()
+        stats.redispatched += ledger.redispatch_stale()
     in_flight = in_flight_counts()
     for queue in settings.QUEUE_NAMES:
         states = in_flight.get(queue, {})
@@ -100,6 +107,7 @@ class Dispatcher:
         self.interval = settings.DISPATCH_INTERVAL_SECONDS if interval is None else interval
         self.stop_event = threading.Event()
         self.is_leader = False
+        self.last_recovery = 0.0
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -109,7 +117,10 @@ class Dispatcher:
         try:
             while not self.stop_event.is_set():
                 self.tick()
-                self.stop_event.wait(self.interval)
+                if self.is_leader:
+                    wakeup.wait(self.interval)
+                else:
+                    self.stop_event.wait(self.interval)
         finally:
             self.leadership.release()
             logger.info("dispatcher stopped")
@@ -128,7 +139,10 @@ class Dispatcher:
         started = time.monotonic()
         try:
             close_old_connections()
-            stats = dispatch_due_jobs()
+            recover = started - self.last_recovery >= RECOVERY_INTERVAL_SECONDS
+            stats = dispatch_due_jobs(recover=recover)
+            if recover:
+                self.last_recovery = started
         except Exception:
             # PostgreSQL or Redis is away: nothing is lost (the ledger still says what is due); try again.
             logger.warning("dispatch round failed; retrying", exc_info=True)

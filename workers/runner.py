@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from workers import ledger, ratelimit
+from workers import ledger, ratelimit, wakeup
 from workers.errors import LeaseLost
 from workers.models import Job
 
@@ -93,3 +93,4 @@ def run_job(job_id: str, dispatch_token: int, *, worker: str, handler: JobHandle
         return "lost"
     finally:
         close_old_connections()
+        wakeup.nudge()  # a slot is free: the dispatcher may publish the next job now

@@ -38,3 +38,9 @@ logs:
 # One line per program: RUNNING, STARTING, BACKOFF, FATAL ...
 status:
 	@.venv/bin/supervisorctl -c deploy/supervisord.conf status
+
+.PHONY: bench
+# Measured figures (several minutes): rate limits, crash recovery, idle memory, throughput vs bare Celery.
+bench: venv
+	@bash -c '. deploy/services.sh && ensure_postgres 127.0.0.1 5432 && ensure_redis 127.0.0.1 6379 var/redis'
+	@$(VENV)/bin/python -m bench.run $(BENCH_ARGS)

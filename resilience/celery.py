@@ -13,7 +13,8 @@ load_settings_or_exit()
 
 from django.conf import settings  # noqa: E402 - settings must load (or fail in one line) first
 
-app = Celery("resilience")
+# Every task runs one ledger job; its task class ends a job's attempt as soon as its pool child dies.
+app = Celery("resilience", task_cls="workers.worker_signals:LedgerJobTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in settings.QUEUE_NAMES]
 app.autodiscover_tasks()

@@ -227,3 +227,32 @@ def defer(job: Job, seconds: float, reason: str) -> bool:
     if deferred:
         logger.debug("job %s (%s) deferred %.2fs: %s", job.id, job.queue, seconds, reason)
     return bool(deferred)
+
+
+def release_lost(job_id: str, token: int, worker: str, reason: str) -> str | None:
+    """The process running this attempt is known to be gone (its Celery pool child died): end the
+    attempt now instead of waiting for its lease to expire. Returns the job's new state, or None
+    when the attempt is not (or no longer) running: it finished, or the reaper got there first.
+
+    Only the attempt started from message `token` on `worker` matches: a newer dispatch of the same
+    job, or a copy running elsewhere, is left alone. Like reap_expired_leases, the lost attempt
+    counts, so a job that keeps killing its worker ends in the dead-letter queue.
+    """
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update()
+            .filter(id=job_id, state=State.RUNNING, dispatch_token=token, worker=worker[:200])
+            .first()
+        )
+        if job is None:
+            return None
+        message = f"WorkerLost: {reason} on {worker} during attempt {job.attempts}"
+        if job.attempts >= job.max_attempts:
+            _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
+                               last_error=message, updated_at=Now())
+            _dead_letter(job, message, "")
+            return State.DEAD
+        _owned(job).update(state=State.PENDING, next_attempt_at=Now(), lease_expires_at=None,
+                           last_error=message, updated_at=Now())
+    logger.warning("job %s (%s): %s; back to pending", job.id, job.queue, message)
+    return State.PENDING

@@ -1,0 +1,69 @@
+"""Hooks that run in a Celery worker's MAIN process, where Celery learns that a pool child died.
+
+When a prefork child is killed mid-job (SIGKILL, the OOM killer, a segfault, a hard time limit),
+the main process sees it at once. With acks_late + reject_on_worker_lost it requeues the message,
+but that copy carries the same dispatch token and finds the job `running` under the dead attempt:
+it would skip, and the job would wait for its lease to expire (30 s by default). Celery sends no
+signal for this case (task_failure and the task-failed event are skipped when the message is
+requeued), so the hook is a Request subclass: it ends the dead attempt in the ledger right away,
+and the dispatcher publishes the job again on its next round.
+
+Every task of this app runs one ledger job with arguments (job_id, dispatch_token) and the job id
+as its task id, so the Celery app uses LedgerJobTask as its task class (resilience/celery.py).
+This module must stay importable before Django is set up: ledger imports happen inside functions.
+"""
+from __future__ import annotations
+
+import logging
+
+from billiard.exceptions import Terminated, WorkerLostError
+from celery import Task
+from celery.worker.request import Request
+
+logger = logging.getLogger(__name__)
+
+# What the main process sees when the child running a task stopped before reporting a result.
+# (Billiard >= 4.3 may report SystemExit/KeyboardInterrupt from a dying child; Celery treats both
+# as a lost worker too.)
+CHILD_GONE = (WorkerLostError, Terminated, SystemExit, KeyboardInterrupt)
+
+
+def release_dead_attempt(request: Request, reason: str) -> None:
+    """Return the job whose attempt died with its pool child to the ledger, now.
+
+    Never raises: this runs in the worker's event loop, and when PostgreSQL is away the lease
+    reaper recovers the job anyway once the lease runs out.
+    """
+    from django.db import connection
+
+    from workers import ledger
+
+    try:
+        job_id, token = request.args[0], int(request.args[1])
+    except (IndexError, TypeError, ValueError):
+        return  # not a ledger job message
+    try:
+        ledger.release_lost(job_id, token, request.hostname, reason)  # logs what it did
+    except Exception as exc:
+        logger.warning("job %s: pool process died (%s) but the ledger could not be told (%s); "
+                       "the lease reaper will recover it", job_id, reason, exc)
+    finally:
+        # The main process forks the replacement child: it must not hold a connection the child inherits.
+        connection.close()
+
+
+class LedgerJobRequest(Request):
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)  # ExceptionWithTraceback wraps it
+        if isinstance(exc, CHILD_GONE):
+            release_dead_attempt(self, f"pool process exited ({type(exc).__name__}: {exc})")
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def on_timeout(self, soft, timeout):
+        super().on_timeout(soft, timeout)
+        if not soft:  # the main process has killed the child: the attempt is over
+            release_dead_attempt(self, f"hard time limit ({timeout}s) exceeded")
+
+
+class LedgerJobTask(Task):
+    Request = "workers.worker_signals:LedgerJobRequest"

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import selectors
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +30,10 @@ class ProcessGroup:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
+
+    def configure(self, **env: str) -> None:
+        """Environment for the processes started from now on (e.g. JOB_LEASE_SECONDS, TEST_REDIS_URL)."""
+        self.env.update(env)
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "wb")
@@ -61,6 +68,46 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        # A killed main process may leave pool children behind: each process started its own group.
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # --- inspecting and hurting processes (failure tests) ---
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def alive(self, name: str) -> bool:
+        return self.procs[name].poll() is None
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal the process itself (not its group), as `kill -9 <pid>` would."""
+        self.procs[name].send_signal(sig)
+
+    def wait_exit(self, name: str, timeout: float) -> int | None:
+        """The exit code, or None if it still runs after `timeout`."""
+        try:
+            return self.procs[name].wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def pool_children(self, name: str) -> list[int]:
+        """The prefork pool children of a celery worker's main process."""
+        return child_pids(self.pid(name))
+
+    def log_text(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def leader(self, candidates: list[str]) -> str | None:
+        """The one live dispatcher candidate whose log says it leads (needs LOG_LEVEL=INFO); None until
+        exactly one does."""
+        marker = "this process is now the leader"
+        found = [(self.log_text(n).rfind(marker), n) for n in candidates if self.alive(n)]
+        found = [(pos, n) for pos, n in found if pos >= 0]
+        return found[0][1] if len(found) == 1 else None
 
     def logs(self, lines: int = 40) -> str:
         out = []
@@ -77,3 +124,161 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return condition()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live processes whose parent is `pid`, from /proc (no psutil needed)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # Fields after the command name (which may hold spaces) : state, ppid, ...
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            children.append(int(entry.name))
+    return children
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private, non-persistent redis-server a test may stop and start again on the same port."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10) -> None:
+        import redis
+
+        log = open(self.log_dir / "redis-server.log", "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
+
+        def answers() -> bool:
+            try:
+                return client.ping()
+            except redis.RedisError:
+                return False
+
+        if not wait_for(answers, timeout, interval=0.05):
+            raise AssertionError(f"redis-server on port {self.port} did not start")
+        client.close()
+
+    def stop(self) -> None:
+        """SIGTERM: without persistence it keeps nothing, so every queued message is lost."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that a test can cut (close every connection and refuse new ones)
+    and restore, to show the processes behind it an outage of the server in front."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.connections = 0  # accepted since start, for tests to check traffic went through
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True, name="proxy-accept")
+        self._thread.start()
+
+    def cut(self) -> None:
+        """Stop listening (new connections are refused) and reset every open connection."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in pair:
+                _close(sock)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    restore = start
+
+    def _accept(self, listener: socket.socket) -> None:
+        listener.settimeout(0.2)
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed by cut()
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+                self.connections += 1
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True, name="proxy-pump").start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        client.settimeout(None)
+        upstream.settimeout(None)
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ, upstream)
+        selector.register(upstream, selectors.EVENT_READ, client)
+        try:
+            while True:
+                for key, _ in selector.select(timeout=0.5):
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+                if client.fileno() < 0 or upstream.fileno() < 0:
+                    return
+        except (OSError, ValueError):
+            return
+        finally:
+            selector.close()
+            _close(client)
+            _close(upstream)
+            with self._lock:
+                if (client, upstream) in self._pairs:
+                    self._pairs.remove((client, upstream))
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -5,37 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 . deploy/services.sh
-
-PY=.venv/bin/python
-CONF=deploy/supervisord.conf
-CTL=(.venv/bin/supervisorctl -c "$CONF")
-HELP="$PY deploy/up_helper.py"
+CMD_NAME="make up"
+. deploy/common.sh
 T0=$(date +%s)
-
-step() { printf '==> %s\n' "$*"; }
-fail() { printf 'make up: %s\n' "$*" >&2; exit 1; }
-
-supervisord_running() {
-  [ -f var/supervisord.pid ] && kill -0 "$(cat var/supervisord.pid)" 2>/dev/null &&
-    "${CTL[@]}" pid >/dev/null 2>&1
-}
 
 mkdir -p var/log
 
+if pid=$(dev_workers_pid); then
+  fail "make workers (the development workers, pid $pid) is running and would compete for the same queues: stop it first (Ctrl-C in its terminal)"
+fi
+
 # --- settings: .env.local, then the environment supervisord and its programs inherit -------------
-$HELP envfile
-eval "$($HELP exports)"
-# supervisord.conf expands these, so they must exist; the defaults are those of resilience/settings.py.
-export LEAD_PROCESSING_CONCURRENCY=${LEAD_PROCESSING_CONCURRENCY:-5}
-export SITE_GENERATION_CONCURRENCY=${SITE_GENERATION_CONCURRENCY:-3}
-export EMAIL_SENDING_CONCURRENCY=${EMAIL_SENDING_CONCURRENCY:-10}
-export DELIVERY_CONCURRENCY=${DELIVERY_CONCURRENCY:-2}
-export WEB_PORT=${WEB_PORT:-8000}
-export FLOWER_PORT=${FLOWER_PORT:-5555}
-# A bad value (an https:// REDIS_URL, a short SECRET_KEY ...) stops here with one line.
-settings=$($HELP settings) || exit 1
-eval "$settings"
-export WORKER_STOP_WAIT_SECONDS=$((S_TASK_TIME_LIMIT + 30))
+load_settings || exit 1
 if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
   say "warning: FLOWER_BASIC_AUTH is empty: Flower will answer anyone who can reach 127.0.0.1:$FLOWER_PORT"
 fi
@@ -47,22 +28,7 @@ fi
 
 # --- Redis ------------------------------------------------------------------------------------
 step "Redis: $S_REDIS_URL_SHOWN"
-redis_note="already running"
-if [ -f var/redis/redis.pid ] && kill -0 "$(cat var/redis/redis.pid)" 2>/dev/null; then
-  redis_note="project-local redis-server, data in var/redis; make down stops it"
-fi
-rc=0; $HELP redis-ping "$S_REDIS_URL" || rc=$?
-if [ "$rc" = 3 ]; then
-  read -r redis_host redis_port < <(url_host_port "$S_REDIS_URL" 6379)
-  ensure_redis "$redis_host" "$redis_port" "$ROOT/var/redis" || exit 1
-  rc=0; $HELP redis-ping "$S_REDIS_URL" || rc=$?
-  redis_note="project-local redis-server, data in var/redis; make down stops it"
-fi
-case "$rc" in
-  0) ;;
-  3) fail "Redis does not answer at $S_REDIS_URL_SHOWN (REDIS_URL): start it or fix the URL" ;;
-  *) fail "Redis at $S_REDIS_URL_SHOWN cannot be used (see above): fix REDIS_URL" ;;
-esac
+ensure_app_redis
 
 # --- database and admin user ------------------------------------------------------------------
 step "Database: $S_DATABASE"
@@ -126,7 +92,7 @@ Resilience is up: $running programs RUNNING under supervisord, ready in $(( $(da
             header X-Clay-Secret: $S_WEBHOOK_SECRET   (CLAY_WEBHOOK_SECRET in .env.local)
             curl -X POST $web/api/webhooks/clay -H 'Content-Type: application/json' \\
               -H "X-Clay-Secret: $S_WEBHOOK_SECRET" -d '[{"email": "jane@example.com", "first_name": "Jane"}]'
-  Redis     $S_REDIS_URL_SHOWN ($redis_note)
+  Redis     $S_REDIS_URL_SHOWN ($REDIS_NOTE)
   Database  $S_DATABASE
   Logs      var/log/   (make logs)
   Mode      MOCK_MODE=$S_MOCK_MODE DEBUG=$S_DEBUG

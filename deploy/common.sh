@@ -1,0 +1,70 @@
+# Shared by deploy/up.sh (make up) and deploy/workers.sh (make workers*): sourced, not run, from the
+# project root, after deploy/services.sh. Set CMD_NAME first: it prefixes the one-line failures.
+
+PY=.venv/bin/python
+CONF=deploy/supervisord.conf
+CTL=(.venv/bin/supervisorctl -c "$CONF")
+HELP="$PY deploy/up_helper.py"
+CMD_NAME=${CMD_NAME:-make}
+
+step() { printf '==> %s\n' "$*"; }
+fail() { printf '%s: %s\n' "$CMD_NAME" "$*" >&2; exit 1; }
+
+# supervisord_running: the supervisord of `make up` runs and answers on its socket.
+supervisord_running() {
+  [ -f var/supervisord.pid ] && kill -0 "$(cat var/supervisord.pid)" 2>/dev/null &&
+    "${CTL[@]}" pid >/dev/null 2>&1
+}
+
+# dev_workers_pid: print the pid of a running `make workers` (manage.py run_workers_dev), if any.
+dev_workers_pid() {
+  local pid
+  pid=$(cat var/workers-dev.pid 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  if [ -r "/proc/$pid/cmdline" ]; then
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q run_workers_dev || return 1
+  fi
+  printf '%s\n' "$pid"
+}
+
+# load_settings: .env.local (created with random secrets when missing) exported, the defaults that
+# supervisord.conf's %(ENV_...)s expansions need, and the effective settings as S_* variables.
+# A bad value (an https:// REDIS_URL, a short SECRET_KEY ...) prints one line and returns 1.
+load_settings() {
+  local settings
+  $HELP envfile
+  eval "$($HELP exports)"
+  # The defaults are those of resilience/settings.py.
+  export LEAD_PROCESSING_CONCURRENCY=${LEAD_PROCESSING_CONCURRENCY:-5}
+  export SITE_GENERATION_CONCURRENCY=${SITE_GENERATION_CONCURRENCY:-3}
+  export EMAIL_SENDING_CONCURRENCY=${EMAIL_SENDING_CONCURRENCY:-10}
+  export DELIVERY_CONCURRENCY=${DELIVERY_CONCURRENCY:-2}
+  export WEB_PORT=${WEB_PORT:-8000}
+  export FLOWER_PORT=${FLOWER_PORT:-5555}
+  settings=$($HELP settings) || return 1
+  eval "$settings"
+  # supervisord waits this long for a worker's warm shutdown before it kills the worker's process group.
+  export WORKER_STOP_WAIT_SECONDS=$((S_TASK_TIME_LIMIT + 30))
+}
+
+# ensure_app_redis: the Redis of REDIS_URL answers; when nothing listens on this host, start a
+# project-local redis-server (data in var/redis; make down stops it). Sets REDIS_NOTE.
+ensure_app_redis() {
+  local rc redis_host redis_port
+  REDIS_NOTE="already running"
+  if [ -f var/redis/redis.pid ] && kill -0 "$(cat var/redis/redis.pid)" 2>/dev/null; then
+    REDIS_NOTE="project-local redis-server, data in var/redis; make down stops it"
+  fi
+  rc=0; $HELP redis-ping "$S_REDIS_URL" || rc=$?
+  if [ "$rc" = 3 ]; then
+    read -r redis_host redis_port < <(url_host_port "$S_REDIS_URL" 6379)
+    ensure_redis "$redis_host" "$redis_port" "$(pwd)/var/redis" || exit 1
+    rc=0; $HELP redis-ping "$S_REDIS_URL" || rc=$?
+    REDIS_NOTE="project-local redis-server, data in var/redis; make down stops it"
+  fi
+  case "$rc" in
+    0) ;;
+    3) fail "Redis does not answer at $S_REDIS_URL_SHOWN (REDIS_URL): start it or fix the URL" ;;
+    *) fail "Redis at $S_REDIS_URL_SHOWN cannot be used (see above): fix REDIS_URL" ;;
+  esac
+}

@@ -112,9 +112,11 @@ def _hide_password(url: str) -> str:
 def cmd_settings() -> int:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resilience.settings")
-    from resilience.env import load_settings_or_exit
+    from resilience.env import env_int, load_settings_or_exit
 
     load_settings_or_exit()
+    # Read by supervisord.conf only (celery --max-memory-per-child), so checked here.
+    load_settings_or_exit(lambda: env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 1048576, minimum=10240))
     from django.conf import settings
 
     db = settings.DATABASES["default"]

@@ -1,6 +1,7 @@
 """Ledger and probe checks shared by the failure tests: nothing lost, nothing run twice."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 from resilience.celery import app
@@ -51,3 +52,27 @@ def resend_old_messages(jobs: Iterable[Job]) -> int:
 def skipped_messages(processes: ProcessGroup) -> int:
     """Messages the workers skipped because the job was claimed or finished (needs LOG_LEVEL=INFO)."""
     return sum(processes.log_text(name).count(SKIP_LINE) for name in processes.procs)
+
+
+_TASK_RESULT = re.compile(r"Task workers\.probe\[([0-9a-f-]{36})\] (?:succeeded in [^:]+: '(\w+)'|(raised) unexpected)")
+
+
+def task_results(processes: ProcessGroup) -> dict[str, list[str]]:
+    """job id -> what each execution of its task returned ('succeeded', 'skipped', 'retry', ...,
+    or 'raised'), from the workers' own logs (needs LOG_LEVEL=INFO). A witness that survives a Redis
+    restart, which wipes the probes' start counters."""
+    results: dict[str, list[str]] = {}
+    for name in processes.procs:
+        for job_id, returned, raised in _TASK_RESULT.findall(processes.log_text(name)):
+            results.setdefault(job_id, []).append(returned or raised)
+    return results
+
+
+def assert_ran_exactly_once_by_the_logs(jobs: Iterable[Job], processes: ProcessGroup) -> None:
+    """Each job succeeded in exactly one execution, and every execution that was not skipped was an
+    attempt the ledger counted."""
+    results = task_results(processes)
+    for job in Job.objects.filter(id__in=ids(jobs)):
+        ran = [r for r in results.get(str(job.id), []) if r != "skipped"]
+        assert job.state == Job.State.SUCCEEDED, (job.id, job.state, job.last_error)
+        assert ran.count("succeeded") == 1 and len(ran) == job.attempts, (job.id, ran, job.attempts)

@@ -5,6 +5,7 @@ one interval."""
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 
 import redis
@@ -42,7 +43,10 @@ def wait(timeout: float) -> bool:
     try:
         nudged = _client().blpop([KEY], timeout=max(timeout, 0.01)) is not None
     except redis.RedisError:
-        return False  # Redis away: the caller's polling carries on
+        # Redis away: wait out the interval as plain polling would. Returning at once made the
+        # leader spin through dispatch rounds (half a CPU and a stream of queries) for the outage.
+        time.sleep(timeout)
+        return False
     if nudged:
         _client().delete(KEY)
     return nudged

@@ -1,0 +1,21 @@
+"""wakeup: the dispatcher's nudge, and its wait when Redis is away."""
+import time
+
+import redis
+
+from tests.system.processes import free_port
+from workers import wakeup
+
+
+def test_wait_sleeps_out_its_timeout_when_redis_is_away(monkeypatch):
+    unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    monkeypatch.setattr(wakeup, "_client", lambda: unreachable)
+    started = time.monotonic()
+    assert wakeup.wait(0.3) is False
+    assert time.monotonic() - started >= 0.25  # not at once: the caller loops on it
+
+
+def test_nudge_never_fails_the_caller_when_redis_is_away(monkeypatch):
+    unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    monkeypatch.setattr(wakeup, "_client", lambda: unreachable)
+    wakeup.nudge()

@@ -7,6 +7,7 @@ point (manage.py, celery, gunicorn) instead of a traceback.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -180,15 +181,14 @@ _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h"
 
 
 def env_rate(name: str, default: str) -> tuple[int, float] | None:
-    """'50/min' -> (50, 60.0); '0' or 'off' -> None (no limit)."""
+    """'50/min' -> (50, 60.0); '30/5s' -> (30, 5.0); '0' or 'off' -> None (no limit)."""
     raw = os.environ.get(name, default).strip().lower()
     if raw in ("0", "off", "none", "unlimited"):
         return None
-    count, sep, period = raw.partition("/")
-    try:
-        number = int(count)
-    except ValueError:
-        number = -1
-    if not sep or number < 1 or period not in _PERIODS:
+    match = re.fullmatch(r"(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)", raw)
+    if not match or int(match.group(1)) < 1 or match.group(3) not in _PERIODS or match.group(2) in (".",):
         raise ConfigError(f"{name}={raw!r} is not a rate: use N/s, N/min or N/h (e.g. 50/min), or 0 for no limit")
-    return number, float(_PERIODS[period])
+    multiple = float(match.group(2)) if match.group(2) else 1.0
+    if multiple <= 0:
+        raise ConfigError(f"{name}={raw!r} has a period of zero")
+    return int(match.group(1)), multiple * _PERIODS[match.group(3)]

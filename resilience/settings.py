@@ -139,11 +139,13 @@ QUEUE_RATE_LIMITS = {
 }
 RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 10.0, minimum=0.0)
 RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 600.0, minimum=0.0)
-# How long a running job's claim lasts without renewal; the runner renews it every third of this.
-JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0)
-# A job published to Redis but not started within this long is published again
-# (its message was lost, e.g. Redis restarted); a duplicate message is harmless.
-JOB_REDISPATCH_SECONDS = env_float("JOB_REDISPATCH_SECONDS", 120.0, minimum=1.0)
+# How long a running job's claim lasts without renewal; the runner renews it every third of this,
+# so a killed worker's job is back in the queue 2/3 to 3/3 of this after the kill (issue: < 30 s).
+JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 20.0, minimum=1.0)
+# A job published to Redis but not started within this long is published again: its message was
+# lost (Redis restarted) or is held by a pool that died. Backpressure means a published job
+# normally starts within milliseconds, so a short wait costs little; a duplicate message is harmless.
+JOB_REDISPATCH_SECONDS = env_float("JOB_REDISPATCH_SECONDS", 30.0, minimum=1.0)
 DISPATCH_INTERVAL_SECONDS = env_float("DISPATCH_INTERVAL_SECONDS", 0.5, minimum=0.01)
 DISPATCH_BATCH_SIZE = env_int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 

@@ -1,12 +1,13 @@
 """Hooks that run in a Celery worker's MAIN process, where Celery learns that a pool child died.
 
-When a prefork child is killed mid-job (SIGKILL, the OOM killer, a segfault, a hard time limit),
-the main process sees it at once. With acks_late + reject_on_worker_lost it requeues the message,
-but that copy carries the same dispatch token and finds the job `running` under the dead attempt:
-it would skip, and the job would wait for its lease to expire (30 s by default). Celery sends no
-signal for this case (task_failure and the task-failed event are skipped when the message is
-requeued), so the hook is a Request subclass: it ends the dead attempt in the ledger right away,
-and the dispatcher publishes the job again on its next round.
+When a prefork child is killed mid-job (SIGKILL, the OOM killer, a segfault), the main process
+sees it at once. With acks_late + reject_on_worker_lost it requeues the message, but that copy
+carries the same dispatch token and finds the job `running` under the dead attempt: it would skip,
+and the job would wait for its lease to expire (30 s by default). Celery sends no signal for this
+case (task_failure and the task-failed event are skipped when the message is requeued), so the
+hook is a Request subclass: it ends the dead attempt in the ledger right away, and the dispatcher
+publishes the job again on its next round. (A hard time limit is left to the lease: that task has
+run for CELERY_TASK_TIME_LIMIT already, and its lease expires within JOB_LEASE_SECONDS of the kill.)
 
 Every task of this app runs one ledger job with arguments (job_id, dispatch_token) and the job id
 as its task id, so the Celery app uses LedgerJobTask as its task class (resilience/celery.py).
@@ -58,11 +59,6 @@ class LedgerJobRequest(Request):
         if isinstance(exc, CHILD_GONE):
             release_dead_attempt(self, f"pool process exited ({type(exc).__name__}: {exc})")
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
-
-    def on_timeout(self, soft, timeout):
-        super().on_timeout(soft, timeout)
-        if not soft:  # the main process has killed the child: the attempt is over
-            release_dead_attempt(self, f"hard time limit ({timeout}s) exceeded")
 
 
 class LedgerJobTask(Task):

@@ -36,6 +36,7 @@ def test_a_killed_dispatcher_leader_is_replaced_by_the_other_candidate(processes
     after = enqueue_probe(QUEUE, sleep=0.2)
 
     wait_succeeded([after], 15, processes)
-    print(f"\nMEASURED failover: job enqueued after the leader's SIGKILL finished in {time.monotonic() - killed_at:.1f}s")
+    print(f"\nMEASURED failover: a job enqueued after the leader's SIGKILL finished in "
+          f"{time.monotonic() - killed_at:.1f}s")
     assert processes.leader(CANDIDATES) == standby
     assert_ran_exactly_once([before, after])

@@ -26,6 +26,10 @@ pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 POOLS = ("primary", "backup")
 
 
+def running_count(jobs: list[Job]) -> int:
+    return Job.objects.filter(id__in=[j.id for j in jobs], state="running").count()
+
+
 def started_after(jobs: list[Job], processes, after: dict[str, list[str]]) -> set[str]:
     """Pools whose workers ran some of `jobs` after the point `after` (a task_results snapshot)."""
     now = task_results(processes)
@@ -45,7 +49,7 @@ def test_a_redis_restart_loses_no_job_and_every_process_carries_on(private_redis
     for pool in POOLS:
         processes.wait_ready(f"{QUEUE}@{pool}")
     before = [enqueue_probe(QUEUE, sleep=2) for _ in range(8)]  # 4 run at once, 4 wait in Redis
-    assert wait_for(lambda: Job.objects.filter(id__in=[j.id for j in before], state="running").count() == 4, 20)
+    assert wait_for(lambda: running_count(before) == 4, 20), processes.logs()
 
     private_redis.stop()
     stopped_at = time.monotonic()
@@ -69,6 +73,19 @@ def test_a_redis_restart_loses_no_job_and_every_process_carries_on(private_redis
     redispatched = Job.objects.filter(id__in=[j.id for j in before], dispatch_token__gt=1).count()
     print(f"MEASURED Redis restart: {redispatched} of the {len(before)} jobs enqueued before were published again")
 
+    # Once more while every worker is idle, blocked reading from Redis (the case reported as
+    # celery#9054 / kombu#2007: connected again but never consuming).
+    private_redis.stop()
+    time.sleep(2)
+    private_redis.start()
+    restarted_at = time.monotonic()
+    snapshot = task_results(processes)
+    idle = [enqueue_probe(QUEUE, sleep=1) for _ in range(8)]
+    wait_succeeded(idle, 30, processes)
+    print(f"MEASURED Redis restart while idle: 8 new jobs succeeded {time.monotonic() - restarted_at:.1f}s after it")
+    assert started_after(idle, processes, snapshot) == set(POOLS), processes.logs()
+    assert_ran_exactly_once(idle, starts=lambda job_id: int(client.get(starts_key(job_id)) or 0))
+
 
 def proxied_database_url(proxy: TcpProxy) -> str:
     db = connection.settings_dict
@@ -91,7 +108,7 @@ def test_a_30s_postgresql_outage_loses_and_doubles_nothing_and_no_process_exits(
         for pool in POOLS:
             processes.wait_ready(f"{QUEUE}@{pool}")
         before = [enqueue_probe(QUEUE, sleep=3) for _ in range(8)]  # 4 run at once, 4 wait in Redis
-        assert wait_for(lambda: Job.objects.filter(id__in=[j.id for j in before], state="running").count() == 4, 20)
+        assert wait_for(lambda: running_count(before) == 4, 20), processes.logs()
 
         proxy.cut()
         cut_at = time.monotonic()

@@ -3,7 +3,7 @@
 When a prefork child is killed mid-job (SIGKILL, the OOM killer, a segfault), the main process
 sees it at once. With acks_late + reject_on_worker_lost it requeues the message, but that copy
 carries the same dispatch token and finds the job `running` under the dead attempt: it would skip,
-and the job would wait for its lease to expire (30 s by default). Celery sends no signal for this
+and the job would wait for its lease to expire (JOB_LEASE_SECONDS). Celery sends no signal for this
 case (task_failure and the task-failed event are skipped when the message is requeued), so the
 hook is a Request subclass: it ends the dead attempt in the ledger right away, and the dispatcher
 publishes the job again on its next round. (A hard time limit is left to the lease: that task has
@@ -37,14 +37,15 @@ def release_dead_attempt(request: Request, reason: str) -> None:
     """
     from django.db import connection
 
-    from workers import ledger
+    from workers import ledger, wakeup
 
     try:
         job_id, token = request.args[0], int(request.args[1])
     except (IndexError, TypeError, ValueError):
         return  # not a ledger job message
     try:
-        ledger.release_lost(job_id, token, request.hostname, reason)  # logs what it did
+        if ledger.release_lost(job_id, token, request.hostname, reason):  # logs what it did
+            wakeup.nudge()  # the dispatcher may publish it again now, not at its next poll
     except Exception as exc:
         logger.warning("job %s: pool process died (%s) but the ledger could not be told (%s); "
                        "the lease reaper will recover it", job_id, reason, exc)

@@ -173,7 +173,7 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
             procs.dispatcher(pool)
         procs.wait_ready([f"{q}@{p}" for q in QUEUES for p in ("primary", "backup")])
         for queue, (count, _) in limits.items():
-            for _ in range(count * (2 * windows + 2)):  # a backlog for the whole run
+            for _ in range(count * (2 * windows + 6)):  # a backlog that outlasts both phases
                 enqueue_probe(queue)
         client = redis.Redis.from_url(BENCH_REDIS)
         seen: dict[str, dict[bytes, float]] = {q: {} for q in QUEUES}

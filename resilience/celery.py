@@ -17,4 +17,5 @@ from django.conf import settings  # noqa: E402 - settings must load (or fail in 
 app = Celery("resilience", task_cls="workers.worker_signals:LedgerJobTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in settings.QUEUE_NAMES]
+app.steps["worker"].add("workers.worker_signals:NoticeDeadChildrenPromptly")
 app.autodiscover_tasks()

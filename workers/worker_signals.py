@@ -18,10 +18,13 @@ from __future__ import annotations
 import logging
 
 from billiard.exceptions import Terminated, WorkerLostError
-from celery import Task
+from celery import Task, bootsteps
 from celery.worker.request import Request
 
 logger = logging.getLogger(__name__)
+
+# How often the main process looks for pool children that exited (Celery's own timer: 5 s).
+CHILD_EXIT_CHECK_SECONDS = 0.5
 
 # What the main process sees when the child running a task stopped before reporting a result.
 # (Billiard >= 4.3 may report SystemExit/KeyboardInterrupt from a dying child; Celery treats both
@@ -64,3 +67,20 @@ class LedgerJobRequest(Request):
 
 class LedgerJobTask(Task):
     Request = "workers.worker_signals:LedgerJobRequest"
+
+
+class NoticeDeadChildrenPromptly(bootsteps.StartStopStep):
+    """Look for exited pool children every CHILD_EXIT_CHECK_SECONDS rather than every 5 s.
+
+    Celery reacts to a child's exit when the child's sentinel pipe closes, but the kernel closes
+    that pipe a moment before the child can be reaped; when Celery looks in that moment it finds
+    the child still there and only notices it on its next 5 s maintenance tick (measured here: a
+    killed child's job started again after 0.3 s in half the runs, 4.5 s in the others).
+    """
+
+    requires = ("celery.worker.components:Pool",)
+
+    def start(self, worker):
+        maintain = getattr(worker.pool, "maintain_pool", None)
+        if getattr(worker, "hub", None) is not None and maintain is not None:  # prefork on the event loop
+            worker.hub.call_repeatedly(CHILD_EXIT_CHECK_SECONDS, maintain)

@@ -37,7 +37,38 @@ logs:
 
 # One line per program: RUNNING, STARTING, BACKOFF, FATAL ...
 status:
-	@.venv/bin/supervisorctl -c deploy/supervisord.conf status
+	@bash deploy/workers.sh status
+
+# The original system's npm scripts (workers, workers:prod, workers:status ...); see deploy/workers.sh.
+.PHONY: workers workers-prod workers-status workers-logs workers-logs-primary workers-logs-backup workers-restart workers-stop
+
+# Development: all four queues in one foreground process tree, reloaded on .py changes, MOCK_MODE=true.
+workers: venv
+	@bash deploy/workers.sh dev
+
+# The primary and backup pools under supervisord (starts the whole system when it is not running).
+workers-prod: venv
+	@bash deploy/workers.sh prod
+
+# supervisorctl status, and whether every worker node consumes its queue.
+workers-status:
+	@bash deploy/workers.sh status
+
+# Follow the worker and dispatcher logs of both pools, or of one (Ctrl-C to stop).
+workers-logs:
+	@bash deploy/workers.sh logs
+workers-logs-primary:
+	@bash deploy/workers.sh logs primary
+workers-logs-backup:
+	@bash deploy/workers.sh logs backup
+
+# Rolling restart: primary, then backup, each back to consuming before the next; then the web app.
+workers-restart:
+	@bash deploy/workers.sh restart
+
+# Stop both worker pools (warm shutdown); web, Flower and supervisord keep running.
+workers-stop:
+	@bash deploy/workers.sh stop
 
 .PHONY: bench
 # Measured figures (several minutes): rate limits, crash recovery, idle memory, throughput vs bare Celery.

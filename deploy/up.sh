@@ -104,6 +104,7 @@ if ls ./*/management/commands/generate_test_leads.py >/dev/null 2>&1; then
 fi
 cat <<EOF
   .venv/bin/supervisorctl -c $CONF status   # every program
+  make workers-status                                           # the worker pools; rolling restart: make workers-restart
   make logs                                                     # follow the logs
   make down                                                     # stop everything
 EOF

@@ -21,6 +21,7 @@ from django.db.models.functions import Now
 from dlq.services import record_dead_letter
 from workers.errors import LeaseLost, PermanentError
 from workers.models import Job
+from workers import wakeup
 from workers.retry import backoff_seconds, max_attempts_for
 from workers.signals import job_dead_lettered
 
@@ -44,8 +45,10 @@ def enqueue(queue: str, task: str, payload: dict[str, Any], *, idempotency_key: 
         "next_attempt_at": Now() + timedelta(seconds=delay_seconds),
     }
     if idempotency_key is None:
-        return Job.objects.create(**fields)
-    job, _ = Job.objects.get_or_create(idempotency_key=idempotency_key, defaults=fields)
+        job = Job.objects.create(**fields)
+    else:
+        job, _ = Job.objects.get_or_create(idempotency_key=idempotency_key, defaults=fields)
+    wakeup.nudge_on_commit()  # after the insert: outside a transaction on_commit runs at once
     return job
 
 
@@ -214,7 +217,9 @@ def enqueue_many(queue: str, task: str, jobs: list[tuple[Any, dict[str, Any], st
             max_attempts=max_attempts_for(queue), next_attempt_at=now)
         for job_id, payload, key in jobs
     ]
-    return Job.objects.bulk_create(rows)
+    created = Job.objects.bulk_create(rows)
+    wakeup.nudge_on_commit()
+    return created
 
 
 def defer(job: Job, seconds: float, reason: str) -> bool:

@@ -108,6 +108,8 @@ class Dispatcher:
         self.stop_event = threading.Event()
         self.is_leader = False
         self.last_recovery = 0.0
+        self.redis_run_id: str | None = None
+        self.failing_since: float | None = None
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -140,14 +142,35 @@ class Dispatcher:
         try:
             close_old_connections()
             recover = started - self.last_recovery >= RECOVERY_INTERVAL_SECONDS
+            if recover:
+                self.notice_redis_restart()
             stats = dispatch_due_jobs(recover=recover)
             if recover:
                 self.last_recovery = started
-        except Exception:
-            # PostgreSQL or Redis is away: nothing is lost (the ledger still says what is due); try again.
-            logger.warning("dispatch round failed; retrying", exc_info=True)
+        except Exception as exc:
+            # PostgreSQL or Redis is away: nothing is lost (the ledger still says what is due); try
+            # again every round, but say so once per outage rather than every half second.
+            if self.failing_since is None:
+                self.failing_since = started
+                logger.warning("dispatch rounds fail (%s); retrying until they work again",
+                               str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                               exc_info=True)
             close_old_connections()
             return
+        if self.failing_since is not None:
+            logger.warning("dispatch rounds work again after %.0f s", started - self.failing_since)
+            self.failing_since = None
         if stats.published or stats.reaped or stats.redispatched:
             logger.info("dispatched %s, reaped %d, redispatched %d in %.0f ms", stats.by_queue or 0,
                         stats.reaped, stats.redispatched, (time.monotonic() - started) * 1000)
+
+    def notice_redis_restart(self) -> None:
+        """A restarted Redis has forgotten every queued message: publish those jobs again now rather
+        than after JOB_REDISPATCH_SECONDS."""
+        run_id = wakeup.redis_run_id()
+        if run_id is None:
+            return
+        if self.redis_run_id is not None and run_id != self.redis_run_id:
+            count = ledger.redispatch_stale(older_than=0)
+            logger.warning("Redis restarted (its queued messages are gone): dispatching %d job(s) again", count)
+        self.redis_run_id = run_id

@@ -31,6 +31,7 @@ class PostgresLeadership:
     def __init__(self, key: int = DISPATCHER_LOCK_KEY) -> None:
         self.key = key
         self._conn = None
+        self._unreachable = False  # warn once per outage, not at every try
 
     def _connect(self):
         import psycopg2
@@ -50,11 +51,18 @@ class PostgresLeadership:
                 self._conn = self._connect()
             with self._conn.cursor() as cur:
                 cur.execute("SELECT pg_try_advisory_lock(%s)", [self.key])
-                return bool(cur.fetchone()[0])
+                acquired = bool(cur.fetchone()[0])
         except Exception as exc:
-            logger.warning("leader election: cannot reach PostgreSQL (%s)", str(exc).strip().splitlines()[0])
+            if not self._unreachable:
+                logger.warning("leader election: cannot reach PostgreSQL (%s); retrying",
+                               (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                self._unreachable = True
             self._drop()
             return False
+        if self._unreachable:
+            logger.warning("leader election: PostgreSQL reachable again")
+            self._unreachable = False
+        return acquired
 
     def still_held(self) -> bool:
         try:

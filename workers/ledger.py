@@ -186,11 +186,12 @@ def reap_expired_leases(limit: int = 500) -> int:
     return reaped
 
 
-def redispatch_stale(limit: int = 500) -> int:
-    """Dispatched jobs nobody claimed in time: their message may be gone (Redis restarted without
-    persistence). Publishing again is safe: the old message, if it still exists, carries an older
-    dispatch token and claims nothing."""
-    cutoff = Now() - timedelta(seconds=settings.JOB_REDISPATCH_SECONDS)
+def redispatch_stale(limit: int = 500, *, older_than: float | None = None) -> int:
+    """Dispatched jobs nobody claimed in time (`older_than` seconds, JOB_REDISPATCH_SECONDS by
+    default): their message may be gone (Redis restarted without persistence). Publishing again is
+    safe: the old message, if it still exists, carries an older dispatch token and claims nothing."""
+    wait = settings.JOB_REDISPATCH_SECONDS if older_than is None else older_than
+    cutoff = Now() - timedelta(seconds=wait)
     ids = list(
         Job.objects.filter(state=State.DISPATCHED, dispatched_at__lt=cutoff).values_list("id", flat=True)[:limit]
     )
@@ -200,8 +201,7 @@ def redispatch_stale(limit: int = 500) -> int:
         state=State.PENDING, updated_at=Now()
     )
     if count:
-        logger.warning("%d dispatched job(s) were not claimed within %ss; dispatching again",
-                       count, settings.JOB_REDISPATCH_SECONDS)
+        logger.warning("%d dispatched job(s) were not claimed within %ss; dispatching again", count, wait)
     return count
 
 

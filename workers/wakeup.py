@@ -50,3 +50,11 @@ def wait(timeout: float) -> bool:
     if nudged:
         _client().delete(KEY)
     return nudged
+
+
+def redis_run_id() -> str | None:
+    """The Redis server's run id: it changes when Redis restarts (and forgets its queued messages)."""
+    try:
+        return _client().info("server").get("run_id")
+    except redis.RedisError:
+        return None

@@ -69,3 +69,30 @@ def test_only_one_dispatcher_leads_and_another_takes_over_when_it_goes():
     finally:
         first.release()
         second.release()
+
+
+def test_a_redis_restart_publishes_every_dispatched_job_again_at_once(redis_client, monkeypatch):
+    from workers import wakeup
+    from workers.dispatcher import Dispatcher
+
+    job = ledger.enqueue("lead-processing", "leads.process_lead", {})
+    run_ids = iter(["before-restart", "after-restart"])
+    monkeypatch.setattr(wakeup, "redis_run_id", lambda: next(run_ids))
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
+    try:
+        d.tick()  # leads, learns the run id, publishes the job
+        assert Job.objects.get(pk=job.pk).state == "dispatched"
+        redis_client.flushdb()  # the restart: the queued message is gone
+        d.last_recovery = 0
+        d.tick()  # a new run id: the job is published again at once, not after JOB_REDISPATCH_SECONDS
+    finally:
+        d.leadership.release()
+    job.refresh_from_db()
+    assert job.state == "dispatched" and job.dispatch_token == 2
+    assert [json.loads(m)["headers"]["id"] for m in redis_client.lrange("lead-processing", 0, -1)] == [str(job.id)]
+
+
+def test_the_real_redis_has_a_run_id(redis_client):
+    from workers import wakeup
+
+    assert len(wakeup.redis_run_id() or "") == 40

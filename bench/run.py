@@ -135,14 +135,6 @@ def prepare() -> None:
     Job.objects.all().delete()
 
 
-def max_in_any_window(starts: list[float], period: float) -> int:
-    starts = sorted(starts)
-    best, left = 0, 0
-    for right, t in enumerate(starts):
-        while t - starts[left] >= period:
-            left += 1
-        best = max(best, right - left + 1)
-    return best
 
 
 def reuse_ratio(starts: list[float], limit: int, period: float) -> float:
@@ -157,6 +149,17 @@ def reuse_ratio(starts: list[float], limit: int, period: float) -> float:
     return period / (sum(gaps) / len(gaps)) if gaps else 0.0
 
 
+def start_both_pools(procs: Processes) -> None:
+    """Every queue's worker and a dispatcher candidate in each pool, at the configured concurrency."""
+    from django.conf import settings
+
+    for pool in ("primary", "backup"):
+        for queue in QUEUES:
+            procs.worker(queue, pool, settings.QUEUE_CONCURRENCY[queue])
+        procs.dispatcher(pool)
+    procs.wait_ready([f"{q}@{p}" for q in QUEUES for p in ("primary", "backup")])
+
+
 def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
     import redis
     from django.conf import settings
@@ -167,11 +170,7 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
     period = max(p for _, p in limits.values())
     procs = Processes(log_dir)
     try:
-        for pool in ("primary", "backup"):
-            for queue in QUEUES:
-                procs.worker(queue, pool, settings.QUEUE_CONCURRENCY[queue])
-            procs.dispatcher(pool)
-        procs.wait_ready([f"{q}@{p}" for q in QUEUES for p in ("primary", "backup")])
+        start_both_pools(procs)
         for queue, (count, _) in limits.items():
             for _ in range(count * (2 * windows + 6)):  # a backlog that outlasts both phases
                 enqueue_probe(queue)
@@ -204,7 +203,7 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
         starts = sorted(seen[queue].values())
         both = [t for t in starts if t < t_kill]
         alone = [t for t in starts if t_kill + p <= t < t_end]  # after one period for the failover to settle
-        rows.append([queue, f"{count}/{p:g}s", str(max_in_any_window(starts, p)),
+        rows.append([queue, f"{count}/{p:g}s", str(ratelimit.max_starts_in_any_window(starts, p)),
                      f"{reuse_ratio(both, count, p):.1%}", f"{reuse_ratio(alone, count, p):.1%}"])
     return rows
 
@@ -242,15 +241,9 @@ def bench_recovery(log_dir: Path) -> float:
 
 
 def bench_idle_rss(log_dir: Path) -> dict[str, float]:
-    from django.conf import settings
-
     procs = Processes(log_dir)
     try:
-        for pool in ("primary", "backup"):
-            for queue in QUEUES:
-                procs.worker(queue, pool, settings.QUEUE_CONCURRENCY[queue])
-            procs.dispatcher(pool)
-        procs.wait_ready([f"{q}@{p}" for q in QUEUES for p in ("primary", "backup")])
+        start_both_pools(procs)
         time.sleep(5)
         return {pool: sum(rss_mb(p.pid) for name, p in procs.procs.items() if name.endswith(pool))
                 for pool in ("primary", "backup")}

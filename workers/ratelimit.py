@@ -93,5 +93,16 @@ def starts_in_window(queue: str) -> list[float]:
     return [score / 1000 for _, score in _client().zrange(KEY_PREFIX + queue, 0, -1, withscores=True)]
 
 
+def max_starts_in_any_window(starts: list[float], period: float) -> int:
+    """The most starts that fall within any window of `period` seconds (the limit's own measure)."""
+    starts = sorted(starts)
+    best, left = 0, 0
+    for right, t in enumerate(starts):
+        while t - starts[left] >= period:
+            left += 1
+        best = max(best, right - left + 1)
+    return best
+
+
 def reset(queue: str) -> None:
     _client().delete(KEY_PREFIX + queue)

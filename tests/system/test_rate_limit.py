@@ -20,14 +20,6 @@ pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 LIMIT, PERIOD = 5, 1.0
 
 
-def max_in_any_window(starts: list[float], period: float) -> int:
-    starts = sorted(starts)
-    best, left = 0, 0
-    for right, t in enumerate(starts):
-        while t - starts[left] >= period:
-            left += 1
-        best = max(best, right - left + 1)
-    return best
 
 
 def test_starts_stay_within_the_global_limit_across_pools_and_after_one_dies(tmp_path, redis_client):
@@ -62,14 +54,9 @@ def test_starts_stay_within_the_global_limit_across_pools_and_after_one_dies(tmp
 
     assert killed
     assert len(seen) >= len(jobs)  # a start slot for every job that ran (a killed attempt may add one)
-    assert max_in_any_window(list(seen.values()), PERIOD) <= LIMIT
+    assert ratelimit.max_starts_in_any_window(list(seen.values()), PERIOD) <= LIMIT
     # After the kill the backup pool alone ran the rest.
     late = Job.objects.filter(state="succeeded").order_by("-finished_at")[:10]
     assert all("@backup." in job.worker for job in late)
     assert set(Job.objects.values_list("state", flat=True)) == {"succeeded"}
 
-
-def test_the_window_check_counts_correctly():
-    assert max_in_any_window([0, 0.1, 0.2, 1.0, 1.05], 1.0) == 4
-    assert max_in_any_window([0, 1.0, 2.0], 1.0) == 1
-    assert max_in_any_window([], 1.0) == 0

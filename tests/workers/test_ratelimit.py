@@ -92,3 +92,9 @@ def test_limiter_down_means_the_job_waits_not_that_it_runs_unmetered(limits, mon
     assert probe.run(d.job_id, d.token) == "deferred"
     job.refresh_from_db()
     assert job.state == "pending" and job.attempts == 0
+
+
+def test_the_window_measure_counts_correctly():
+    assert ratelimit.max_starts_in_any_window([0, 0.1, 0.2, 1.0, 1.05], 1.0) == 4
+    assert ratelimit.max_starts_in_any_window([0, 1.0, 2.0], 1.0) == 1
+    assert ratelimit.max_starts_in_any_window([], 1.0) == 0

@@ -181,7 +181,8 @@ def cmd_ports_free(pairs: list[str]) -> int:
     return 1 if busy else 0
 
 
-def _http_status(url: str, auth: str | None = None) -> int:
+def http_status(url: str, auth: str | None = None) -> int:
+    """The HTTP status of a GET, 0 when nothing answers."""
     request = urllib.request.Request(url)
     if auth:
         request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
@@ -223,9 +224,9 @@ def cmd_wait(seconds: float) -> int:
         fatal = [name for name in waiting if states[name].startswith("FATAL")]
         for name in waiting:
             problems.append(f"{name}: {states[name]}; log: var/log/{name.split(':')[-1]}.log")
-        if (status := _http_status(web_url)) != 200:
+        if (status := http_status(web_url)) != 200:
             problems.append(f"web: GET {web_url} -> {status or 'no answer'}")
-        if (status := _http_status(flower_url, flower_auth)) != 200:
+        if (status := http_status(flower_url, flower_auth)) != 200:
             problems.append(f"flower: GET {flower_url} -> {status or 'no answer'}")
         if not problems:
             if shown:

@@ -19,10 +19,11 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from up_helper import http_status  # noqa: E402 - the sibling script, shared
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "deploy" / "supervisord.conf"
@@ -310,7 +311,7 @@ def cmd_restart(seconds: float) -> int:
         ctl("signal", "HUP", "web", timeout=30)
         time.sleep(1)
         deadline = time.monotonic() + 30
-        while (code := _http_status(f"http://127.0.0.1:{web_port}/healthz")) != 200 and time.monotonic() < deadline:
+        while (code := http_status(f"http://127.0.0.1:{web_port}/healthz")) != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
         if code != 200:
             step.failed(f"GET /healthz -> {code or 'no answer'}")
@@ -321,16 +322,6 @@ def cmd_restart(seconds: float) -> int:
     print("==> flower: left running (it runs no job code; a restart would clear its task history)")
     print(f"rolling restart done in {time.monotonic() - total:.1f} s: " + "; ".join(timings))
     return 0
-
-
-def _http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except Exception:
-        return 0
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from leads.models import LeadSubmission
 from leads.services import LEAD_TASK
-from workers.signals import job_dead_lettered
+from workers.signals import job_dead_lettered, job_requeued
 
 
 @receiver(job_dead_lettered)
@@ -12,4 +12,14 @@ def mark_submission_failed(sender, job, entry, **kwargs) -> None:
         return
     LeadSubmission.objects.filter(pk=job.payload.get("submission_id"), status=LeadSubmission.Status.RECEIVED).update(
         status=LeadSubmission.Status.FAILED, error=entry.error_message or "", processed_at=timezone.now()
+    )
+
+
+@receiver(job_requeued)
+def reopen_submission(sender, job, **kwargs) -> None:
+    """A requeued lead job must process its submission again, which skips anything not `received`."""
+    if job.task != LEAD_TASK:
+        return
+    LeadSubmission.objects.filter(pk=job.payload.get("submission_id"), status=LeadSubmission.Status.FAILED).update(
+        status=LeadSubmission.Status.RECEIVED, error="", processed_at=None
     )

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "workers",
     "leads",
     "dlq",
+    "access",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,23 @@ JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 20.0, minimum=1.0)
 JOB_REDISPATCH_SECONDS = env_float("JOB_REDISPATCH_SECONDS", 30.0, minimum=1.0)
 DISPATCH_INTERVAL_SECONDS = env_float("DISPATCH_INTERVAL_SECONDS", 0.5, minimum=0.01)
 DISPATCH_BATCH_SIZE = env_int("DISPATCH_BATCH_SIZE", 100, minimum=1)
+
+# --- Heartbeats and health -------------------------------------------------------------------
+# Every worker writes a heartbeat this often; it counts as gone when none came for HEARTBEAT_TTL_SECONDS
+# (one period plus a grace period), so killing every worker of a queue shows within that long.
+HEARTBEAT_INTERVAL_SECONDS = env_float("HEARTBEAT_INTERVAL_SECONDS", 30.0, minimum=0.5)
+HEARTBEAT_TTL_SECONDS = env_float("HEARTBEAT_TTL_SECONDS", 45.0, minimum=1.0)
+if HEARTBEAT_TTL_SECONDS <= HEARTBEAT_INTERVAL_SECONDS:
+    raise ConfigError("HEARTBEAT_TTL_SECONDS must be above HEARTBEAT_INTERVAL_SECONDS, or live workers would flicker")
+# The health rules count errors and the failure rate over this recent window, so one bad hour does
+# not mark a queue unhealthy forever.
+HEALTH_WINDOW_MINUTES = env_int("HEALTH_WINDOW_MINUTES", 15, minimum=1)
+# Jobs waiting this long while no job of their queue started, finished or ran: the consumers are stuck.
+HEALTH_STALL_SECONDS = env_int("HEALTH_STALL_SECONDS", 120, minimum=5)
+# Finished jobs older than this leave the ledger; their counts stay in daily statistics.
+LEDGER_RETENTION_DAYS = env_int("LEDGER_RETENTION_DAYS", 7, minimum=1)
+# Where the dashboard links to Flower; by default the host the browser used, on FLOWER_PORT.
+FLOWER_PUBLIC_URL = env_str("FLOWER_PUBLIC_URL", "")
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)

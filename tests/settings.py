@@ -18,6 +18,8 @@ os.environ.setdefault("JOB_LEASE_SECONDS", "3")
 os.environ.setdefault("JOB_REDISPATCH_SECONDS", "10")
 os.environ.setdefault("DISPATCH_INTERVAL_SECONDS", "0.1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("HEARTBEAT_INTERVAL_SECONDS", "1")
+os.environ.setdefault("HEARTBEAT_TTL_SECONDS", "3")
 # No rate limits unless a test sets one: tests push many jobs through one Redis.
 for _queue in ("LEAD_PROCESSING", "SITE_GENERATION", "EMAIL_SENDING", "DELIVERY"):
     os.environ.setdefault(f"{_queue}_RATE", "0")

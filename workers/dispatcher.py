@@ -17,7 +17,7 @@ from django.db.models import Count
 
 from workers import ledger, ratelimit, wakeup
 from workers.leader import Leadership, dispatcher_leadership
-from workers.models import Job
+from workers.models import Job, QueuePause
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,10 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
         stats.reaped += ledger.reap_expired_leases()
         stats.redispatched += ledger.redispatch_stale()
     in_flight = in_flight_counts()
+    paused = set(QueuePause.objects.values_list("queue", flat=True))
     for queue in settings.QUEUE_NAMES:
+        if queue in paused:
+            continue  # paused on purpose: its jobs wait in the ledger until resume_queue
         states = in_flight.get(queue, {})
         room = min(max_in_flight(queue) - sum(states.values()), settings.DISPATCH_BATCH_SIZE)
         by_rate = rate_room(queue, states.get(Job.State.DISPATCHED, 0)) if room > 0 else None

@@ -20,10 +20,10 @@ from django.db.models.functions import Now
 
 from dlq.services import record_dead_letter
 from workers.errors import LeaseLost, PermanentError
-from workers.models import Job
+from workers.models import Job, JobFailure
 from workers import wakeup
 from workers.retry import backoff_seconds, max_attempts_for
-from workers.signals import job_dead_lettered
+from workers.signals import job_dead_lettered, job_requeued
 
 logger = logging.getLogger(__name__)
 State = Job.State
@@ -126,12 +126,18 @@ def complete(job: Job) -> None:
         raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
 
 
+def _record_failure(job: Job, message: str) -> None:
+    JobFailure.objects.create(job_id=job.id, queue=job.queue, attempt=job.attempts, worker=job.worker,
+                              error=message[:2000])
+
+
 def fail(job: Job, exc: BaseException) -> str:
     """Record a failed attempt: retry later, or dead-letter it. Returns the new state."""
     message = f"{type(exc).__name__}: {exc}"
     stack = "".join(traceback.format_exception(exc))
     permanent = isinstance(exc, PermanentError)
     with transaction.atomic():
+        _record_failure(job, message)
         if permanent or job.attempts >= job.max_attempts:
             if not _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
                                       last_error=message, updated_at=Now()):
@@ -174,6 +180,7 @@ def reap_expired_leases(limit: int = 500) -> int:
         )
         for job in expired:
             message = f"WorkerLost: lease expired on {job.worker or 'an unknown worker'} during attempt {job.attempts}"
+            _record_failure(job, message)
             if job.attempts >= job.max_attempts:
                 _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
                                    last_error=message, updated_at=Now())
@@ -252,6 +259,7 @@ def release_lost(job_id: str, token: int, worker: str, reason: str) -> str | Non
         if job is None:
             return None
         message = f"WorkerLost: {reason} on {worker} during attempt {job.attempts}"
+        _record_failure(job, message)
         if job.attempts >= job.max_attempts:
             _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
                                last_error=message, updated_at=Now())
@@ -261,3 +269,22 @@ def release_lost(job_id: str, token: int, worker: str, reason: str) -> str | Non
                            last_error=message, updated_at=Now())
     logger.warning("job %s (%s): %s; back to pending", job.id, job.queue, message)
     return State.PENDING
+
+
+def requeue_dead(job_id: str) -> Job | None:
+    """Put a dead-lettered job back in its queue with fresh attempts. Returns the job, or None when
+    it is not dead (already requeued, or never failed). Call inside the transaction that resolves
+    its dead-letter entry; receivers of job_requeued reset their own rows in that transaction too."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(id=job_id, state=State.DEAD).first()
+        if job is None:
+            return None
+        Job.objects.filter(id=job.id).update(
+            state=State.PENDING, attempts=0, max_attempts=max_attempts_for(job.queue), next_attempt_at=Now(),
+            started_at=None, finished_at=None, lease_expires_at=None, worker="", updated_at=Now(),
+        )
+        job.refresh_from_db()
+        job_requeued.send(sender=Job, job=job)
+        wakeup.nudge_on_commit()
+    logger.info("job %s (%s) requeued from the dead-letter queue", job.id, job.queue)
+    return job

@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 
 class Job(models.Model):
@@ -52,7 +53,89 @@ class Job(models.Model):
             models.Index(fields=["lease_expires_at"], condition=Q(state="running"), name="job_lease_idx"),
             models.Index(fields=["dispatched_at"], condition=Q(state="dispatched"), name="job_dispatched_idx"),
             models.Index(fields=["queue", "state"], name="job_queue_state_idx"),
+            # The health rules' recent window: finishes and starts per queue since a moment.
+            models.Index(fields=["queue", "finished_at"], condition=Q(finished_at__isnull=False),
+                         name="job_finished_idx"),
+            models.Index(fields=["queue", "started_at"], condition=Q(started_at__isnull=False),
+                         name="job_started_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.queue}:{self.task} {self.id} ({self.state})"
+
+
+class JobFailure(models.Model):
+    """One failed attempt of a job: the history behind its retries, and the `errors` the health
+    rules count (a job that failed twice and then succeeded leaves two rows here)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="failures")
+    queue = models.CharField(max_length=40)
+    attempt = models.PositiveIntegerField()
+    worker = models.CharField(max_length=200, blank=True)
+    error = models.TextField()
+    failed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-failed_at"]
+        indexes = [models.Index(fields=["queue", "failed_at"], name="jobfailure_queue_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} job {self.job_id} attempt {self.attempt}: {self.error[:80]}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last report of one Celery worker (one per queue and pool). A worker is live while
+    expires_at is in the future: one missed beat plus a grace period and it counts as gone."""
+
+    name = models.CharField(max_length=200, unique=True)  # Celery node name: lead-processing@primary.host
+    pool = models.CharField(max_length=40)
+    queue = models.CharField(max_length=40)
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    concurrency = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)  # a warm shutdown says goodbye
+    jobs_done = models.PositiveBigIntegerField(default=0)  # since this worker process started
+    jobs_failed = models.PositiveBigIntegerField(default=0)
+    last_job_at = models.DateTimeField(null=True, blank=True)
+    memory_bytes = models.PositiveBigIntegerField(default=0)  # main process and pool children (RSS)
+
+    class Meta:
+        ordering = ["queue", "pool", "name"]
+        indexes = [models.Index(fields=["queue", "expires_at"], name="heartbeat_queue_expiry_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QueuePause(models.Model):
+    """A queue paused on purpose (manage.py pause_queue): the dispatcher publishes none of its jobs,
+    and the health rules show it as paused instead of unhealthy."""
+
+    queue = models.CharField(max_length=40, unique=True, choices=[(name, name) for name in settings.QUEUE_NAMES])
+    reason = models.TextField()
+    paused_by = models.CharField(max_length=150, blank=True)
+    paused_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused: {self.reason}"
+
+
+class QueueDailyStats(models.Model):
+    """Finished jobs per queue and day, kept when the ledger's old rows are pruned, so lifetime
+    counts survive the pruning."""
+
+    queue = models.CharField(max_length=40)
+    day = models.DateField()
+    succeeded = models.PositiveBigIntegerField(default=0)
+    dead = models.PositiveBigIntegerField(default=0)
+    failed_attempts = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "queue"]
+        constraints = [models.UniqueConstraint(fields=["queue", "day"], name="queue_daily_stats_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.day}: {self.succeeded} succeeded, {self.dead} dead"

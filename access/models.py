@@ -13,7 +13,6 @@ class ApiToken(models.Model):
     can_write = models.BooleanField(default=True)  # False: GET only (monitoring)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "API token"

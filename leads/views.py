@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from leads.services import accept_leads
 from leads.validation import validate_batch
-from resilience.http import json_error
+from resilience.http import allow_methods, json_error
 
 logger = logging.getLogger(__name__)
 
@@ -21,12 +21,9 @@ def _secret_matches(provided: str, expected: str) -> bool:
 
 
 @csrf_exempt
+@allow_methods("POST")
 def clay_webhook(request: HttpRequest) -> JsonResponse:
     """POST one lead (an object) or many (an array); 202 with the ids of the jobs created."""
-    if request.method != "POST":
-        response = json_error(405, "use POST")
-        response["Allow"] = "POST"
-        return response
     expected = settings.CLAY_WEBHOOK_SECRET
     if not expected:
         return json_error(503, "the webhook is disabled: CLAY_WEBHOOK_SECRET is not configured")

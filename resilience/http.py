@@ -1,9 +1,12 @@
 """JSON answers for the API: every error names the problem, never an HTML page or a 500 body."""
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 def json_error(status: int, message: str, **extra: Any) -> JsonResponse:
@@ -24,3 +27,48 @@ def api_server_error(request):
     from django.views.defaults import server_error
 
     return server_error(request)
+
+
+class ApiError(Exception):
+    """Raised inside an API view to answer with a JSON error (see allow_methods)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+    def response(self) -> JsonResponse:
+        return json_error(self.status, self.message, **self.extra)
+
+
+def allow_methods(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Answer other methods with a JSON 405, and any ApiError the view raises with its JSON error."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                response = json_error(405, f"{request.method} is not allowed here; use {' or '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except ApiError as exc:
+                return exc.response()
+
+        return checked
+
+    return decorate
+
+
+def json_object_body(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object, or ApiError 415/400 naming what is wrong with it."""
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, got {content_type or 'none'}")
+    try:
+        body = json.loads(request.body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"body must be a JSON object, got {type(body).__name__}")
+    return body

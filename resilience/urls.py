@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import path
 
+from dlq import views as dlq_views
 from leads.views import clay_webhook
+from workers import dashboard, views as worker_views
 
 handler404 = "resilience.http.api_not_found"
 handler500 = "resilience.http.api_server_error"
@@ -17,7 +19,15 @@ def healthz(request):
 
 
 urlpatterns = [
+    # Before admin.site.urls, whose catch-all would answer 404; admin_view sends anyone not logged in
+    # as staff to the admin's login page.
+    path("admin/workers/", admin.site.admin_view(dashboard.dashboard), name="workers-dashboard"),
+    path("admin/workers/data", admin.site.admin_view(dashboard.dashboard_data), name="workers-dashboard-data"),
     path("admin/", admin.site.urls),
+    path("api/admin/workers/health", worker_views.workers_health, name="workers-health"),
+    path("api/admin/dead-letter-queue", dlq_views.dead_letter_queue, name="dead-letter-queue"),
+    path("api/admin/dead-letter-queue/requeue", dlq_views.requeue, name="dead-letter-requeue"),
+    path("metrics", worker_views.metrics, name="metrics"),
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),
     path("healthz", healthz, name="healthz"),
 ]

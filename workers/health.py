@@ -113,9 +113,11 @@ def judge(q: QueueFigures) -> Verdict:
 @contextmanager
 def consistent_snapshot() -> Iterator[None]:
     """Read every figure from one snapshot, so that a pruning that moves counts from the ledger to
-    the daily statistics between two queries cannot make them disagree."""
+    the daily statistics between two queries cannot make them disagree. (Inside a caller's
+    transaction, that transaction's isolation applies.)"""
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         yield

@@ -7,21 +7,13 @@ still counts): a finished probe that shows more starts than attempts ran twice.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
-
-import redis
-from django.conf import settings
 
 from workers import ledger
 from workers.errors import PermanentError
 from workers.models import Job
+from workers.redis_client import shared_client
 
 PROBE_TASK = "workers.probe"
-
-
-@lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
 
 
 def starts_key(job_id: str) -> str:
@@ -29,7 +21,7 @@ def starts_key(job_id: str) -> str:
 
 
 def probe_starts(job_id: str) -> int:
-    return int(_redis().get(starts_key(job_id)) or 0)
+    return int(shared_client().get(starts_key(job_id)) or 0)
 
 
 def enqueue_probe(queue: str, *, sleep: float = 0.0, fail: str = "") -> Job:
@@ -40,8 +32,8 @@ def enqueue_probe(queue: str, *, sleep: float = 0.0, fail: str = "") -> Job:
 
 
 def run_probe(job: Job) -> None:
-    _redis().incr(starts_key(str(job.id)))
-    _redis().expire(starts_key(str(job.id)), 86_400)
+    shared_client().incr(starts_key(str(job.id)))
+    shared_client().expire(starts_key(str(job.id)), 86_400)
     time.sleep(float(job.payload.get("sleep", 0)))
     fail = job.payload.get("fail", "")
     if fail == "permanent":

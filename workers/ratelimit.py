@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import redis
 from django.conf import settings
+
+from workers.redis_client import shared_client
 
 KEY_PREFIX = "resilience:rate:"
 
@@ -50,15 +51,11 @@ class Decision:
     retry_after: float  # seconds until a slot frees (0 when allowed)
 
 
-@lru_cache(maxsize=1)
-def _client() -> redis.Redis:
-    # Explicit timeouts: a limiter call must fail fast, never hang a worker or the dispatcher.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
 
 
 @lru_cache(maxsize=1)
 def _scripts():
-    client = _client()
+    client = shared_client()
     return client.register_script(_ACQUIRE), client.register_script(_PEEK)
 
 
@@ -90,7 +87,7 @@ def available(queue: str) -> tuple[int | None, float]:
 
 def starts_in_window(queue: str) -> list[float]:
     """Start times (Redis clock, seconds) still in the window; for benchmarks and tests."""
-    return [score / 1000 for _, score in _client().zrange(KEY_PREFIX + queue, 0, -1, withscores=True)]
+    return [score / 1000 for _, score in shared_client().zrange(KEY_PREFIX + queue, 0, -1, withscores=True)]
 
 
 def max_starts_in_any_window(starts: list[float], period: float) -> int:
@@ -105,4 +102,4 @@ def max_starts_in_any_window(starts: list[float], period: float) -> int:
 
 
 def reset(queue: str) -> None:
-    _client().delete(KEY_PREFIX + queue)
+    shared_client().delete(KEY_PREFIX + queue)

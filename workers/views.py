@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from access.auth import admin_api
 from resilience.http import allow_methods
 from workers.health import health_report
+from workers.metrics import render
 
 
 @admin_api
@@ -17,4 +20,6 @@ def workers_health(request: HttpRequest) -> JsonResponse:
 @admin_api
 @allow_methods("GET")
 def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+    """Prometheus scrape: `authorization: {credentials: <token>}` in the scrape config (a read-only
+    token from `manage.py create_api_token prometheus --read-only`)."""
+    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

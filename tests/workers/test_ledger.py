@@ -8,7 +8,8 @@ from django.utils import timezone
 from dlq.models import DeadLetter
 from workers import ledger
 from workers.errors import InvalidData, LeaseLost
-from workers.models import Job
+from workers.models import Job, JobFailure
+from workers.signals import job_requeued
 from workers.retry import backoff_seconds
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +108,9 @@ def test_third_failed_attempt_goes_to_the_dead_letter_queue():
     assert entry.job_data == {"token": "[redacted]", "lead": {"email": "a@b.io"}}
     assert entry.resolved is False and entry.failed_at is not None
     assert Job.objects.get(pk=job.pk).state == State.DEAD
+    history = JobFailure.objects.filter(job=job).order_by("attempt")
+    assert [(f.attempt, f.error, f.worker) for f in history] == [
+        (n, f"TimeoutError: attempt {n}", "w1") for n in (1, 2, 3)]
 
 
 def test_permanent_failure_is_dead_lettered_at_once():
@@ -132,6 +136,7 @@ def test_a_job_that_keeps_losing_its_worker_ends_dead():
         ledger.reap_expired_leases()
     assert Job.objects.get(pk=job.pk).state == State.DEAD
     assert DeadLetter.objects.get().error_message.startswith("WorkerLost")
+    assert JobFailure.objects.filter(job=job, error__startswith="WorkerLost: lease expired").count() == 3
     with pytest.raises(LeaseLost):  # the worker that comes back late cannot complete it
         ledger.complete(claimed)
 
@@ -169,3 +174,25 @@ def test_backoff_grows_exponentially_with_bounded_jitter(attempt, low, high):
     delays = [backoff_seconds(attempt, base=10, cap=600) for _ in range(200)]
     assert all(low <= d <= high for d in delays)
     assert max(delays) - min(delays) > (high - low) / 4  # it really is jittered
+
+
+def test_requeue_dead_gives_the_job_fresh_attempts_once():
+    job = make_job()
+    ledger.fail(running(job), InvalidData("no email"))
+    heard = []
+    job_requeued.connect(lambda sender, job, **kw: heard.append(job.id), weak=False, dispatch_uid="t")
+    try:
+        requeued = ledger.requeue_dead(str(job.id))
+        assert requeued is not None and heard == [job.id]
+        assert (requeued.state, requeued.attempts, requeued.worker, requeued.finished_at) == (
+            State.PENDING, 0, "", None)
+        assert ledger.requeue_dead(str(job.id)) is None  # not dead any more
+    finally:
+        job_requeued.disconnect(dispatch_uid="t")
+    assert running(job).attempts == 1  # it runs again, counting from one
+
+
+def test_requeue_dead_ignores_jobs_that_are_not_dead():
+    job = make_job()
+    assert ledger.requeue_dead(str(job.id)) is None
+    assert Job.objects.get(pk=job.pk).state == State.PENDING

@@ -1,0 +1,183 @@
+"""The health rules, each with ledger and heartbeat states built here (no workers, no broker)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+
+from workers.health import db_now, health_report
+from workers.models import Job, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
+
+pytestmark = pytest.mark.django_db
+
+QUEUE = "site-generation"
+S = Job.State
+
+
+@pytest.fixture
+def now() -> datetime:
+    return db_now()
+
+
+def live_worker(queue: str, now: datetime, pool: str = "primary", **fields) -> WorkerHeartbeat:
+    defaults = dict(pool=pool, queue=queue, host="h", pid=1, concurrency=3, started_at=now - timedelta(hours=1),
+                    beat_at=now, expires_at=now + timedelta(seconds=45))
+    return WorkerHeartbeat.objects.create(name=f"{queue}@{pool}.h", **{**defaults, **fields})
+
+
+@pytest.fixture
+def consumers(now):
+    """Every queue has a live worker, so only the rule under test can fail."""
+    for queue in ("lead-processing", "site-generation", "email-sending", "delivery"):
+        live_worker(queue, now)
+
+
+def jobs(state: str, count: int, *, queue: str = QUEUE, finished: datetime | None = None,
+         started: datetime | None = None, due: datetime | None = None,
+         dispatched: datetime | None = None) -> list[Job]:
+    return Job.objects.bulk_create([
+        Job(id=uuid.uuid4(), queue=queue, task="sites.generate", state=state, attempts=1,
+            next_attempt_at=due or finished or started or dispatched, finished_at=finished,
+            started_at=started or finished, dispatched_at=dispatched)
+        for _ in range(count)
+    ])
+
+
+def errors(count: int, at: datetime, queue: str = QUEUE) -> None:
+    """Failed attempts at `at`, of a job that finished long before the window (so only they count)."""
+    job = jobs(S.SUCCEEDED, 1, queue=queue, finished=at - timedelta(hours=2))[0]
+    JobFailure.objects.bulk_create(
+        [JobFailure(job=job, queue=queue, attempt=1, error="ConnectionError: boom", failed_at=at)
+         for _ in range(count)])
+
+
+def queue_entry(report: dict, queue: str = QUEUE) -> dict:
+    return next(entry for entry in report["workers"] if entry["name"] == queue)
+
+
+def test_an_idle_queue_with_live_workers_is_healthy(consumers):
+    report = health_report()
+    assert report["overall"] == "healthy" and report["summary"]["allHealthy"] is True
+    entry = queue_entry(report)
+    assert entry["healthy"] is True and entry["status"] == "healthy" and entry["reasons"] == []
+    assert entry["consumers"] == 1
+
+
+def test_processing_without_errors_is_healthy(consumers, now):
+    jobs(S.SUCCEEDED, 40, finished=now - timedelta(minutes=1))
+    jobs(S.RUNNING, 2, started=now)
+    jobs(S.PENDING, 5, due=now)
+    entry = queue_entry(health_report())
+    assert entry["status"] == "healthy"
+    assert (entry["waiting"], entry["active"], entry["completed"], entry["failed"]) == (5, 2, 40, 0)
+
+
+def test_a_queue_without_a_live_worker_is_unhealthy_even_with_nothing_waiting(now):
+    live_worker("lead-processing", now)
+    live_worker(QUEUE, now, expires_at=now - timedelta(seconds=1))  # missed its beats
+    live_worker(QUEUE, now, pool="backup", stopped_at=now)  # shut down
+    report = health_report()
+    entry = queue_entry(report)
+    assert entry["status"] == "unhealthy" and entry["healthy"] is False and entry["consumers"] == 0
+    assert "no live worker" in entry["reasons"][0]
+    assert queue_entry(report, "lead-processing")["status"] == "healthy"
+    assert report["overall"] == "unhealthy" and report["summary"]["allHealthy"] is False
+
+
+def test_a_failure_rate_above_five_percent_in_the_window_is_unhealthy(consumers, now):
+    jobs(S.SUCCEEDED, 18, finished=now - timedelta(minutes=2))
+    jobs(S.DEAD, 2, finished=now - timedelta(minutes=2))  # 10 %
+    entry = queue_entry(health_report())
+    assert entry["status"] == "unhealthy"
+    assert entry["recent"]["failureRate"] == 10.0
+    assert any("failure rate 10.00%" in reason for reason in entry["reasons"])
+
+
+def test_failures_older_than_the_window_count_in_lifetime_figures_only(consumers, now):
+    jobs(S.DEAD, 10, finished=now - timedelta(hours=2))
+    jobs(S.SUCCEEDED, 30, finished=now - timedelta(hours=2))
+    jobs(S.SUCCEEDED, 20, finished=now - timedelta(minutes=1))
+    entry = queue_entry(health_report())
+    assert entry["status"] == "healthy"
+    assert entry["completed"] == 50 and entry["failed"] == 10 and entry["failureRate"] == 16.67
+    assert entry["recent"] == {"windowMinutes": 15, "completed": 20, "failed": 0, "errors": 0, "failureRate": 0.0}
+
+
+def test_nothing_processed_for_five_minutes_with_more_than_five_errors_is_unhealthy(consumers, now):
+    jobs(S.SUCCEEDED, 1, finished=now - timedelta(minutes=6))
+    errors(6, now - timedelta(minutes=1))
+    entry = queue_entry(health_report())
+    assert entry["status"] == "unhealthy"
+    assert any("no job processed in 5+ minutes and 6 errors" in reason for reason in entry["reasons"])
+
+
+def test_more_than_five_errors_while_jobs_still_succeed_is_degraded(consumers, now):
+    jobs(S.SUCCEEDED, 50, finished=now - timedelta(minutes=1))
+    errors(6, now - timedelta(minutes=1))
+    entry = queue_entry(health_report())
+    assert entry["status"] == "degraded" and entry["healthy"] is False
+    assert entry["recent"]["errors"] == 6
+
+
+@pytest.mark.parametrize(("count", "status"), [(2, "healthy"), (3, "degraded"), (5, "degraded")])
+def test_errors_below_three_are_healthy_and_three_or_more_degraded(consumers, now, count, status):
+    jobs(S.SUCCEEDED, 50, finished=now - timedelta(minutes=1))
+    errors(count, now - timedelta(minutes=3))
+    assert queue_entry(health_report())["status"] == status
+
+
+def test_errors_older_than_the_window_do_not_count(consumers, now):
+    jobs(S.SUCCEEDED, 50, finished=now - timedelta(minutes=1))
+    errors(20, now - timedelta(minutes=16))
+    assert queue_entry(health_report())["status"] == "healthy"
+
+
+def test_jobs_waiting_while_live_consumers_make_no_progress_is_unhealthy(consumers, now):
+    jobs(S.SUCCEEDED, 5, finished=now - timedelta(minutes=4))
+    jobs(S.PENDING, 3, due=now - timedelta(minutes=3))
+    jobs(S.DISPATCHED, 2, dispatched=now - timedelta(minutes=3))
+    entry = queue_entry(health_report())
+    assert entry["status"] == "unhealthy" and entry["waiting"] == 5
+    assert "paused unexpectedly: 5 job(s) waited over 120 s" in entry["reasons"][0]
+
+
+def test_long_jobs_running_are_progress_not_a_stall(consumers, now):
+    jobs(S.SUCCEEDED, 5, finished=now - timedelta(minutes=4))
+    jobs(S.RUNNING, 6, started=now - timedelta(minutes=3))
+    jobs(S.PENDING, 3, due=now - timedelta(minutes=3))
+    assert queue_entry(health_report())["status"] == "healthy"
+
+
+def test_jobs_waiting_with_nothing_processed_yet_is_degraded_before_it_counts_as_a_stall(consumers, now):
+    jobs(S.PENDING, 4, due=now - timedelta(seconds=30))
+    entry = queue_entry(health_report())
+    assert entry["status"] == "degraded"
+    assert entry["reasons"] == ["4 job(s) waiting and none processed in the last 15 min"]
+
+
+def test_a_queue_paused_on_purpose_shows_paused_not_unhealthy(consumers, now):
+    WorkerHeartbeat.objects.filter(queue=QUEUE).delete()  # its workers may even be stopped
+    jobs(S.PENDING, 7, due=now - timedelta(minutes=10))
+    QueuePause.objects.create(queue=QUEUE, reason="Anthropic outage", paused_by="ops")
+    report = health_report()
+    entry = queue_entry(report)
+    assert entry["status"] == "paused" and entry["paused"] is True and entry["healthy"] is True
+    assert entry["pausedReason"] == "Anthropic outage" and entry["waiting"] == 7
+    assert report["overall"] == "healthy" and report["summary"]["pausedQueues"] == [QUEUE]
+
+
+def test_overall_is_the_worst_queue(consumers, now):
+    jobs(S.PENDING, 4, due=now, queue="delivery")  # degraded: waiting, nothing processed
+    assert health_report()["overall"] == "degraded"
+    WorkerHeartbeat.objects.filter(queue="email-sending").delete()
+    assert health_report()["overall"] == "unhealthy"
+
+
+def test_lifetime_counts_include_the_daily_statistics_of_pruned_jobs(consumers, now):
+    QueueDailyStats.objects.create(queue=QUEUE, day=(now - timedelta(days=30)).date(), succeeded=1230, dead=3)
+    jobs(S.SUCCEEDED, 4, finished=now - timedelta(minutes=1))
+    report = health_report()
+    entry = queue_entry(report)
+    assert (entry["completed"], entry["failed"], entry["failureRate"]) == (1234, 3, 0.24)
+    assert report["summary"]["totalCompleted"] == 1234 and report["summary"]["totalFailed"] == 3

@@ -1,0 +1,122 @@
+"""Prometheus metrics: the figures of the health report, the ledger by state, broker queue depths,
+the dead-letter queue and every worker's heartbeat. Built per scrape from PostgreSQL and Redis, so
+every web process answers the same and nothing is lost when one restarts."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+from django.conf import settings
+from django.db.models import Count
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from dlq.models import DeadLetter
+from workers.health import HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, db_now, judge, worker_report
+from workers.models import Job
+from workers.redis_client import shared_client
+
+STATUSES = (HEALTHY, DEGRADED, UNHEALTHY, PAUSED)
+# kombu's Redis transport keeps a queue's messages in the list named after the queue, and messages
+# with a priority in lists named <queue>\x06\x16<priority> (its default priority steps).
+_KOMBU_PRIORITY_SEP = "\x06\x16"
+_KOMBU_PRIORITY_STEPS = (3, 6, 9)
+
+
+def broker_queue_lengths() -> dict[str, int] | None:
+    """Messages waiting in Redis per queue, or None when Redis does not answer."""
+    try:
+        pipe = shared_client().pipeline(transaction=False)
+        for queue in settings.QUEUE_NAMES:
+            pipe.llen(queue)
+            for step in _KOMBU_PRIORITY_STEPS:
+                pipe.llen(f"{queue}{_KOMBU_PRIORITY_SEP}{step}")
+        lengths = pipe.execute()
+    except redis.RedisError:
+        return None
+    per_queue = 1 + len(_KOMBU_PRIORITY_STEPS)
+    return {q: sum(lengths[i * per_queue:(i + 1) * per_queue]) for i, q in enumerate(settings.QUEUE_NAMES)}
+
+
+def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"resilience_{name}", documentation, labels=labels)
+
+
+class ResilienceCollector:
+    def collect(self) -> Iterator[Metric]:
+        now = db_now()
+        figures = collect_figures(now)
+
+        by_state = _gauge("jobs", "Jobs in the ledger by queue and state", ["queue", "state"])
+        counts = {(row["queue"], row["state"]): row["n"]
+                  for row in Job.objects.values("queue", "state").annotate(n=Count("id"))}
+        for queue in settings.QUEUE_NAMES:
+            for state in Job.State.values:
+                by_state.add_metric([queue, state], counts.get((queue, state), 0))
+        yield by_state
+
+        per_queue = {
+            "queue_waiting": ("Jobs not started yet (pending, retrying or published)", lambda q: q.waiting),
+            "queue_active": ("Jobs running now", lambda q: q.active),
+            "queue_completed": ("Jobs succeeded, lifetime (ledger plus daily statistics)", lambda q: q.completed),
+            "queue_failed": ("Jobs dead-lettered, lifetime", lambda q: q.failed),
+            "queue_failure_rate_percent": ("Dead-lettered / finished jobs, lifetime, in percent",
+                                           lambda q: q.failure_rate),
+            "queue_recent_failure_rate_percent": ("Failure rate over the health window, in percent",
+                                                  lambda q: q.recent_failure_rate),
+            "queue_recent_errors": ("Failed attempts over the health window", lambda q: q.recent_errors),
+            "queue_consumers": ("Workers with a live heartbeat consuming the queue", lambda q: q.consumers),
+            "queue_paused": ("1 when the queue is paused on purpose", lambda q: int(q.paused is not None)),
+        }
+        for name, (doc, value) in per_queue.items():
+            gauge = _gauge(name, doc, ["queue"])
+            for q in figures.values():
+                gauge.add_metric([q.name], value(q))
+            yield gauge
+
+        status = _gauge("queue_status", "1 for the queue's current health status", ["queue", "status"])
+        for q in figures.values():
+            verdict = judge(q).status
+            for s in STATUSES:
+                status.add_metric([q.name, s], int(s == verdict))
+        yield status
+
+        lengths = broker_queue_lengths()
+        broker_up = _gauge("broker_up", "1 when Redis answered this scrape", [])
+        broker_up.add_metric([], int(lengths is not None))
+        yield broker_up
+        if lengths is not None:
+            depth = _gauge("broker_queue_length", "Messages waiting in the Redis queue", ["queue"])
+            for queue, length in lengths.items():
+                depth.add_metric([queue], length)
+            yield depth
+
+        dlq = _gauge("dead_letter_entries", "Dead-letter entries by queue and resolution", ["queue", "resolved"])
+        dlq_counts = {(row["queue_name"], row["resolved"]): row["n"]
+                      for row in DeadLetter.objects.values("queue_name", "resolved").annotate(n=Count("id"))}
+        for queue in sorted(set(settings.QUEUE_NAMES) | {q for q, _ in dlq_counts}):
+            for resolved in (False, True):
+                dlq.add_metric([queue, str(resolved).lower()], dlq_counts.get((queue, resolved), 0))
+        yield dlq
+
+        labels = ["worker", "pool", "queue"]
+        age = _gauge("worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat", labels)
+        up = _gauge("worker_up", "1 while the worker's heartbeat is live", labels)
+        memory = _gauge("worker_memory_bytes", "RSS of the worker and its pool processes", labels)
+        done = _gauge("worker_jobs_done", "Jobs the worker process finished since it started", labels)
+        failed = _gauge("worker_jobs_failed", "Job attempts that failed in the worker process since it started",
+                        labels)
+        for worker in worker_report(now):
+            key = [worker["name"], worker["pool"], worker["queue"]]
+            age.add_metric(key, worker["heartbeatAgeSeconds"])
+            up.add_metric(key, int(worker["live"]))
+            memory.add_metric(key, worker["memoryBytes"])
+            done.add_metric(key, worker["jobsDone"])
+            failed.add_metric(key, worker["jobsFailed"])
+        yield from (age, up, memory, done, failed)
+
+
+def render() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResilienceCollector())
+    return generate_latest(registry)

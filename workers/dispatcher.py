@@ -18,6 +18,7 @@ from django.db.models import Count
 from workers import ledger, ratelimit, wakeup
 from workers.leader import Leadership, dispatcher_leadership
 from workers.models import Job, QueuePause
+from workers.retention import prune_ledger
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ def publish(dispatch: ledger.Dispatch) -> None:
 # Recovery sweeps look for rare events (a dead worker, a lost message): once a second is enough,
 # while publishing runs at every nudge.
 RECOVERY_INTERVAL_SECONDS = 1.0
+# Pruning the ledger of old finished jobs (workers.retention): the leader does it this often.
+PRUNE_INTERVAL_SECONDS = 3600.0
 
 
 def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = True) -> DispatchStats:
@@ -111,6 +114,7 @@ class Dispatcher:
         self.stop_event = threading.Event()
         self.is_leader = False
         self.last_recovery = 0.0
+        self.last_prune = 0.0
         self.redis_run_id: str | None = None
         self.failing_since: float | None = None
 
@@ -163,6 +167,12 @@ class Dispatcher:
         if self.failing_since is not None:
             logger.warning("dispatch rounds work again after %.0f s", started - self.failing_since)
             self.failing_since = None
+        if started - self.last_prune >= PRUNE_INTERVAL_SECONDS:
+            self.last_prune = started
+            try:
+                prune_ledger()
+            except Exception:  # pruning can wait an hour; dispatching must go on
+                logger.warning("pruning the ledger failed; trying again in an hour", exc_info=True)
         if stats.published or stats.reaped or stats.redispatched:
             logger.info("dispatched %s, reaped %d, redispatched %d in %.0f ms", stats.by_queue or 0,
                         stats.reaped, stats.redispatched, (time.monotonic() - started) * 1000)

@@ -1,0 +1,21 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from workers.retention import prune_ledger
+
+
+class Command(BaseCommand):
+    help = ("Move finished jobs older than the retention period out of the ledger into daily statistics "
+            "(the dispatcher does this hourly).")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--days", type=int, default=settings.LEDGER_RETENTION_DAYS,
+                            help="keep finished jobs this many days (default LEDGER_RETENTION_DAYS)")
+
+    def handle(self, *args, days: int, **options) -> None:
+        if days < 0:
+            self.stderr.write("--days must be 0 or more")
+            raise SystemExit(2)
+        pruned = prune_ledger(retention_days=days)
+        self.stdout.write(f"Pruned {pruned.jobs} finished job(s) older than {days} day(s) into daily statistics; "
+                          f"removed {pruned.heartbeats} old worker heartbeat(s).")

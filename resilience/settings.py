@@ -166,6 +166,8 @@ HEALTH_STALL_SECONDS = env_int("HEALTH_STALL_SECONDS", 120, minimum=5)
 LEDGER_RETENTION_DAYS = env_int("LEDGER_RETENTION_DAYS", 7, minimum=1)
 # Where the dashboard links to Flower; by default the host the browser used, on FLOWER_PORT.
 FLOWER_PUBLIC_URL = env_str("FLOWER_PUBLIC_URL", "")
+if FLOWER_PUBLIC_URL and not FLOWER_PUBLIC_URL.startswith(("http://", "https://")):
+    raise ConfigError(f"FLOWER_PUBLIC_URL={FLOWER_PUBLIC_URL!r} must be an http:// or https:// URL")
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)

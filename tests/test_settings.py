@@ -51,6 +51,10 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
          "ANTHROPIC_API_KEY is not set and MOCK_MODE is off: set the key, or MOCK_MODE=true"),
         ({"CELERY_TASK_TIME_LIMIT": "600", "CELERY_VISIBILITY_TIMEOUT": "300"},
          "CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT"),
+        ({"HEARTBEAT_INTERVAL_SECONDS": "30", "HEARTBEAT_TTL_SECONDS": "20"},
+         "HEARTBEAT_TTL_SECONDS must be above HEARTBEAT_INTERVAL_SECONDS, or live workers would flicker"),
+        ({"FLOWER_PUBLIC_URL": "javascript:alert(1)"},
+         "FLOWER_PUBLIC_URL='javascript:alert(1)' must be an http:// or https:// URL"),
     ],
 )
 def test_bad_setting_stops_manage_py_with_one_line(overrides, expected):

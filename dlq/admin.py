@@ -1,9 +1,26 @@
 import json
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from dlq import actions
 from dlq.models import DeadLetter
+
+# Enough refusals to see the pattern without a message that fills the screen.
+_MAX_LISTED = 10
+
+
+class ResolveForm(forms.Form):
+    notes = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 80}),
+        help_text="What was wrong and what was done, for the post-mortem. Stored on each entry this resolves.",
+    )
 
 
 @admin.register(DeadLetter)
@@ -20,6 +37,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
         ("Failure", {"fields": ("error_message", "pretty_stack", "attempts_made", "failed_at")}),
         ("Resolution", {"fields": ("resolved", "resolved_at", "resolved_by", "notes")}),
     )
+    # Deletion is Django's own delete_selected (confirmation page, delete permission, logged).
+    actions = ["resolve_selected", "requeue_selected"]
 
     @admin.display(description="error")
     def short_error(self, entry: DeadLetter) -> str:
@@ -36,3 +55,55 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # entries are made by failing jobs only
+
+    @admin.action(description="Resolve selected entries (asks for notes)", permissions=["change"])
+    def resolve_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> TemplateResponse | None:
+        # First call: the intermediate page. Its submit posts the same action again with post=yes,
+        # the way delete_selected confirms.
+        form = ResolveForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_bound and form.is_valid():
+            notes = form.cleaned_data["notes"].strip() or None
+            selected = len(queryset)
+            resolved = actions.resolve_many(queryset.values_list("pk", flat=True), by=request.user.get_username(),
+                                            notes=notes)
+            for entry in resolved:
+                self.log_change(request, entry, "Resolved" + (f": {notes}" if notes else ""))
+            count, skipped = len(resolved), selected - len(resolved)
+            self.message_user(request, f"Resolved {count} dead-letter entr{'y' if count == 1 else 'ies'}.",
+                              messages.SUCCESS)
+            if skipped:
+                self.message_user(request, f"{skipped} selected entr{'y was' if skipped == 1 else 'ies were'} "
+                                  "already resolved and left as they were.", messages.WARNING)
+            return None  # back to the change list
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Resolve dead-letter entries",
+            "subtitle": None,
+            "opts": self.opts,
+            "queryset": queryset,
+            "unresolved_count": queryset.filter(resolved=False).count(),
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "resolve_selected",
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/dlq/deadletter/resolve_selected.html", context)
+
+    @admin.action(description="Requeue selected entries' jobs", permissions=["change"])
+    def requeue_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        by = request.user.get_username()
+        outcome = actions.requeue_many(list(queryset.values_list("pk", flat=True)), by=by)
+        for entry, job in outcome.requeued:
+            self.log_change(request, entry, f"Requeued ledger job {job.id}")
+        if outcome.requeued:
+            count = len(outcome.requeued)
+            self.message_user(request, f"Requeued {count} job{'' if count == 1 else 's'}; "
+                              f"{'its entry is' if count == 1 else 'their entries are'} marked resolved.",
+                              messages.SUCCESS)
+        # One message per refusal: each reason names its entry, and they differ (resolved, not dead, pruned).
+        for _, reason in outcome.refused[:_MAX_LISTED]:
+            self.message_user(request, f"Not requeued: {reason}", messages.WARNING)
+        if len(outcome.refused) > _MAX_LISTED:
+            self.message_user(request, f"… and {len(outcome.refused) - _MAX_LISTED} more not requeued.",
+                              messages.WARNING)

@@ -1,17 +1,174 @@
-"""The dead-letter queue's admin API (built by issue 4's DLQ work)."""
+"""The dead-letter queue's admin API: list, resolve, delete, requeue.
+
+The JSON shapes are the original system's contract (snake_case entry fields; resolvedBy and jobId
+in camelCase as it wrote them). The work is done by dlq.actions; these views only check input.
+"""
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db.models import Count, Q
 from django.http import HttpRequest, JsonResponse
 
 from access.auth import admin_api
-from resilience.http import json_error
+from dlq import actions
+from dlq.models import DeadLetter
+from resilience.http import ApiError, allow_methods, json_object_body
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_RESOLVED_BY_MAX = DeadLetter._meta.get_field("resolved_by").max_length
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def serialize_entry(entry: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "queue_name": entry.queue_name,
+        "job_id": entry.job_id,
+        "job_data": entry.job_data,
+        "error_message": entry.error_message,
+        "error_stack": entry.error_stack,
+        "attempts_made": entry.attempts_made,
+        "failed_at": _iso(entry.failed_at),
+        "resolved": entry.resolved,
+        "resolved_at": _iso(entry.resolved_at),
+        "resolved_by": entry.resolved_by,
+        "notes": entry.notes,
+    }
+
+
+def queue_stats() -> dict[str, dict[str, int]]:
+    """Per queue: total, resolved, unresolved. Every configured queue appears, with zeros if it
+    never dead-lettered, so a dashboard need not guess the list; queues no longer configured but
+    still holding entries appear too."""
+    stats = {name: {"total": 0, "resolved": 0, "unresolved": 0} for name in settings.QUEUE_NAMES}
+    rows = DeadLetter.objects.values("queue_name").annotate(
+        total=Count("id"), resolved_count=Count("id", filter=Q(resolved=True))
+    )
+    for row in rows.order_by("queue_name"):
+        stats[row["queue_name"]] = {
+            "total": row["total"],
+            "resolved": row["resolved_count"],
+            "unresolved": row["total"] - row["resolved_count"],
+        }
+    return stats
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        return json_object_body(request)
+    except RequestDataTooBig:  # else Django answers with its HTML 400 page
+        raise ApiError(413, f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes") from None
+
+
+def _entry_id(value: Any, where: str) -> uuid.UUID:
+    if value is None or value == "":
+        raise ApiError(400, f"{where} is required: the dead-letter entry's id (a UUID)")
+    if not isinstance(value, str):
+        raise ApiError(400, f"{where} must be a UUID string, got {type(value).__name__}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(400, f"{where} is not a valid UUID: {value[:100]!r}") from None
+
+
+def _optional_text(body: dict[str, Any], key: str, *, max_length: int | None = None) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"{key} must be a string, got {type(value).__name__}")
+    if max_length is not None and len(value) > max_length:
+        raise ApiError(400, f"{key} is longer than {max_length} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold it: refuse here rather than fail in the database
+        raise ApiError(400, f"{key} must not contain NUL characters")
+    return value
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw[:50]!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be from 1 to {MAX_LIMIT}, got {limit}")
+    return limit
+
+
+def _list(request: HttpRequest) -> JsonResponse:
+    unresolved = DeadLetter.objects.filter(resolved=False)
+    queue = request.GET.get("queue")
+    if queue is not None:
+        if "\x00" in queue:
+            raise ApiError(400, "queue must not contain NUL characters")
+        # A queue no longer configured may still hold entries: those stay reachable.
+        if queue not in settings.QUEUE_NAMES and not DeadLetter.objects.filter(queue_name=queue).exists():
+            raise ApiError(400, f"unknown queue {queue[:100]!r}; queues: {', '.join(settings.QUEUE_NAMES)}")
+        unresolved = unresolved.filter(queue_name=queue)
+    limit = _limit(request.GET.get("limit"))
+    jobs = [serialize_entry(entry) for entry in unresolved.order_by("-failed_at", "-id")[:limit]]
+    return JsonResponse({
+        "success": True,
+        "jobs": jobs,
+        "count": len(jobs),
+        "total": unresolved.count(),
+        "stats": queue_stats(),
+    })
+
+
+def _patch(request: HttpRequest) -> JsonResponse:
+    body = _body(request)
+    entry_id = _entry_id(body.get("id"), "id")
+    if "resolved" not in body:
+        raise ApiError(400, "resolved is required: true to resolve the entry, false to re-open it")
+    resolved = body["resolved"]
+    if not isinstance(resolved, bool):
+        raise ApiError(400, f"resolved must be true or false, got {resolved!r}"[:200])
+    resolved_by = _optional_text(body, "resolvedBy", max_length=_RESOLVED_BY_MAX)
+    notes = _optional_text(body, "notes")
+    try:
+        entry = actions.set_resolved(entry_id, resolved=resolved, by=resolved_by or request.actor, notes=notes)
+    except actions.EntryNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    return JsonResponse({"success": True, "job": serialize_entry(entry)})
+
+
+def _delete(request: HttpRequest) -> JsonResponse:
+    entry_id = _entry_id(request.GET.get("id"), "the id query parameter")
+    try:
+        actions.delete(entry_id)
+    except actions.EntryNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    return JsonResponse({"success": True, "deleted": str(entry_id)})
 
 
 @admin_api
+@allow_methods("GET", "PATCH", "DELETE")
 def dead_letter_queue(request: HttpRequest) -> JsonResponse:
-    return json_error(501, "not built yet")
+    handlers = {"GET": _list, "PATCH": _patch, "DELETE": _delete}
+    return handlers[request.method](request)
 
 
 @admin_api
+@allow_methods("POST")
 def requeue(request: HttpRequest) -> JsonResponse:
-    return json_error(501, "not built yet")
+    body = _body(request)
+    entry_id = _entry_id(body.get("id"), "id")
+    notes = _optional_text(body, "notes") or ""
+    try:
+        entry, job = actions.requeue(entry_id, by=request.actor, notes=notes)
+    except actions.EntryNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except actions.Conflict as exc:
+        raise ApiError(409, str(exc)) from None
+    return JsonResponse({"success": True, "job": serialize_entry(entry), "jobId": str(job.id), "state": job.state})

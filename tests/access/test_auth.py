@@ -1,0 +1,139 @@
+"""The admin API's gate (access.auth.admin_api) seen from outside: tokens, sessions, CSRF, and the
+admin pages' own login redirect."""
+import hashlib
+import io
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+
+from access.models import ApiToken
+from dlq.models import DeadLetter
+
+pytestmark = pytest.mark.django_db
+
+DLQ_URL = "/api/admin/dead-letter-queue"
+
+
+def make_token(name="ops", *read_only_flag) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_token", name, *read_only_flag, stdout=out, stderr=err)
+    return out.getvalue().strip()
+
+
+def bearer(token: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def an_entry() -> DeadLetter:
+    return DeadLetter.objects.create(queue_name="delivery", job_id="j1", job_data={}, error_message="boom")
+
+
+def patch(client, body, **headers):
+    return client.patch(DLQ_URL, data=json.dumps(body), content_type="application/json", **headers)
+
+
+def test_create_api_token_prints_the_token_once_and_stores_only_its_hash():
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_token", "prometheus", "--read-only", stdout=out, stderr=err)
+
+    printed = out.getvalue().splitlines()
+    assert len(printed) == 1  # stdout is the token alone, so `token=$(manage.py create_api_token x)` works
+    token = printed[0]
+    assert token.startswith("rsl_") and len(token) > 40
+    assert token not in err.getvalue() and "shown only this once" in err.getvalue()
+    stored = ApiToken.objects.get(name="prometheus")
+    assert stored.key_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert stored.can_write is False and stored.prefix == token[:8]
+    assert all(token not in str(value) for value in ApiToken.objects.values().get().values())
+
+
+def test_a_bearer_token_reads_the_dead_letter_queue(client):
+    token = make_token()
+    response = client.get(DLQ_URL, **bearer(token))
+    assert response.status_code == 200 and response.json()["success"] is True
+    assert ApiToken.objects.get(name="ops").last_used_at is not None
+
+
+@pytest.mark.parametrize("header", ["Bearer rsl_not-a-real-token", "Bearer ", "Basic dXNlcjpwYXNz", "rsl_no_scheme"])
+def test_a_wrong_token_is_401_json_with_www_authenticate(client, header):
+    make_token()
+    response = client.get(DLQ_URL, HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert response.json()["success"] is False and response.json()["error"]
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_revoked_token_is_401(client):
+    token = make_token("old")
+    assert client.get(DLQ_URL, **bearer(token)).status_code == 200
+    call_command("revoke_api_token", "old", stdout=io.StringIO())
+    response = client.get(DLQ_URL, **bearer(token))
+    assert response.status_code == 401 and "revoked" in response.json()["error"]
+    assert "WWW-Authenticate" in response
+
+
+def test_a_read_only_token_may_read_but_not_change(client):
+    token = make_token("monitor", "--read-only")
+    entry = an_entry()
+    assert client.get(DLQ_URL, **bearer(token)).status_code == 200
+    response = patch(client, {"id": str(entry.id), "resolved": True}, **bearer(token))
+    assert response.status_code == 403 and "read-only" in response.json()["error"]
+    assert client.delete(f"{DLQ_URL}?id={entry.id}", **bearer(token)).status_code == 403
+    entry.refresh_from_db()
+    assert entry.resolved is False
+
+
+def test_a_write_token_changes_without_csrf_and_is_recorded_as_the_actor():
+    client = Client(enforce_csrf_checks=True)  # a token request carries no cookie, so no CSRF check applies
+    token = make_token("ops")
+    entry = an_entry()
+    response = patch(client, {"id": str(entry.id), "resolved": True}, **bearer(token))
+    assert response.status_code == 200 and response.json()["job"]["resolved_by"] == "token:ops"
+
+
+def test_anonymous_is_401_json(client):
+    response = client.get(DLQ_URL)
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json" and response.json()["success"] is False
+    assert "WWW-Authenticate" in response
+
+
+def test_a_logged_in_user_who_is_not_staff_is_403_json(client):
+    client.force_login(User.objects.create_user("visitor", password="x"))
+    response = client.get(DLQ_URL)
+    assert response.status_code == 403 and "not staff" in response.json()["error"]
+
+
+def test_a_staff_session_reads_and_changes(client):
+    client.force_login(User.objects.create_user("alice", password="x", is_staff=True))
+    entry = an_entry()
+    assert client.get(DLQ_URL).status_code == 200
+    response = patch(client, {"id": str(entry.id), "resolved": True})
+    assert response.status_code == 200 and response.json()["job"]["resolved_by"] == "alice"
+
+
+def test_a_session_change_needs_the_csrf_token():
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_user("alice", password="x", is_staff=True))
+    entry = an_entry()
+
+    response = patch(client, {"id": str(entry.id), "resolved": True})
+    assert response.status_code == 403 and "CSRF" in response.json()["error"]
+    entry.refresh_from_db()
+    assert entry.resolved is False
+
+    # What the dashboard does: the session's CSRF cookie sent back in X-CSRFToken.
+    assert client.get("/admin/").status_code == 200
+    csrf = client.cookies["csrftoken"].value
+    response = patch(client, {"id": str(entry.id), "resolved": True}, HTTP_X_CSRFTOKEN=csrf)
+    assert response.status_code == 200 and response.json()["job"]["resolved"] is True
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/workers/", "/admin/dlq/deadletter/"])
+def test_admin_pages_send_anonymous_visitors_to_the_login_page(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/") and "next=" in response["Location"]

@@ -6,7 +6,6 @@ in camelCase as it wrote them). The work is done by dlq.actions; these views onl
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -17,15 +16,12 @@ from django.http import HttpRequest, JsonResponse
 from access.auth import admin_api
 from dlq import actions
 from dlq.models import DeadLetter
-from resilience.http import ApiError, allow_methods, json_object_body
+from resilience.http import ApiError, allow_methods, iso_utc, json_object_body
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _RESOLVED_BY_MAX = DeadLetter._meta.get_field("resolved_by").max_length
 
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def serialize_entry(entry: DeadLetter) -> dict[str, Any]:
@@ -37,9 +33,9 @@ def serialize_entry(entry: DeadLetter) -> dict[str, Any]:
         "error_message": entry.error_message,
         "error_stack": entry.error_stack,
         "attempts_made": entry.attempts_made,
-        "failed_at": _iso(entry.failed_at),
+        "failed_at": iso_utc(entry.failed_at),
         "resolved": entry.resolved,
-        "resolved_at": _iso(entry.resolved_at),
+        "resolved_at": iso_utc(entry.resolved_at),
         "resolved_by": entry.resolved_by,
         "notes": entry.notes,
     }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -72,3 +73,8 @@ def json_object_body(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, f"body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601 in UTC with a Z, as in the original system's JSON."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None

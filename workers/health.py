@@ -22,9 +22,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
+from resilience.http import iso_utc
 from workers.models import Job, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
 
 State = Job.State
@@ -188,9 +189,6 @@ def collect_figures(now: datetime) -> dict[str, QueueFigures]:
     return figures
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
 
 def overall_status(verdicts: list[Verdict]) -> str:
     judged = [v.status for v in verdicts if v.status != PAUSED]
@@ -227,7 +225,7 @@ def health_report(now: datetime | None = None) -> dict[str, Any]:
                 "errors": q.recent_errors,
                 "failureRate": q.recent_failure_rate,
             },
-            "lastProcessedAt": _iso(q.last_processed_at),
+            "lastProcessedAt": iso_utc(q.last_processed_at),
         })
     return {
         "success": True,
@@ -241,7 +239,7 @@ def health_report(now: datetime | None = None) -> dict[str, Any]:
             "totalWaiting": sum(q.waiting for q in figures.values()),
             "pausedQueues": [q.name for q in figures.values() if q.paused is not None],
         },
-        "timestamp": _iso(now.replace(microsecond=0)),
+        "timestamp": iso_utc(now.replace(microsecond=0)),
     }
 
 
@@ -261,12 +259,12 @@ def worker_report(now: datetime | None = None) -> list[dict[str, Any]]:
             "concurrency": hb.concurrency,
             "live": live,
             "state": "live" if live else ("stopped" if hb.stopped_at else "gone"),
-            "startedAt": _iso(hb.started_at),
-            "lastHeartbeatAt": _iso(hb.beat_at),
+            "startedAt": iso_utc(hb.started_at),
+            "lastHeartbeatAt": iso_utc(hb.beat_at),
             "heartbeatAgeSeconds": round(max(0.0, (now - hb.beat_at).total_seconds()), 1),
             "memoryBytes": hb.memory_bytes,
             "jobsDone": hb.jobs_done,
             "jobsFailed": hb.jobs_failed,
-            "lastJobAt": _iso(hb.last_job_at),
+            "lastJobAt": iso_utc(hb.last_job_at),
         })
     return [worker for pool in sorted(by_pool) for worker in by_pool[pool]]

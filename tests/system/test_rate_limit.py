@@ -5,7 +5,6 @@ check is of what the limiter allowed, whichever pool started the job.
 """
 import os
 import signal
-import time
 
 import pytest
 import redis

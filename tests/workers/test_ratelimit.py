@@ -57,7 +57,7 @@ def test_unlimited_queue_is_never_refused(settings, redis_client):
 @pytest.mark.django_db(transaction=True)
 def test_a_job_refused_a_slot_waits_in_the_ledger_keeping_its_attempts(limits):
     limits("delivery", 1, 60)
-    first, second = enqueue_probe("delivery"), enqueue_probe("delivery")
+    enqueue_probe("delivery"), enqueue_probe("delivery")
     results = [probe.run(d.job_id, d.token) for d in ledger.take_due_jobs("delivery", 10)]
     assert sorted(results) == ["deferred", "succeeded"]
     waiting = Job.objects.get(state="pending")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -92,7 +94,10 @@ def admin_api(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         if not (user.is_active and user.is_staff):
             return json_error(403, f"user {user.get_username()!r} is not staff")
         if request.method not in SAFE_METHODS:
-            failure = _csrf_failure(request)
+            try:
+                failure = _csrf_failure(request)
+            except RequestDataTooBig:  # the check reads a form body for its token
+                return json_error(413, f"body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
             if failure is not None:
                 return json_error(403, "CSRF check failed: send the X-CSRFToken header of your session")
         request.actor = user.get_username()

@@ -132,6 +132,15 @@ def test_a_session_change_needs_the_csrf_token():
     assert response.status_code == 200 and response.json()["job"]["resolved"] is True
 
 
+def test_an_oversized_form_body_on_a_session_is_413_json(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_user("bob", password="x", is_staff=True))
+    client.get("/admin/")  # the CSRF cookie: the check then reads the form body for its token
+    response = client.post("/api/admin/dead-letter-queue/requeue", data={"notes": "x" * 4096})
+    assert response.status_code == 413 and response.json()["error"] == "body is larger than 1024 bytes"
+
+
 @pytest.mark.parametrize("path", ["/admin/", "/admin/workers/", "/admin/dlq/deadletter/"])
 def test_admin_pages_send_anonymous_visitors_to_the_login_page(client, path):
     response = client.get(path)

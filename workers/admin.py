@@ -2,6 +2,8 @@ from django.contrib import admin
 
 from workers.models import Job
 
+admin.site.index_template = "admin/workers/index.html"  # the admin home, with a link to the worker dashboard
+
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):

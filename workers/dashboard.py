@@ -1,12 +1,106 @@
-"""The worker dashboard in Django admin (/admin/workers/)."""
+"""The worker dashboard in Django admin (/admin/workers/).
+
+One JSON document feeds it: the page embeds it for the first paint and its script fetches it again
+from /admin/workers/data every 10 s, so the page and its refreshes share one rendering path (the
+script). Both views sit behind admin.site.admin_view (staff only; the data URL sends an expired
+session to the login page, which the script detects and reports).
+"""
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import split_domain_port
+from django.middleware.csrf import get_token
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from dlq.models import DeadLetter
+from workers.health import db_now, health_report, worker_report
+
+REFRESH_SECONDS = 10
+DEAD_LETTERS_SHOWN = 10
+# The list shows the start of each error; the entry's admin page has all of it and the stack.
+ERROR_PREVIEW_CHARS = 300
 
 
+def flower_url(request: HttpRequest) -> str:
+    """FLOWER_PUBLIC_URL when set, else Flower's port on the host the browser used for this page."""
+    if settings.FLOWER_PUBLIC_URL:
+        return settings.FLOWER_PUBLIC_URL
+    domain, _port = split_domain_port(request.get_host())
+    return f"{request.scheme}://{domain or 'localhost'}:{settings.FLOWER_PORT}/"
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _preview(text: str | None) -> str:
+    text = text or ""
+    return text if len(text) <= ERROR_PREVIEW_CHARS else text[: ERROR_PREVIEW_CHARS - 1] + "…"
+
+
+def _job_admin_url(job_id: str | None) -> str | None:
+    try:
+        return reverse("admin:workers_job_change", args=[uuid.UUID(str(job_id))])
+    except (TypeError, ValueError):
+        return None  # not a ledger job id (entries may come from elsewhere)
+
+
+def dead_letter_summary(entry: DeadLetter) -> dict[str, Any]:
+    """An unresolved entry as the dashboard lists it: the DLQ API's field names, the error cut short."""
+    return {
+        "id": str(entry.id),
+        "queue_name": entry.queue_name,
+        "job_id": entry.job_id,
+        "error_message": _preview(entry.error_message),
+        "attempts_made": entry.attempts_made,
+        "failed_at": _iso(entry.failed_at),
+        "resolved": entry.resolved,
+        "adminUrl": reverse("admin:dlq_deadletter_change", args=[entry.pk]),
+        "jobAdminUrl": _job_admin_url(entry.job_id),
+    }
+
+
+def dashboard_payload(request: HttpRequest) -> dict[str, Any]:
+    now = db_now()
+    unresolved = DeadLetter.objects.filter(resolved=False)
+    newest = unresolved.order_by("-failed_at").only(
+        "id", "queue_name", "job_id", "error_message", "attempts_made", "failed_at", "resolved"
+    )[:DEAD_LETTERS_SHOWN]
+    return {
+        "health": health_report(now),
+        "workers": worker_report(now),
+        "deadLetters": [dead_letter_summary(entry) for entry in newest],
+        "deadLetterUnresolved": unresolved.count(),
+        "flowerUrl": flower_url(request),
+        "generatedAt": _iso(now),
+    }
+
+
+@require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Worker dashboard",
+        "dashboard_data": dashboard_payload(request),
+        "dashboard_config": {
+            "dataUrl": reverse("workers-dashboard-data"),
+            "requeueUrl": reverse("dead-letter-requeue"),
+            "loginUrl": reverse("admin:login"),
+            "deadLetterListUrl": reverse("admin:dlq_deadletter_changelist") + "?resolved__exact=0",
+            "csrfToken": get_token(request),
+            "refreshSeconds": REFRESH_SECONDS,
+        },
+    }
+    return TemplateResponse(request, "admin/workers/dashboard.html", context)
 
 
+@require_GET
 def dashboard_data(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({}, status=501)
+    return JsonResponse(dashboard_payload(request))

@@ -12,10 +12,15 @@ run for CELERY_TASK_TIME_LIMIT already, and its lease expires within JOB_LEASE_S
 Every task of this app runs one ledger job with arguments (job_id, dispatch_token) and the job id
 as its task id, so the Celery app uses LedgerJobTask as its task class (resilience/celery.py).
 This module must stay importable before Django is set up: ledger imports happen inside functions.
+
+The same request class counts each job's outcome for the worker's heartbeat (workers.heartbeat.JOBS):
+the main process is where every result arrives, including the death of a pool child.
 """
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task, bootsteps
@@ -57,11 +62,46 @@ def release_dead_attempt(request: Request, reason: str) -> None:
         connection.close()
 
 
+def count_outcome(request: Request, returned: object = None, *, failed: bool = False) -> None:
+    """Count a finished task for this worker's heartbeat. Never raises: bookkeeping must not break
+    the worker's event loop."""
+    try:
+        from workers.heartbeat import JOBS
+
+        queue = (request.delivery_info or {}).get("routing_key") or ""
+        if failed:
+            JOBS.count_failure(queue)
+        else:
+            JOBS.count_result(queue, returned)
+    except Exception:
+        logger.warning("could not count the outcome of task %s", request.id, exc_info=True)
+
+
+def _counting_successes(on_success: Callable) -> Callable:
+    @functools.wraps(on_success)
+    def counted(self, failed__retval__runtime, **kwargs):
+        failed, returned, _runtime = failed__retval__runtime
+        if not failed:  # a task that raised goes on to on_failure, which counts it
+            count_outcome(self, returned)
+        return on_success(self, failed__retval__runtime, **kwargs)
+
+    return counted
+
+
 class LedgerJobRequest(Request):
+    def __init_subclass__(cls, **kwargs):
+        # The worker runs a subclass of this class built per task (celery.worker.request.
+        # create_request_cls) whose on_success replaces any of ours without calling it (celery#4526,
+        # open): an on_success defined here would never run. So each subclass's on_success, its own
+        # or inherited, is wrapped to count the job's outcome.
+        super().__init_subclass__(**kwargs)
+        cls.on_success = _counting_successes(cls.on_success)
+
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)  # ExceptionWithTraceback wraps it
         if isinstance(exc, CHILD_GONE):
             release_dead_attempt(self, f"pool process exited ({type(exc).__name__}: {exc})")
+        count_outcome(self, failed=True)  # a dead pool child, a time limit, or a task that raised
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 

@@ -1,0 +1,355 @@
+"""Worker heartbeats without a broker: the rows, who a worker is, its memory, its job counters, the
+request class that counts in the worker's main process, and the heartbeat thread."""
+import logging
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+from billiard.einfo import ExceptionInfo
+from billiard.exceptions import WorkerLostError
+from celery.contrib.testing.mocks import TaskMessage
+from celery.worker.request import create_request_cls
+from django.db import OperationalError
+from django.utils import timezone
+
+from resilience.celery import app
+from tests.system.processes import wait_for
+from workers import heartbeat, worker_signals
+from workers.health import db_now, health_report, worker_report
+from workers.heartbeat import HeartbeatThread, JobCounters, WorkerIdentity, beat, identities, say_goodbye
+from workers.models import WorkerHeartbeat
+from workers.probe import PROBE_TASK
+from workers.tasks import probe
+from workers.worker_signals import LedgerJobRequest
+
+QUEUE = "lead-processing"
+
+
+def beat_as(name: str = f"{QUEUE}@primary.h", *, pid: int = 100, **fields) -> WorkerHeartbeat:
+    values = {"name": name, "pool": "primary", "queue": QUEUE, "host": "h", "pid": pid, "concurrency": 5,
+              "started_at": timezone.now(), "memory_bytes": 1}
+    beat(**{**values, **fields})
+    return WorkerHeartbeat.objects.get(name=name)
+
+
+def live_state(name: str) -> str:
+    return next(w["state"] for w in worker_report() if w["name"] == name)
+
+
+def consumers(queue: str = QUEUE) -> int:
+    return next(q["consumers"] for q in health_report()["workers"] if q["name"] == queue)
+
+
+# --- the rows --------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_beat_makes_the_worker_live_until_its_ttl_by_the_database_clock(settings):
+    before = db_now()
+    row = beat_as(jobs_done=3, jobs_failed=1)
+    after = db_now()
+    assert before <= row.beat_at <= after
+    assert row.expires_at - row.beat_at == timedelta(seconds=settings.HEARTBEAT_TTL_SECONDS)
+    assert (row.pid, row.concurrency, row.jobs_done, row.jobs_failed, row.stopped_at) == (100, 5, 3, 1, None)
+    assert live_state(row.name) == "live" and consumers() == 1
+
+
+@pytest.mark.django_db
+def test_an_expired_beat_is_gone():
+    row = beat_as()
+    assert live_state(row.name) == "live"
+    assert next(w["state"] for w in worker_report(now=row.expires_at) if w["name"] == row.name) == "gone"
+
+
+@pytest.mark.django_db
+def test_the_next_beat_refreshes_the_same_row():
+    first = beat_as(jobs_done=1)
+    second = beat_as(jobs_done=2, memory_bytes=5)
+    assert WorkerHeartbeat.objects.count() == 1
+    assert second.pk == first.pk and second.beat_at >= first.beat_at
+    assert (second.jobs_done, second.memory_bytes) == (2, 5)
+
+
+@pytest.mark.django_db
+def test_goodbye_stops_the_worker_at_once_and_a_restart_takes_the_row_over():
+    row = beat_as(pid=100)
+    assert say_goodbye(row.name, pid=100)
+    row.refresh_from_db()
+    assert row.stopped_at is not None and row.expires_at == row.stopped_at
+    assert live_state(row.name) == "stopped" and consumers() == 0
+
+    restarted = beat_as(pid=200, jobs_done=0)
+    assert restarted.pk == row.pk and restarted.stopped_at is None and restarted.pid == 200
+    assert live_state(row.name) == "live"
+
+
+@pytest.mark.django_db
+def test_goodbye_of_an_old_process_leaves_the_new_one_of_the_same_name_live():
+    row = beat_as(pid=200)
+    assert not say_goodbye(row.name, pid=100)
+    assert live_state(row.name) == "live"
+
+
+# --- who a worker is -------------------------------------------------------------------------------
+
+
+def test_a_production_worker_is_one_row_named_as_its_node():
+    assert identities("lead-processing@primary.web-1.example.com", ["lead-processing"]) == [
+        WorkerIdentity("lead-processing@primary.web-1.example.com", "primary", "lead-processing", "web-1.example.com")
+    ]
+
+
+def test_the_development_worker_is_one_row_per_queue():
+    rows = identities("dev@laptop", ["lead-processing", "delivery", "email-sending", "site-generation"])
+    assert [(r.name, r.pool, r.queue, r.host) for r in rows] == [
+        ("dev@laptop/delivery", "dev", "delivery", "laptop"),
+        ("dev@laptop/email-sending", "dev", "email-sending", "laptop"),
+        ("dev@laptop/lead-processing", "dev", "lead-processing", "laptop"),
+        ("dev@laptop/site-generation", "dev", "site-generation", "laptop"),
+    ]
+
+
+def test_another_node_name_on_one_queue_is_its_own_pool():
+    assert identities("celery@box", ["delivery"]) == [WorkerIdentity("celery@box", "celery", "delivery", "box")]
+
+
+def test_a_node_name_without_host_gets_this_host(monkeypatch):
+    monkeypatch.setattr(heartbeat.socket, "gethostname", lambda: "here")
+    assert identities("delivery@backup", ["delivery"]) == [
+        WorkerIdentity("delivery@backup", "backup", "delivery", "here")]
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+
+def fake_proc(root: Path, processes: dict[int, tuple[int, str, int]]) -> Path:
+    """processes: pid -> (ppid, state, resident pages)."""
+    for pid, (ppid, state, pages) in processes.items():
+        (root / str(pid)).mkdir(parents=True)
+        (root / str(pid) / "stat").write_text(f"{pid} (celery worker) {state} {ppid} 1 1 0\n")
+        (root / str(pid) / "statm").write_text(f"9999 {pages} 10 1 0 100 0\n")
+    (root / "self").mkdir()  # not a pid: skipped
+    return root
+
+
+def test_memory_is_the_main_process_and_its_children(tmp_path):
+    page = os.sysconf("SC_PAGE_SIZE")
+    proc = fake_proc(tmp_path, {
+        10: (1, "S", 100),  # the worker's main process
+        11: (10, "S", 20), 12: (10, "R", 30),  # its pool children
+        13: (10, "Z", 999),  # a zombie child: no memory of its own
+        20: (1, "S", 5000),  # some other process
+    })
+    assert heartbeat.process_tree_rss(10, proc) == (100 + 20 + 30) * page
+
+
+def test_memory_of_a_real_process_tree_counts_its_children():
+    # A child holding 64 MiB it has written to (resident, not just reserved).
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = b'x' * (64 << 20); time.sleep(30)"])
+    try:
+        def children_hold_64_mib() -> bool:
+            alone = heartbeat._rss_bytes(os.getpid(), heartbeat.PROC)
+            return heartbeat.process_tree_rss(os.getpid()) - alone >= 64 << 20
+
+        assert wait_for(children_hold_64_mib, 10)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_without_proc_memory_falls_back_without_failing(tmp_path):
+    assert heartbeat.process_tree_rss(os.getpid(), tmp_path / "no-proc") > 0  # this process's peak RSS
+    assert heartbeat.process_tree_rss(os.getpid() + 1, tmp_path / "no-proc") == 0  # another: unknown
+
+
+# --- job counters ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("returned, done, failed", [
+    ("'succeeded'", 1, 0),  # what the main process gets: the repr of the return value
+    ("succeeded", 1, 0),
+    ("'retry'", 0, 1), ("'dead'", 0, 1), ("'lost'", 0, 1),
+    ("'skipped'", 0, 0), ("'deferred'", 0, 0),  # ran nothing
+])
+def test_a_job_counts_by_the_state_its_task_returned(returned, done, failed):
+    counters = JobCounters()
+    counters.count_result(QUEUE, returned)
+    counts = counters.snapshot()
+    assert (counts.done, counts.failed) == (done, failed)
+    assert (counts.last_job_at is not None) == bool(done or failed)
+
+
+def test_counts_are_kept_per_queue_and_in_total():
+    counters = JobCounters()
+    counters.count_result("delivery", "'succeeded'")
+    counters.count_result(QUEUE, "'succeeded'")
+    counters.count_failure(QUEUE)
+    assert (counters.snapshot(QUEUE).done, counters.snapshot(QUEUE).failed) == (1, 1)
+    assert (counters.snapshot("delivery").done, counters.snapshot("delivery").failed) == (1, 0)
+    assert (counters.snapshot().done, counters.snapshot().failed) == (2, 1)
+    assert counters.snapshot().last_job_at == counters.snapshot(QUEUE).last_job_at
+    assert counters.snapshot("email-sending").last_job_at is None
+
+
+# --- counting in the worker's main process ---------------------------------------------------------
+
+
+def worker_request(queue: str = QUEUE):
+    """A request as the worker builds it: Celery's per-task subclass of our request class."""
+    task = app.tasks[probe.name]
+    request_cls = create_request_cls(LedgerJobRequest, task, pool=mock.Mock(), hostname="w@primary.h",
+                                     eventer=None, app=app)
+    message = TaskMessage(PROBE_TASK, args=["00000000-0000-0000-0000-000000000000", 1])
+    message.delivery_info = {"exchange": queue, "routing_key": queue}
+    return request_cls(message, app=app, task=task, hostname="w@primary.h")
+
+
+@pytest.fixture
+def counters(monkeypatch) -> JobCounters:
+    fresh = JobCounters()
+    monkeypatch.setattr(heartbeat, "JOBS", fresh)
+    return fresh
+
+
+@pytest.mark.parametrize("returned, done, failed", [("'succeeded'", 1, 0), ("'dead'", 0, 1), ("'skipped'", 0, 0)])
+def test_the_worker_counts_each_result_once_in_its_queue(counters, returned, done, failed):
+    request = worker_request()
+    request.on_success((False, returned, 0.01))
+    counts = counters.snapshot(QUEUE)
+    assert (counts.done, counts.failed) == (done, failed)
+    assert request.acknowledged  # Celery's own on_success still ran (acks_late)
+
+
+def test_a_dead_pool_child_counts_as_failed_and_its_attempt_is_still_released(counters, monkeypatch):
+    released = []
+    monkeypatch.setattr(worker_signals, "release_dead_attempt", lambda request, reason: released.append(reason))
+    request = worker_request()
+    try:
+        raise WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL)")
+    except WorkerLostError:
+        einfo = ExceptionInfo()
+    request.on_failure(einfo)
+    assert (counters.snapshot(QUEUE).done, counters.snapshot(QUEUE).failed) == (0, 1)
+    assert len(released) == 1 and "WorkerLostError" in released[0]
+
+
+def test_a_task_that_raised_counts_once(counters):
+    request = worker_request()
+    try:
+        raise OperationalError("the database is away")
+    except OperationalError:
+        einfo = ExceptionInfo()
+    request.on_success((True, einfo, 0.01))  # how the pool reports a task that raised
+    assert (counters.snapshot(QUEUE).done, counters.snapshot(QUEUE).failed) == (0, 1)
+
+
+# --- the heartbeat thread --------------------------------------------------------------------------
+
+
+def rows(*queues: str) -> list[WorkerIdentity]:
+    return identities(f"{queues[0]}@primary.h" if len(queues) == 1 else "dev@h", list(queues))
+
+
+def start_thread(identity: list[WorkerIdentity], **kwargs) -> HeartbeatThread:
+    thread = HeartbeatThread(identity, pid=os.getpid(), concurrency=2, interval=0.2, **kwargs)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_thread_beats_at_once_and_every_interval_then_says_goodbye():
+    counters = JobCounters()
+    thread = start_thread(rows(QUEUE), counters=counters)
+    try:
+        assert wait_for(lambda: WorkerHeartbeat.objects.filter(name=f"{QUEUE}@primary.h").exists(), 5)
+        row = WorkerHeartbeat.objects.get()
+        assert (row.pid, row.concurrency, row.pool, row.queue, row.host) == (os.getpid(), 2, "primary", QUEUE, "h")
+        assert row.memory_bytes > 0 and live_state(row.name) == "live"
+        counters.count_result(QUEUE, "'succeeded'")
+        counters.count_failure(QUEUE)
+        assert wait_for(lambda: WorkerHeartbeat.objects.filter(jobs_done=1, jobs_failed=1).exists(), 5)
+        assert WorkerHeartbeat.objects.get().last_job_at == counters.snapshot().last_job_at
+    finally:
+        thread.stop()
+    assert not thread._thread.is_alive()
+    assert live_state(f"{QUEUE}@primary.h") == "stopped"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_development_worker_beats_one_row_per_queue_with_that_queues_counts():
+    counters = JobCounters()
+    counters.count_result("delivery", "'succeeded'")
+    thread = start_thread(rows(QUEUE, "delivery"), counters=counters)
+    try:
+        assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 5)
+        assert dict(WorkerHeartbeat.objects.values_list("queue", "jobs_done")) == {QUEUE: 0, "delivery": 1}
+        assert consumers(QUEUE) == consumers("delivery") == 1
+    finally:
+        thread.stop()
+    assert consumers(QUEUE) == consumers("delivery") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_is_logged_once_and_the_beats_go_on(monkeypatch, caplog):
+    failing = threading.Event()
+    failing.set()
+    calls = {"failed": 0}
+    real_beat = heartbeat.beat
+
+    def flaky_beat(**kwargs):
+        if failing.is_set():
+            calls["failed"] += 1
+            raise OperationalError("could not connect to server: Connection refused")
+        real_beat(**kwargs)
+
+    monkeypatch.setattr(heartbeat, "beat", flaky_beat)
+    caplog.set_level(logging.WARNING, logger="workers.heartbeat")
+    thread = start_thread(rows(QUEUE))
+    try:
+        assert wait_for(lambda: calls["failed"] >= 4, 5)  # it kept trying, and did not die
+        assert thread._thread.is_alive()
+        failing.clear()
+        assert wait_for(lambda: WorkerHeartbeat.objects.exists(), 5)
+    finally:
+        thread.stop()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("not written" in m for m in warnings) == 1, warnings
+    assert sum("written again" in m for m in warnings) == 1, warnings
+
+
+def test_goodbye_when_the_database_is_away_does_not_fail_the_shutdown(monkeypatch, caplog):
+    def away(*args, **kwargs):
+        raise OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(heartbeat, "beat", away)
+    monkeypatch.setattr(heartbeat, "say_goodbye", away)
+    thread = start_thread(rows(QUEUE))
+    thread.stop()
+    assert not thread._thread.is_alive()
+    assert any("could not mark" in r.getMessage() for r in caplog.records)
+
+
+# --- the bootstep --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bootstep_beats_for_the_workers_node_and_queues_and_says_goodbye_on_stop():
+    worker = SimpleNamespace(
+        hostname="dev@box", concurrency=3,
+        app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(consume_from={QUEUE: 1, "delivery": 1}))),
+    )
+    step = heartbeat.Heartbeat(worker)
+    step.start(worker)
+    try:
+        assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 5)
+        assert set(WorkerHeartbeat.objects.values_list("name", "pool", "concurrency", "pid")) == {
+            ("dev@box/delivery", "dev", 3, os.getpid()), (f"dev@box/{QUEUE}", "dev", 3, os.getpid())}
+    finally:
+        step.stop(worker)
+    assert WorkerHeartbeat.objects.filter(stopped_at__isnull=False).count() == 2

@@ -1,0 +1,321 @@
+"""Worker heartbeats: every Celery worker's main process writes its WorkerHeartbeat row every
+HEARTBEAT_INTERVAL_SECONDS with an expiry HEARTBEAT_TTL_SECONDS ahead, so a worker that goes silent
+(SIGKILL, OOM, a lost host) drops out of the health rules' live consumers by itself; a warm shutdown
+says goodbye at once. The reader side is workers/health.py.
+
+beat_at and expires_at are the database's clock (Now()), so workers on hosts whose clocks disagree
+are judged alike; started_at and last_job_at are the worker host's clock and only for display.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from celery import bootsteps
+from django.conf import settings
+from django.db import connection
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from workers.models import WorkerHeartbeat
+
+logger = logging.getLogger(__name__)
+
+PROC = Path("/proc")
+# What workers.runner.run_job returns: a new state of the job, or what it did instead of running it.
+DONE_STATES = frozenset({"succeeded"})
+FAILED_STATES = frozenset({"retry", "dead", "lost"})  # "skipped" and "deferred" ran nothing
+# How long a warm shutdown waits for the heartbeat thread's last beat and goodbye: a PostgreSQL that
+# does not answer must not hold the shutdown (the row expires by itself anyway).
+STOP_WAIT_SECONDS = 10.0
+
+
+# --- the rows ----------------------------------------------------------------------------------
+
+def beat(*, name: str, pool: str, queue: str, host: str, pid: int, concurrency: int, started_at: datetime,
+         jobs_done: int = 0, jobs_failed: int = 0, last_job_at: datetime | None = None,
+         memory_bytes: int = 0) -> None:
+    """Insert or refresh one worker's heartbeat row in one statement; a restarted worker of the same
+    name takes its row over (new pid, counters from zero, no longer stopped)."""
+    row = WorkerHeartbeat(
+        name=name, pool=pool, queue=queue, host=host, pid=pid, concurrency=concurrency, started_at=started_at,
+        beat_at=Now(), expires_at=Now() + timedelta(seconds=settings.HEARTBEAT_TTL_SECONDS), stopped_at=None,
+        jobs_done=jobs_done, jobs_failed=jobs_failed, last_job_at=last_job_at, memory_bytes=memory_bytes,
+    )
+    WorkerHeartbeat.objects.bulk_create(
+        [row], update_conflicts=True, unique_fields=["name"],
+        update_fields=[f.name for f in WorkerHeartbeat._meta.concrete_fields if f.name not in ("id", "name")],
+    )
+
+
+def say_goodbye(name: str, *, pid: int | None = None) -> bool:
+    """Mark a worker stopped now (warm shutdown), so it stops counting as a consumer at once rather
+    than when its heartbeat expires. With pid, only if the row is still that process's: a worker of
+    the same name started meanwhile keeps its row."""
+    rows = WorkerHeartbeat.objects.filter(name=name, stopped_at__isnull=True)
+    if pid is not None:
+        rows = rows.filter(pid=pid)
+    return bool(rows.update(stopped_at=Now(), expires_at=Now()))
+
+
+# --- who a worker is ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    name: str
+    pool: str
+    queue: str
+    host: str
+
+
+def identities(nodename: str, queues: Sequence[str]) -> list[WorkerIdentity]:
+    """The heartbeat rows of one Celery worker, from its node name and the queues it consumes.
+
+    Production nodes are `<queue>@<pool>.<host>` and consume that one queue: one row named as the
+    node (the name Job.worker, Flower and `celery inspect` show). Any other node, such as the
+    development runner's `dev@<host>` consuming every queue, gets one row per queue named
+    `<node>/<queue>` with the part before the @ as its pool, because the health rules count live
+    rows per queue.
+    """
+    prefix, _, rest = nodename.partition("@")
+    if prefix in queues:  # <queue>@<pool>.<host>; a host name may hold dots itself
+        pool, _, host = rest.partition(".")
+    else:
+        pool, host = prefix, rest
+    host = host or socket.gethostname()
+    unique = sorted(set(queues))
+    if len(unique) == 1:
+        return [WorkerIdentity(nodename, pool, unique[0], host)]
+    return [WorkerIdentity(f"{nodename}/{queue}", pool, queue, host) for queue in unique]
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+def _rss_bytes(pid: int, proc: Path) -> int:
+    try:
+        resident_pages = int((proc / str(pid) / "statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0  # exited meanwhile
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _children(pid: int, proc: Path) -> list[int]:
+    children = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The command name in parentheses may hold spaces: the fields after it are state, ppid, ...
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            children.append(int(entry.name))
+    return children
+
+
+def _peak_rss_of_this_process() -> int:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def process_tree_rss(pid: int, proc: Path = PROC) -> int:
+    """Resident memory in bytes of process `pid` and its children (a worker's prefork pool), read
+    from /proc. Where there is no /proc (macOS), this process's peak RSS: less exact, but it never
+    fails a heartbeat."""
+    if not (proc / str(pid) / "statm").exists():
+        return _peak_rss_of_this_process() if pid == os.getpid() else 0
+    try:
+        children = _children(pid, proc)
+    except OSError:
+        children = []
+    return _rss_bytes(pid, proc) + sum(_rss_bytes(child, proc) for child in children)
+
+
+# --- job counters ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobCounts:
+    done: int = 0
+    failed: int = 0
+    last_job_at: datetime | None = None
+
+    def __add__(self, other: JobCounts) -> JobCounts:
+        moments = [m for m in (self.last_job_at, other.last_job_at) if m is not None]
+        return JobCounts(self.done + other.done, self.failed + other.failed, max(moments, default=None))
+
+
+def job_state(returned: object) -> str:
+    """The job state a task returned, as the main process sees it: the pool hands it the result's
+    repr ("'succeeded'"), not the value."""
+    return str(returned).strip("'\"")
+
+
+class JobCounters:
+    """Jobs this worker process finished since it started, per queue. Counted in the worker's main
+    process, which hears every task's result (a pool child's counts would die with the child) and
+    the death of a pool child; read by the heartbeat thread, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_queue: dict[str, JobCounts] = {}
+
+    def count_result(self, queue: str, returned: object) -> None:
+        state = job_state(returned)
+        if state in DONE_STATES:
+            self._add(queue, JobCounts(done=1, last_job_at=timezone.now()))
+        elif state in FAILED_STATES:
+            self.count_failure(queue)
+
+    def count_failure(self, queue: str) -> None:
+        self._add(queue, JobCounts(failed=1, last_job_at=timezone.now()))
+
+    def _add(self, queue: str, counts: JobCounts) -> None:
+        with self._lock:
+            self._by_queue[queue] = self._by_queue.get(queue, JobCounts()) + counts
+
+    def snapshot(self, queue: str | None = None) -> JobCounts:
+        """One queue's counts, or (None) the whole process's."""
+        with self._lock:
+            if queue is not None:
+                return self._by_queue.get(queue, JobCounts())
+            return sum(self._by_queue.values(), JobCounts())
+
+
+JOBS = JobCounters()  # this process's: only a worker's main process counts into it
+
+
+# --- the heartbeat thread ----------------------------------------------------------------------
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class HeartbeatThread:
+    """Beats at once, then every interval, from a daemon thread of the worker's main process; on
+    stop, says goodbye. Never raises into the worker: PostgreSQL away is logged once per outage
+    and the beats go on being tried."""
+
+    def __init__(self, rows: list[WorkerIdentity], *, pid: int, concurrency: int,
+                 started_at: datetime | None = None, counters: JobCounters = JOBS,
+                 interval: float | None = None, memory: Callable[[int], int] = process_tree_rss) -> None:
+        self.rows = rows
+        self.pid = pid
+        self.concurrency = concurrency
+        self.counters = counters
+        self.interval = settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
+        self.memory = memory
+        self.started_at = started_at or timezone.now()
+        self.failing_since: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = STOP_WAIT_SECONDS) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("heartbeat thread did not finish within %g s; the rows of %s will expire by "
+                           "themselves", timeout, ", ".join(row.name for row in self.rows))
+
+    def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            self.beat_once()
+            # A beat that took long (PostgreSQL slow or away) is followed by the next at once, not by
+            # a burst making up for the missed ones.
+            if self._stop.wait(max(0.0, self.interval - (time.monotonic() - started))):
+                break
+        self.goodbye()
+
+    def beat_once(self) -> bool:
+        per_queue = len(self.rows) > 1  # a single-queue worker owns all its counts
+        try:
+            memory = self.memory(self.pid)
+            for row in self.rows:
+                counts = self.counters.snapshot(row.queue if per_queue else None)
+                beat(name=row.name, pool=row.pool, queue=row.queue, host=row.host, pid=self.pid,
+                     concurrency=self.concurrency, started_at=self.started_at, jobs_done=counts.done,
+                     jobs_failed=counts.failed, last_job_at=counts.last_job_at, memory_bytes=memory)
+        except Exception as exc:
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+                logger.warning("heartbeat of %s not written (%s); trying again every %g s",
+                               ", ".join(row.name for row in self.rows), _first_line(exc), self.interval,
+                               exc_info=True)
+            return False
+        finally:
+            self._close_connection()
+        if self.failing_since is not None:
+            logger.warning("heartbeats written again after %.0f s", time.monotonic() - self.failing_since)
+            self.failing_since = None
+        return True
+
+    def goodbye(self) -> None:
+        try:
+            for row in self.rows:
+                say_goodbye(row.name, pid=self.pid)
+        except Exception as exc:
+            logger.warning("could not mark %s stopped (%s); its heartbeat expires within %g s",
+                           ", ".join(row.name for row in self.rows), _first_line(exc),
+                           settings.HEARTBEAT_TTL_SECONDS, exc_info=True)
+        finally:
+            self._close_connection()
+
+    @staticmethod
+    def _close_connection() -> None:
+        # Open, write, close at every beat: this main process forks pool children at any time (a
+        # dead child or one over --max-memory-per-child is replaced), and a connection kept open
+        # here would be inherited by each of them, two processes on one PostgreSQL session. It
+        # also means a restarted PostgreSQL costs one beat, not a broken connection kept forever.
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """A worker bootstep (resilience/celery.py): the heartbeat thread lives as long as the worker.
+
+    After the pool, so that the first beat already counts the pool children's memory; stopped
+    before the pool in a warm shutdown, so the row shows the worker stopped as soon as it stops
+    consuming, while its running tasks still finish.
+    """
+
+    requires = ("celery.worker.components:Pool",)
+    label = "Heartbeat"
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.thread: HeartbeatThread | None = None
+
+    def start(self, worker) -> None:
+        queues = list(worker.app.amqp.queues.consume_from)
+        rows = identities(worker.hostname, queues)
+        self.thread = HeartbeatThread(rows, pid=os.getpid(), concurrency=worker.concurrency or 0,
+                                      started_at=getattr(worker, "startup_time", None))
+        self.thread.start()
+
+    def stop(self, worker) -> None:
+        thread, self.thread = self.thread, None
+        if thread is not None:
+            thread.stop()
+
+    # A cold shutdown stops the worker too: say so the same way.
+    terminate = stop
+

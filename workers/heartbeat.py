@@ -27,13 +27,16 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from workers.models import WorkerHeartbeat
+from workers.worker_signals import FAILED_OUTCOMES
 
 logger = logging.getLogger(__name__)
 
 PROC = Path("/proc")
-# What workers.runner.run_job returns: a new state of the job, or what it did instead of running it.
+# What workers.runner.run_job returns: a new state of the job, or what it did instead of running it
+# ("skipped" and "deferred" ran nothing). A failed attempt reaches the worker as JobAttemptFailed,
+# counted by on_failure; FAILED_STATES here counts a task that returned one without raising.
 DONE_STATES = frozenset({"succeeded"})
-FAILED_STATES = frozenset({"retry", "dead", "lost"})  # "skipped" and "deferred" ran nothing
+FAILED_STATES = FAILED_OUTCOMES
 # How long a warm shutdown waits for the heartbeat thread's last beat and goodbye: a PostgreSQL that
 # does not answer must not hold the shutdown (the row expires by itself anyway).
 STOP_WAIT_SECONDS = 10.0

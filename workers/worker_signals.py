@@ -105,8 +105,32 @@ class LedgerJobRequest(Request):
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 
+class JobAttemptFailed(Exception):
+    """Raised after the ledger has recorded a failed attempt, so that Celery's events (and Flower)
+    show the task as failed, as the ledger does. Nothing acts on it: the ledger already scheduled the
+    retry or dead-lettered the job, and the message is acknowledged like any finished task."""
+
+
+# run_job's outcomes that are a failed attempt (see workers.runner).
+FAILED_OUTCOMES = frozenset({"retry", "dead", "lost"})
+
+
 class LedgerJobTask(Task):
     Request = "workers.worker_signals:LedgerJobRequest"
+    # Expected: the worker logs it on one line, without a traceback (the ledger logged the error).
+    throws = (JobAttemptFailed,)
+
+    def __call__(self, *args, **kwargs):
+        outcome = super().__call__(*args, **kwargs)
+        if outcome in FAILED_OUTCOMES:
+            raise JobAttemptFailed(f"attempt failed, job is now {outcome}: {_last_error(args[0])}")
+        return outcome
+
+
+def _last_error(job_id: str) -> str:
+    from workers.models import Job
+
+    return Job.objects.filter(id=job_id).values_list("last_error", flat=True).first() or "(no error recorded)"
 
 
 class NoticeDeadChildrenPromptly(bootsteps.StartStopStep):

@@ -111,7 +111,8 @@ def _rss_bytes(pid: int, proc: Path) -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _children(pid: int, proc: Path) -> list[int]:
+def child_pids(pid: int, proc: Path = PROC) -> list[int]:
+    """Live processes whose parent is `pid`, from /proc (no psutil needed)."""
     children = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -143,7 +144,7 @@ def process_tree_rss(pid: int, proc: Path = PROC) -> int:
     if not (proc / str(pid) / "statm").exists():
         return _peak_rss_of_this_process() if pid == os.getpid() else 0
     try:
-        children = _children(pid, proc)
+        children = child_pids(pid, proc)
     except OSError:
         children = []
     return _rss_bytes(pid, proc) + sum(_rss_bytes(child, proc) for child in children)

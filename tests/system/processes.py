@@ -14,6 +14,8 @@ from pathlib import Path
 
 from django.db import connection
 
+from workers.heartbeat import child_pids
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -124,23 +126,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return condition()
-
-
-def child_pids(pid: int) -> list[int]:
-    """Live processes whose parent is `pid`, from /proc (no psutil needed)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        # Fields after the command name (which may hold spaces) : state, ppid, ...
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z":
-            children.append(int(entry.name))
-    return children
 
 
 def pid_alive(pid: int) -> bool:

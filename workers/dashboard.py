@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from dlq.models import DeadLetter
+from resilience.http import iso_utc
 from workers.health import db_now, health_report, worker_report
 
 REFRESH_SECONDS = 10
@@ -35,9 +36,6 @@ def flower_url(request: HttpRequest) -> str:
     domain, _port = split_domain_port(request.get_host())
     return f"{request.scheme}://{domain or 'localhost'}:{settings.FLOWER_PORT}/"
 
-
-def _iso(moment) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def _preview(text: str | None) -> str:
@@ -60,7 +58,7 @@ def dead_letter_summary(entry: DeadLetter) -> dict[str, Any]:
         "job_id": entry.job_id,
         "error_message": _preview(entry.error_message),
         "attempts_made": entry.attempts_made,
-        "failed_at": _iso(entry.failed_at),
+        "failed_at": iso_utc(entry.failed_at),
         "resolved": entry.resolved,
         "adminUrl": reverse("admin:dlq_deadletter_change", args=[entry.pk]),
         "jobAdminUrl": _job_admin_url(entry.job_id),
@@ -79,7 +77,7 @@ def dashboard_payload(request: HttpRequest) -> dict[str, Any]:
         "deadLetters": [dead_letter_summary(entry) for entry in newest],
         "deadLetterUnresolved": unresolved.count(),
         "flowerUrl": flower_url(request),
-        "generatedAt": _iso(now),
+        "generatedAt": iso_utc(now),
     }
 
 

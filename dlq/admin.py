@@ -42,8 +42,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="error")
     def short_error(self, entry: DeadLetter) -> str:
-        message = entry.error_message or ""
-        return message if len(message) <= 100 else message[:99] + "…"
+        return entry.error_preview(100)
 
     @admin.display(description="job data")
     def pretty_job_data(self, entry: DeadLetter) -> str:

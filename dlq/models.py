@@ -35,4 +35,9 @@ class DeadLetter(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.queue_name} job {self.job_id}: {(self.error_message or '')[:80]}"
+        return f"{self.queue_name} job {self.job_id}: {self.error_preview(80)}"
+
+    def error_preview(self, limit: int) -> str:
+        """The start of the error, for lists; the entry's page shows all of it."""
+        message = self.error_message or ""
+        return message if len(message) <= limit else message[: limit - 1] + "…"

@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.db.models import Count, Q
 from django.http import HttpRequest, JsonResponse
 
@@ -21,7 +20,6 @@ from resilience.http import ApiError, allow_methods, iso_utc, json_object_body
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _RESOLVED_BY_MAX = DeadLetter._meta.get_field("resolved_by").max_length
-
 
 
 def serialize_entry(entry: DeadLetter) -> dict[str, Any]:
@@ -56,13 +54,6 @@ def queue_stats() -> dict[str, dict[str, int]]:
             "unresolved": row["total"] - row["resolved_count"],
         }
     return stats
-
-
-def _body(request: HttpRequest) -> dict[str, Any]:
-    try:
-        return json_object_body(request)
-    except RequestDataTooBig:  # else Django answers with its HTML 400 page
-        raise ApiError(413, f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes") from None
 
 
 def _entry_id(value: Any, where: str) -> uuid.UUID:
@@ -123,7 +114,7 @@ def _list(request: HttpRequest) -> JsonResponse:
 
 
 def _patch(request: HttpRequest) -> JsonResponse:
-    body = _body(request)
+    body = json_object_body(request)
     entry_id = _entry_id(body.get("id"), "id")
     if "resolved" not in body:
         raise ApiError(400, "resolved is required: true to resolve the entry, false to re-open it")
@@ -158,7 +149,7 @@ def dead_letter_queue(request: HttpRequest) -> JsonResponse:
 @admin_api
 @allow_methods("POST")
 def requeue(request: HttpRequest) -> JsonResponse:
-    body = _body(request)
+    body = json_object_body(request)
     entry_id = _entry_id(body.get("id"), "id")
     notes = _optional_text(body, "notes") or ""
     try:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
@@ -68,6 +70,8 @@ def json_object_body(request: HttpRequest) -> dict[str, Any]:
         raise ApiError(415, f"Content-Type must be application/json, got {content_type or 'none'}")
     try:
         body = json.loads(request.body)
+    except RequestDataTooBig:  # else Django answers with its HTML 400 page
+        raise ApiError(413, f"body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):

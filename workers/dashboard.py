@@ -38,10 +38,6 @@ def flower_url(request: HttpRequest) -> str:
 
 
 
-def _preview(text: str | None) -> str:
-    text = text or ""
-    return text if len(text) <= ERROR_PREVIEW_CHARS else text[: ERROR_PREVIEW_CHARS - 1] + "…"
-
 
 def _job_admin_url(job_id: str | None) -> str | None:
     try:
@@ -56,7 +52,7 @@ def dead_letter_summary(entry: DeadLetter) -> dict[str, Any]:
         "id": str(entry.id),
         "queue_name": entry.queue_name,
         "job_id": entry.job_id,
-        "error_message": _preview(entry.error_message),
+        "error_message": entry.error_preview(ERROR_PREVIEW_CHARS),
         "attempts_made": entry.attempts_made,
         "failed_at": iso_utc(entry.failed_at),
         "resolved": entry.resolved,

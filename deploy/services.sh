@@ -160,7 +160,7 @@ ensure_local_postgres() {
   printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\nmax_connections = 200\n" \
     "$port" "$dir" > "$dir/resilience.conf"
   if local_postgres_running "$dir"; then
-    pg_isready -q -h "$dir" -p "$port" 2>/dev/null && return 0
+    "$bindir/pg_isready" -q -h "$dir" -p "$port" 2>/dev/null && return 0
     say "the project-local PostgreSQL in $dir does not answer on port $port: restarting it"
     pg_as_owner "$bindir/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
   fi

@@ -33,7 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_FILE = ROOT / ".env.local"
+# The scripts run this from the project root, whose .env.local it is (tests run it from another).
+ENV_FILE = Path.cwd() / ".env.local"
 CONF = ROOT / "deploy" / "supervisord.conf"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALNUM = string.ascii_letters + string.digits
@@ -65,10 +66,10 @@ def _generated() -> dict[str, tuple[str, str]]:
     }
 
 
-def _read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+def _read_env_file(path: Path | None = None) -> dict[str, str]:
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    return {k: v for k, v in dotenv_values(path or ENV_FILE).items() if v is not None}
 
 
 def setting_names() -> list[str]:
@@ -84,13 +85,14 @@ def _dotenv_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def set_env_values(values: dict[str, str], note: str, path: Path = ENV_FILE) -> None:
+def set_env_values(values: dict[str, str], note: str, path: Path | None = None) -> None:
     """Set NAME=value in the env file: in place of the line that sets it now (or of its commented-out
     template line), else appended under `note`. The file keeps its mode; nothing else changes."""
     import io
 
     from dotenv import dotenv_values
 
+    path = path or ENV_FILE
     lines = path.read_text().splitlines() if path.exists() else []
     appended: list[str] = []
     for name, value in values.items():
@@ -178,7 +180,8 @@ def cmd_remember() -> int:
     return 0
 
 
-def cmd_exports(path: Path = ENV_FILE) -> int:
+def cmd_exports(path: Path | None = None) -> int:
+    path = path or ENV_FILE
     if not path.exists():
         return 0
     for name, value in _read_env_file(path).items():
@@ -478,7 +481,7 @@ def main(argv: list[str]) -> int:
     if command == "remember" and not args:
         return cmd_remember()
     if command == "exports" and len(args) <= 1:
-        return cmd_exports(Path(args[0]) if args else ENV_FILE)
+        return cmd_exports(Path(args[0]) if args else None)
     if command == "database-url" and len(args) == 1:
         print(database_url(args[0]))
         return 0

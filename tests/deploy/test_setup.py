@@ -48,10 +48,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bash(script: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+def bash(script: str, cwd: Path = ROOT, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
     """Run script in a shell without the test settings' variables, as a user's shell would be."""
     dropped = set(helper.setting_names()) | {"DJANGO_SETTINGS_MODULE"}
     env = {name: value for name, value in os.environ.items() if name not in dropped and not name.startswith("TEST_")}
+    env.update(extra)
     return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -242,6 +243,30 @@ def test_a_port_taken_by_another_program_is_one_line(cluster_dir):
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         f"port {port} on 127.0.0.1 is taken by another program: stop it, or set LOCAL_POSTGRES_PORT to a free port")
+
+
+def test_make_test_runs_on_a_cluster_of_its_own_when_the_machine_postgresql_wants_a_password(cluster_dir, settings):
+    # The "machine's" PostgreSQL: one that asks for a password over TCP, as Debian's default set-up does.
+    machine_port, own_port = _free_port(), _free_port()
+    up = bash(f". deploy/services.sh; ensure_local_postgres {cluster_dir} {machine_port} X Y")
+    assert up.returncode == 0, up.stderr
+    # A project of its own (its var/ receives the throwaway cluster), with this project's code.
+    project = cluster_dir.parent / "project"
+    project.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("var", ".git", ".env.local", "test-artifacts", ".pytest_cache"):
+            (project / entry.name).symlink_to(entry)
+    result = bash("bash deploy/run-tests.sh tests/leads/test_services.py -q -p no:cacheprovider", cwd=project,
+                  timeout=300, TEST_MACHINE_DATABASE_URL=f"postgres://postgres@127.0.0.1:{machine_port}/resilience",
+                  TEST_LOCAL_POSTGRES_PORT=str(own_port), TEST_REDIS_URL=settings.REDIS_URL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert " passed" in result.stdout and "error" not in result.stdout.lower()
+    assert result.stderr.splitlines()[0] == (
+        f"make test: the PostgreSQL at 127.0.0.1:{machine_port} does not let postgres in (fe_sendauth: no password "
+        f"supplied): the tests run on a throwaway PostgreSQL in var/postgres-test (127.0.0.1:{own_port}; "
+        "TEST_DATABASE_URL chooses another)")
+    # Stopped when the tests end.
+    assert not (project / "var" / "postgres-test" / "postmaster.pid").exists()
 
 
 # --- the admin login that make up prints ------------------------------------------------------

@@ -17,16 +17,18 @@ $(STAMP): requirements.txt
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt 2> >(grep -v "is ignored: it is neither" >&2)
 	@touch $@
 
+# TEST_DATABASE_URL, or the machine's PostgreSQL if it lets the test role in, or a throwaway cluster in var/.
 test: venv
 	@bash deploy/run-tests.sh
 
 .PHONY: up down logs status
 
-# Start everything (settings, Redis, database, admin user, all processes); safe to run again.
+# Start everything (settings, Redis, a project-local PostgreSQL unless DATABASE_URL names yours, admin user,
+# all processes); safe to run again. Settings given in the environment are written to .env.local.
 up: venv
 	@bash deploy/up.sh
 
-# Stop every process `make up` started (a Redis that was already running is left alone).
+# Stop every process `make up` started (a PostgreSQL or Redis that was already running is left alone).
 down:
 	@bash deploy/down.sh
 
@@ -35,7 +37,8 @@ logs:
 	@ls var/log/*.log >/dev/null 2>&1 || { echo "no logs yet in var/log: run make up"; exit 1; }
 	@tail -n 20 -F var/log/*.log
 
-# One line per program: RUNNING, STARTING, BACKOFF, FATAL ...
+# One line per program: RUNNING, STARTING, BACKOFF, FATAL ... (with the running system's settings, so a
+# broken .env.local does not stop it)
 status:
 	@bash deploy/workers.sh status
 

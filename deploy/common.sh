@@ -27,13 +27,23 @@ dev_workers_pid() {
   printf '%s\n' "$pid"
 }
 
-# load_settings: .env.local (created with random secrets when missing) exported, the defaults that
-# supervisord.conf's %(ENV_...)s expansions need, and the effective settings as S_* variables.
-# A bad value (an https:// REDIS_URL, a short SECRET_KEY ...) prints one line and returns 1.
+# The settings supervisord was started with: a copy of .env.local that make up takes when it starts
+# supervisord. make status and the make workers-* commands read it, not .env.local, so they work on
+# the running system's settings even while .env.local is being edited (or has a bad line).
+RUNNING_ENV=var/supervisord.env
+
+# load_settings [FILE]: FILE exported (default .env.local, created with random secrets and a
+# project-local DATABASE_URL when missing), the defaults that supervisord.conf's %(ENV_...)s
+# expansions need, and the effective settings as S_* variables. A bad value (an https:// REDIS_URL,
+# a short SECRET_KEY ...) prints one line and returns 1.
 load_settings() {
-  local settings
-  $HELP envfile
-  eval "$($HELP exports)"
+  local settings file=${1:-.env.local}
+  if [ "$file" = .env.local ]; then $HELP envfile || return 1; fi
+  eval "$($HELP exports "$file")"
+  # Everything started from here (supervisord and its programs, manage.py) reads exactly these
+  # variables and never the file again: a restarted program cannot mix the values supervisord
+  # started with and a later edit of .env.local.
+  export ENV_FILE=
   # The defaults are those of resilience/settings.py.
   export LEAD_PROCESSING_CONCURRENCY=${LEAD_PROCESSING_CONCURRENCY:-5}
   export SITE_GENERATION_CONCURRENCY=${SITE_GENERATION_CONCURRENCY:-3}
@@ -46,6 +56,37 @@ load_settings() {
   eval "$settings"
   # supervisord waits this long for a worker's warm shutdown before it kills the worker's process group.
   export WORKER_STOP_WAIT_SECONDS=$((S_TASK_TIME_LIMIT + 30))
+}
+
+# load_running_settings: the settings of the running supervisord (its copy of .env.local; .env.local
+# itself when supervisord was started before make up kept a copy).
+load_running_settings() {
+  if [ -f "$RUNNING_ENV" ]; then load_settings "$RUNNING_ENV"; else load_settings; fi
+}
+
+# env_changed: .env.local differs from the copy the running supervisord was started with.
+env_changed() {
+  [ -f "$RUNNING_ENV" ] && ! cmp -s .env.local "$RUNNING_ENV"
+}
+
+# ensure_app_postgres: the PostgreSQL of DATABASE_URL answers. When the URL names the project-local
+# cluster (127.0.0.1:LOCAL_POSTGRES_PORT, 54329 by default), the cluster in var/postgres is created
+# and started when needed, and its role, password and database made to match the URL (make down
+# stops it). Sets DATABASE_NOTE.
+ensure_app_postgres() {
+  local rc why
+  if [ -n "$S_DATABASE_LOCAL" ]; then
+    ensure_local_postgres var/postgres "$S_DATABASE_PORT" DATABASE_URL LOCAL_POSTGRES_PORT || exit 1
+    $HELP local-db var/postgres "$DATABASE_URL" || exit 1
+    DATABASE_NOTE="project-local PostgreSQL, data in var/postgres; make down stops it"
+    return 0
+  fi
+  rc=0; why=$($HELP db-ping "$DATABASE_URL") || rc=$?
+  case "$rc" in
+    0) DATABASE_NOTE="DATABASE_URL" ;;
+    3) fail "$why (DATABASE_URL): start it, or fix DATABASE_URL" ;;
+    *) fail "${why:-PostgreSQL cannot be used}: fix DATABASE_URL" ;;
+  esac
 }
 
 # ensure_app_redis: the Redis of REDIS_URL answers; when nothing listens on this host, start a

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make down: stop supervisord and every program it runs, then the project-local redis-server if
-# `make up` started one (var/redis/redis.pid). A Redis that was already running is left alone.
+# make down: stop supervisord and every program it runs, then the project-local PostgreSQL
+# (var/postgres) and redis-server (var/redis/redis.pid) if `make up` started them. A PostgreSQL or
+# Redis that was already running is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. deploy/services.sh
 
 CONF=deploy/supervisord.conf
 CTL=(.venv/bin/supervisorctl -c "$CONF")
@@ -39,7 +41,13 @@ if [ -n "$pid" ] && is_process "$pid" supervisord; then
 else
   echo "supervisord is not running"
 fi
-rm -f var/supervisord.sock var/supervisord.pid var/supervisord.env-hash
+rm -f var/supervisord.sock var/supervisord.pid var/supervisord.env-hash var/supervisord.env
+
+if local_postgres_running var/postgres; then
+  echo "stopping the project-local PostgreSQL (var/postgres)..."
+  stop_local_postgres var/postgres || { echo "PostgreSQL in var/postgres did not stop; see var/postgres/server.log" >&2; exit 1; }
+  echo "PostgreSQL stopped"
+fi
 
 pid=$(cat var/redis/redis.pid 2>/dev/null || true)
 if [ -n "$pid" ] && is_process "$pid" redis-server; then

@@ -1,17 +1,42 @@
 #!/usr/bin/env bash
-# make test: make sure PostgreSQL and Redis run, make sure the test role can create the test
-# database, then run the whole suite. Extra arguments go to pytest.
+# make test: find a PostgreSQL the tests can use, make sure Redis runs, then run the whole suite.
+# Extra arguments go to pytest.
+#
+# PostgreSQL: TEST_DATABASE_URL when set (started when it is a stopped local cluster). Unset, the
+# machine's PostgreSQL at TEST_MACHINE_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/resilience)
+# when its role gets in without a password and may create databases (CI's trust-auth cluster: the
+# fast path). Otherwise (Debian's default peer/scram authentication, or nothing answering) a throwaway
+# cluster of its own in var/postgres-test on 127.0.0.1:TEST_LOCAL_POSTGRES_PORT (default 54339), made
+# from the machine's PostgreSQL programs and stopped when the tests end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/services.sh
+PY=.venv/bin/python
 
-TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/resilience}
 TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+TEST_LOCAL_POSTGRES_PORT=${TEST_LOCAL_POSTGRES_PORT:-54339}
+TEST_CLUSTER=var/postgres-test
+
+if [ -n "${TEST_DATABASE_URL:-}" ]; then
+  read -r pg_host pg_port < <(url_host_port "$TEST_DATABASE_URL" 5432)
+  ensure_postgres "$pg_host" "$pg_port" || exit 1
+else
+  probe=${TEST_MACHINE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/resilience}
+  rc=0; why=$($PY deploy/up_helper.py pg-probe "$probe") || rc=$?
+  if [ "$rc" = 0 ]; then
+    TEST_DATABASE_URL=$probe
+  else
+    say "make test: ${why:-the machine PostgreSQL cannot be used}: the tests run on a throwaway PostgreSQL in $TEST_CLUSTER (127.0.0.1:$TEST_LOCAL_POSTGRES_PORT; TEST_DATABASE_URL chooses another)"
+    ensure_local_postgres "$TEST_CLUSTER" "$TEST_LOCAL_POSTGRES_PORT" TEST_DATABASE_URL TEST_LOCAL_POSTGRES_PORT || exit 1
+    trap 'stop_local_postgres "$TEST_CLUSTER" || say "could not stop the PostgreSQL in $TEST_CLUSTER"' EXIT
+    # A new password every run: nothing else uses this cluster.
+    TEST_DATABASE_URL=$($PY deploy/up_helper.py database-url "$TEST_LOCAL_POSTGRES_PORT")
+    $PY deploy/up_helper.py local-db "$TEST_CLUSTER" "$TEST_DATABASE_URL" --superuser || exit 1
+  fi
+fi
 export TEST_DATABASE_URL TEST_REDIS_URL
 
-read -r pg_host pg_port < <(url_host_port "$TEST_DATABASE_URL" 5432)
 read -r redis_host redis_port < <(url_host_port "$TEST_REDIS_URL" 6379)
-ensure_postgres "$pg_host" "$pg_port" || exit 1
 ensure_redis "$redis_host" "$redis_port" var/redis-test || exit 1
 
 # tests/browser drives Debian's Chromium through Playwright, which never downloads a browser of its
@@ -24,4 +49,9 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
-exec .venv/bin/python -m pytest "$@"
+if trap -p EXIT | grep -q .; then
+  # Not exec: the throwaway cluster is stopped when pytest ends.
+  rc=0; $PY -m pytest "$@" || rc=$?
+  exit "$rc"
+fi
+exec $PY -m pytest "$@"

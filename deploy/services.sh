@@ -77,6 +77,112 @@ ensure_postgres() {
   return 1
 }
 
+# --- a project-local PostgreSQL cluster (make up's default database, make test's fallback) ----------
+
+# Where to look for the server programs besides pg_config --bindir and PATH (tests point it elsewhere).
+PG_BIN_GLOB=${PG_BIN_GLOB:-/usr/lib/postgresql/*/bin}
+
+_find_pg_bindir() {
+  local dir
+  if command -v pg_config >/dev/null 2>&1; then
+    dir=$(pg_config --bindir 2>/dev/null) && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && { echo "$dir"; return 0; }
+  fi
+  # shellcheck disable=SC2086 # the glob is meant to expand
+  for dir in $(ls -d $PG_BIN_GLOB 2>/dev/null | sort -V -r); do
+    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && { echo "$dir"; return 0; }
+  done
+  dir=$(command -v initdb 2>/dev/null) && dir=$(dirname "$(readlink -f "$dir")") && [ -x "$dir/pg_ctl" ] &&
+    { echo "$dir"; return 0; }
+  return 1
+}
+
+# pg_bindir VAR: print the directory of the machine's initdb and pg_ctl, installing PostgreSQL with
+# apt-get when it is missing and that works without asking; otherwise one line naming VAR, return 1.
+pg_bindir() {
+  _find_pg_bindir && return 0
+  if can_apt_install && apt_install postgresql && _find_pg_bindir; then
+    return 0
+  fi
+  say "PostgreSQL is not installed: install it (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql) or set $1 to a running PostgreSQL"
+  return 1
+}
+
+# pg_as_owner CMD ...: initdb and the server refuse to run as root, so as root they run as the
+# postgres OS user (which owns the data directory); otherwise as whoever runs make.
+pg_as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# local_postgres_running DATADIR: the cluster in DATADIR has a live server.
+local_postgres_running() {
+  local bindir
+  [ -f "$1/postmaster.pid" ] || return 1
+  bindir=$(_find_pg_bindir) || return 1
+  pg_as_owner "$bindir/pg_ctl" -D "$1" status >/dev/null 2>&1
+}
+
+# ensure_local_postgres DATADIR PORT VAR PORT_VAR: a PostgreSQL cluster in DATADIR (created when
+# missing) runs, listening on 127.0.0.1:PORT and on a unix socket in DATADIR. Connections over TCP
+# need a password (scram-sha-256); the socket trusts whoever reaches it, which is only the cluster's
+# owner (and root), because DATADIR is mode 700. VAR (DATABASE_URL ...) and PORT_VAR
+# (LOCAL_POSTGRES_PORT ...) are named in the one-line failures.
+ensure_local_postgres() {
+  local dir=$1 port=$2 var=$3 port_var=$4 bindir out
+  bindir=$(pg_bindir "$var") || return 1
+  if [ "$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; then
+    say "running as root, the project-local PostgreSQL runs as the postgres OS user, which does not exist: install PostgreSQL with apt-get (it creates the user), or set $var to a running PostgreSQL"
+    return 1
+  fi
+  mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
+  # A unix socket path has at most 107 bytes: DATADIR/.s.PGSQL.<port> must fit.
+  if [ $(( ${#dir} + 17 )) -gt 107 ]; then
+    say "the path $dir is too long for PostgreSQL's unix socket: move the project to a shorter path, or set $var to a running PostgreSQL"
+    return 1
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$dir"
+    if ! runuser -u postgres -- test -w "$dir"; then
+      say "the postgres OS user cannot reach $dir (a parent directory is closed to it): move the project, or set $var to a running PostgreSQL"
+      return 1
+    fi
+  fi
+  chmod 700 "$dir"
+  if [ ! -s "$dir/PG_VERSION" ]; then
+    say "creating a project-local PostgreSQL cluster in $dir ($bindir)"
+    if ! out=$(pg_as_owner "$bindir/initdb" -D "$dir" -U postgres -E UTF8 --no-locale \
+        --auth-local=trust --auth-host=scram-sha-256 2>&1); then
+      say "$out"; say "initdb failed in $dir (see above)"; return 1
+    fi
+    printf '\n# Written by deploy/services.sh: port, addresses and socket of this cluster.\n%s\n' \
+      "include_if_exists = 'resilience.conf'" >> "$dir/postgresql.conf"
+  fi
+  # Rewritten at every start, so a changed port applies; the server reads it when it starts.
+  printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\nmax_connections = 200\n" \
+    "$port" "$dir" > "$dir/resilience.conf"
+  if local_postgres_running "$dir"; then
+    "$bindir/pg_isready" -q -h "$dir" -p "$port" 2>/dev/null && return 0
+    say "the project-local PostgreSQL in $dir does not answer on port $port: restarting it"
+    pg_as_owner "$bindir/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    say "port $port on 127.0.0.1 is taken by another program: stop it, or set $port_var to a free port"
+    return 1
+  fi
+  say "starting the project-local PostgreSQL on 127.0.0.1:$port (data in $dir)"
+  if ! pg_as_owner "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+    say "PostgreSQL did not start: see $dir/server.log"
+    return 1
+  fi
+}
+
+# stop_local_postgres DATADIR: stop the cluster in DATADIR if its server runs (fast: clients are cut off).
+stop_local_postgres() {
+  local bindir
+  local_postgres_running "$1" || return 0
+  bindir=$(_find_pg_bindir) || return 1
+  pg_as_owner "$bindir/pg_ctl" -D "$1" -m fast -w -t 60 stop >/dev/null
+}
+
 # url_host_port URL DEFAULT_PORT -> "host port"
 url_host_port() {
   python3 - "$1" "$2" <<'PY'

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make up: settings, Redis, database, admin user, then every process under supervisord.
 # Safe to run again: it creates only what is missing and starts only what is stopped.
+# Settings given in the environment are written to .env.local first, so every later command (in
+# any shell) and every restarted program uses the same values.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -16,6 +18,8 @@ if pid=$(dev_workers_pid); then
 fi
 
 # --- settings: .env.local, then the environment supervisord and its programs inherit -------------
+$HELP envfile || exit 1
+$HELP remember || exit 1
 load_settings || exit 1
 if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
   say "warning: FLOWER_BASIC_AUTH is empty: Flower will answer anyone who can reach 127.0.0.1:$FLOWER_PORT"
@@ -32,26 +36,26 @@ ensure_app_redis
 
 # --- database and admin user ------------------------------------------------------------------
 step "Database: $S_DATABASE"
+ensure_app_postgres
 $PY manage.py migrate --noinput -v 0
 $PY manage.py collectstatic --noinput -v 0
 admin_note=$($PY manage.py ensure_admin) || exit 1
 printf '%s\n' "$admin_note" | sed 's/^/    /'
 
 # --- processes --------------------------------------------------------------------------------
-env_hash=$(cksum < .env.local)
 if supervisord_running; then
   step "supervisord is running: applying config changes, starting stopped programs"
   "${CTL[@]}" update
   "${CTL[@]}" start all | grep -v -E 'already started' || true
-  if [ -f var/supervisord.env-hash ] && [ "$(cat var/supervisord.env-hash)" != "$env_hash" ]; then
+  if env_changed; then
     say "note: .env.local changed since supervisord started; its programs still run with the old values."
     say "      To apply the change: make down && make up"
   fi
 else
   step "starting supervisord ($CONF)"
-  rm -f var/supervisord.sock
+  rm -f var/supervisord.sock var/supervisord.env-hash
+  (umask 077 && cp .env.local "$RUNNING_ENV")
   .venv/bin/supervisord -c "$CONF" || fail "supervisord did not start: see var/log/supervisord.log"
-  printf '%s\n' "$env_hash" > var/supervisord.env-hash
 fi
 
 step "waiting for the web app, Flower and all programs (up to 60 s)"
@@ -66,13 +70,7 @@ fi
 
 # --- what to do next --------------------------------------------------------------------------
 web="http://127.0.0.1:$WEB_PORT"
-if [ -n "${DJANGO_SUPERUSER_USERNAME:-}" ]; then
-  login="user $DJANGO_SUPERUSER_USERNAME, password from DJANGO_SUPERUSER_PASSWORD"
-elif [ -f "$S_VAR_DIR/admin-credentials.txt" ]; then
-  login="user admin, password in $S_VAR_DIR/admin-credentials.txt"
-else
-  login="the admin user created earlier (forgot the password? .venv/bin/python manage.py changepassword <user>)"
-fi
+login=$($HELP admin-login)
 if [ -n "${FLOWER_BASIC_AUTH:-}" ]; then
   flower_login="user ${FLOWER_BASIC_AUTH%%:*}, password ${FLOWER_BASIC_AUTH#*:} (FLOWER_BASIC_AUTH in .env.local)"
 else
@@ -96,7 +94,7 @@ Resilience is up: $running programs RUNNING under supervisord, ready in $(( $(da
             curl -X POST $web/api/webhooks/clay -H 'Content-Type: application/json' \\
               -H "X-Clay-Secret: $S_WEBHOOK_SECRET" -d '[{"email": "jane@example.com", "first_name": "Jane"}]'
   Redis     $S_REDIS_URL_SHOWN ($REDIS_NOTE)
-  Database  $S_DATABASE
+  Database  $S_DATABASE ($DATABASE_NOTE)
   Logs      var/log/   (make logs)
   Mode      MOCK_MODE=$S_MOCK_MODE DEBUG=$S_DEBUG
 

@@ -1,11 +1,20 @@
 """Helpers for deploy/up.sh (`make up`), run with the project's .venv python.
 
-    envfile             create .env.local with random secrets, or add the secrets it lacks
-    exports             shell `export` lines for .env.local (variables already set win, as in settings)
+    envfile             create .env.local with random secrets and a project-local DATABASE_URL, or add
+                        those it lacks (and the environment does not give)
+    remember            write the settings given in the environment into .env.local (make up only)
+    exports [FILE]      shell `export` lines for .env.local or FILE (variables already set win, as in settings)
     settings            the effective settings up.sh needs, as shell assignments (a bad value: one line, exit 2)
     redis-ping URL      exit 0 if Redis answers PING, 3 if nothing listens there, 4 on any other error
     ports-free NAME=PORT ...   exit 1 (with one line each) if another program listens on 127.0.0.1:PORT
     wait SECONDS        wait until web, Flower and every supervisord program are up
+    database-url PORT   a new URL for a project-local PostgreSQL on 127.0.0.1:PORT, random password
+    local-db DATADIR URL [--superuser]   in the project-local cluster of DATADIR: the URL's role with its
+                        password, and its database (created when missing)
+    pg-probe URL        exit 0 if URL's role gets into PostgreSQL without more and may create databases,
+                        3 if nothing answers there, 4 otherwise; the reason on stdout
+    db-ping URL         exit 0 if URL's database lets its role in, 3 if nothing answers there, 4 otherwise
+    admin-login         how to log in to the admin of the current database (one line)
 """
 from __future__ import annotations
 
@@ -24,7 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_FILE = ROOT / ".env.local"
+# The scripts run this from the project root, whose .env.local it is (tests run it from another).
+ENV_FILE = Path.cwd() / ".env.local"
 CONF = ROOT / "deploy" / "supervisord.conf"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALNUM = string.ascii_letters + string.digits
@@ -35,18 +45,79 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(_ALNUM) for _ in range(length))
 
 
+LOCAL_POSTGRES_PORT = "54329"
+# Settings .env.example lists that `make up` does not remember: the file to read, make test's own
+# (environment only), and the first admin's, which are used once.
+NOT_REMEMBERED = {"ENV_FILE", "DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_PASSWORD", "DJANGO_SUPERUSER_EMAIL"}
+
+
+def database_url(port: str | int, user: str = "resilience", name: str = "resilience") -> str:
+    return f"postgres://{user}:{_random(32)}@127.0.0.1:{port}/{name}"
+
+
 def _generated() -> dict[str, tuple[str, str]]:
+    port = os.environ.get("LOCAL_POSTGRES_PORT") or LOCAL_POSTGRES_PORT
     return {
         "SECRET_KEY": (_random(50), "Django's signing key: keep it secret, keep it stable"),
         "CLAY_WEBHOOK_SECRET": (_random(40), "what a webhook caller sends in the X-Clay-Secret header"),
         "FLOWER_BASIC_AUTH": (f"admin:{_random(24)}", "Flower's login, user:password"),
+        "DATABASE_URL": (database_url(port), "The project-local PostgreSQL that make up starts (data in var/postgres); "
+                         "or your own: postgres://user:password@host:5432/dbname"),
     }
 
 
-def _read_env_file() -> dict[str, str]:
+def _read_env_file(path: Path | None = None) -> dict[str, str]:
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(ENV_FILE).items() if v is not None}
+    return {k: v for k, v in dotenv_values(path or ENV_FILE).items() if v is not None}
+
+
+def setting_names() -> list[str]:
+    """Every setting .env.example lists (its `# NAME=` lines), in its order."""
+    names = re.findall(r"^#\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), flags=re.M)
+    return list(dict.fromkeys(names))
+
+
+def _dotenv_value(value: str) -> str:
+    # Bare when that reads back the same; otherwise double quotes, whose escapes python-dotenv decodes.
+    if re.fullmatch(r"[A-Za-z0-9_@:/.,%+=?&*~^!-]*", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def set_env_values(values: dict[str, str], note: str, path: Path | None = None) -> None:
+    """Set NAME=value in the env file: in place of the line that sets it now (or of its commented-out
+    template line), else appended under `note`. The file keeps its mode; nothing else changes."""
+    import io
+
+    from dotenv import dotenv_values
+
+    path = path or ENV_FILE
+    lines = path.read_text().splitlines() if path.exists() else []
+    appended: list[str] = []
+    for name, value in values.items():
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"{name}: a value with a line break cannot go into {path.name}")
+        line = f"{name}={_dotenv_value(value)}"
+        if dotenv_values(stream=io.StringIO(line)).get(name) != value:
+            raise ValueError(f"{name}: this value does not survive a round trip through {path.name}")
+        setting = re.compile(rf"^\s*(export\s+)?{name}\s*=")
+        template = re.compile(rf"^#\s*{name}=\S*$")  # `# NAME=` or `# NAME=default`
+        found = [i for i, text in enumerate(lines) if setting.match(text)] or \
+            [i for i, text in enumerate(lines) if template.match(text)]
+        if found:
+            lines[found[-1]] = line  # the last one is the one that counts
+        else:
+            appended.append(line)
+    if appended:
+        lines += ["", f"# {note} on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", *appended]
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
 
 
 def cmd_envfile() -> int:
@@ -58,13 +129,12 @@ def cmd_envfile() -> int:
             "",
         ]
         for name, (value, comment) in _generated().items():
-            lines += [f"# {comment}", f"{name}={value}"]
+            if not os.environ.get(name):
+                lines += [f"# {comment}", f"{name}={value}"]
         lines += [
             "# No real AI or email calls while true",
             "MOCK_MODE=true",
             "DEBUG=false",
-            "# Unset: SQLite under var/. For PostgreSQL: postgres://user:password@host:5432/dbname",
-            "# DATABASE_URL=",
             "# REDIS_URL=redis://127.0.0.1:6379/0",
             "",
         ]
@@ -92,10 +162,29 @@ def cmd_envfile() -> int:
     return 0
 
 
-def cmd_exports() -> int:
-    if not ENV_FILE.exists():
+def cmd_remember() -> int:
+    """Settings given in the environment go into .env.local, so that every later command (another shell's
+    manage.py, a restarted program) uses what `make up` was given."""
+    present = _read_env_file()
+    given = {name: os.environ[name] for name in setting_names()
+             if name not in NOT_REMEMBERED and not name.startswith("TEST_")
+             and os.environ.get(name) and os.environ[name] != present.get(name)}
+    if not given:
         return 0
-    for name, value in _read_env_file().items():
+    try:
+        set_env_values(given, "Given in the environment of `make up`")
+    except ValueError as exc:
+        print(f".env.local: not written: {exc}", file=sys.stderr)
+        return 1
+    print(f".env.local: now {', '.join(given)} as given in the environment (every later command uses them)")
+    return 0
+
+
+def cmd_exports(path: Path | None = None) -> int:
+    path = path or ENV_FILE
+    if not path.exists():
+        return 0
+    for name, value in _read_env_file(path).items():
         if not _NAME.match(name):
             print(f"echo {shlex.quote(f'.env.local: ignoring {name!r} (not a variable name)')} >&2")
             continue
@@ -120,11 +209,11 @@ def cmd_settings() -> int:
     from django.conf import settings
 
     db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        database = f"SQLite {os.path.relpath(db['NAME'], ROOT)}"
-    else:
-        database = f"PostgreSQL {db['NAME']} on {db['HOST'] or 'localhost'}:{db['PORT']}"
+    database = f"PostgreSQL {db['NAME']} on {db['HOST'] or 'localhost'}:{db['PORT']}"
+    local_port = os.environ.get("LOCAL_POSTGRES_PORT") or LOCAL_POSTGRES_PORT
     values = {
+        "S_DATABASE_LOCAL": "1" if db["HOST"] in ("127.0.0.1", "localhost") and db["PORT"] == local_port else "",
+        "S_DATABASE_PORT": db["PORT"],
         "S_REDIS_URL": settings.REDIS_URL,
         "S_REDIS_URL_SHOWN": _hide_password(settings.REDIS_URL),
         "S_WEB_PORT": settings.WEB_PORT,
@@ -179,6 +268,140 @@ def cmd_ports_free(pairs: list[str]) -> int:
                       "to a free port in .env.local", file=sys.stderr)
                 busy += 1
     return 1 if busy else 0
+
+
+def _connect(url: str, **overrides):
+    """A psycopg2 connection to URL's database (overrides: host, user, dbname ...), 5 s to connect."""
+    from urllib.parse import unquote, urlsplit
+
+    import psycopg2
+
+    parts = urlsplit(url)
+    params = {
+        "host": parts.hostname or "", "port": parts.port or 5432, "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""), "dbname": unquote(parts.path.lstrip("/")), "connect_timeout": 5,
+    }
+    params.update(overrides)
+    return psycopg2.connect(**{k: v for k, v in params.items() if v != ""})
+
+
+def cmd_local_db(datadir: str, url: str, superuser: bool) -> int:
+    """Make the project-local cluster match URL: its role (password included) and its database. Done over
+    the cluster's unix socket as its bootstrap superuser, which the socket trusts (only the cluster's
+    owner reaches it); then URL itself must get in over TCP."""
+    from urllib.parse import unquote, urlsplit
+
+    import psycopg2
+    from psycopg2 import sql
+
+    parts = urlsplit(url)
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    name = unquote(parts.path.lstrip("/"))
+    if not (user and password and name):
+        print(f"{_hide_password(url)} needs a user, a password and a database name", file=sys.stderr)
+        return 1
+    rights = sql.SQL("SUPERUSER" if superuser else "NOSUPERUSER CREATEDB")
+    try:
+        admin = _connect(url, host=os.path.abspath(datadir), user="postgres", password="", dbname="postgres")
+        admin.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user])
+                verb = sql.SQL("ALTER" if cursor.fetchone() else "CREATE")
+                cursor.execute(sql.SQL("{} ROLE {} LOGIN {} PASSWORD %s").format(verb, sql.Identifier(user), rights),
+                               [password])
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+                if not cursor.fetchone():
+                    cursor.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                               sql.Identifier(user)))
+        finally:
+            admin.close()
+        _connect(url).close()
+    except psycopg2.Error as exc:
+        print(f"the project-local PostgreSQL in {datadir}: {str(exc).strip()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _try_connect(url: str, **overrides):
+    """(connection, 0, "") or (None, 3, why) when nothing answers, (None, 4, why) when refused."""
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or 5432}"
+    try:
+        return _connect(url, connect_timeout=3, **overrides), 0, ""
+    except psycopg2.OperationalError as exc:
+        text = str(exc).strip()
+        reason = (text.splitlines()[-1] if text else type(exc).__name__).split(" failed: ", 1)[-1]
+        if any(sign in text for sign in ("Connection refused", "timeout expired", "No such file or directory")):
+            return None, 3, f"no PostgreSQL answers at {where}"
+        return None, 4, f"the PostgreSQL at {where} does not let {parts.username or 'its user'} in ({reason})"
+
+
+def cmd_pg_probe(url: str) -> int:
+    """For make test: the role gets in as the URL says (no password asked) and may create databases."""
+    from urllib.parse import urlsplit
+
+    connection, rc, why = _try_connect(url, dbname="postgres")
+    if connection is None:
+        print(why)
+        return rc
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user")
+            allowed = cursor.fetchone()[0]
+    finally:
+        connection.close()
+    if not allowed:
+        parts = urlsplit(url)
+        print(f"role {parts.username} of the PostgreSQL at {parts.hostname}:{parts.port or 5432} may not create databases")
+        return 4
+    return 0
+
+
+def cmd_db_ping(url: str) -> int:
+    """For make up: URL's own database lets URL's role in."""
+    connection, rc, why = _try_connect(url)
+    if connection is None:
+        print(why)
+        return rc
+    connection.close()
+    return 0
+
+
+def cmd_admin_login() -> int:
+    """The admin login line of make up's summary, checked against the current database: a saved
+    password the database does not take (written for another database, or changed since) is not
+    offered as the way in."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resilience.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    reset = ".venv/bin/python manage.py changepassword"
+    if username := os.environ.get("DJANGO_SUPERUSER_USERNAME", "").strip():
+        print(f"user {username}, password from DJANGO_SUPERUSER_PASSWORD")
+        return 0
+    path = Path(settings.VAR_DIR) / "admin-credentials.txt"
+    shown = os.path.relpath(path, ROOT)
+    saved = dict(line.split("=", 1) for line in path.read_text().splitlines()
+                 if "=" in line and not line.startswith("#")) if path.exists() else {}
+    user = user_model.objects.filter(username=saved.get("username", ""), is_superuser=True).first()
+    if user and user.check_password(saved.get("password", "")):
+        print(f"user {user.username}, password in {shown}")
+    elif saved:
+        print(f"not the password in {shown}: this database's admin has another one (the file was written for "
+              f"another database, or the password was changed since); forgot it? {reset} <user>")
+    else:
+        print(f"the admin user created earlier (forgot the password? {reset} <user>)")
+    return 0
 
 
 def http_status(url: str, auth: str | None = None) -> int:
@@ -255,8 +478,21 @@ def main(argv: list[str]) -> int:
     command, args = argv[0], argv[1:]
     if command == "envfile":
         return cmd_envfile()
-    if command == "exports":
-        return cmd_exports()
+    if command == "remember" and not args:
+        return cmd_remember()
+    if command == "exports" and len(args) <= 1:
+        return cmd_exports(Path(args[0]) if args else None)
+    if command == "database-url" and len(args) == 1:
+        print(database_url(args[0]))
+        return 0
+    if command == "local-db" and len(args) in (2, 3) and args[2:] in ([], ["--superuser"]):
+        return cmd_local_db(args[0], args[1], superuser=len(args) == 3)
+    if command == "pg-probe" and len(args) == 1:
+        return cmd_pg_probe(args[0])
+    if command == "db-ping" and len(args) == 1:
+        return cmd_db_ping(args[0])
+    if command == "admin-login" and not args:
+        return cmd_admin_login()
     if command == "settings":
         return cmd_settings()
     if command == "redis-ping" and len(args) == 1:

@@ -18,7 +18,7 @@ need_supervisord() {
 }
 
 env_changed_note() {
-  if [ -f var/supervisord.env-hash ] && [ "$(cat var/supervisord.env-hash)" != "$(cksum < .env.local)" ]; then
+  if env_changed; then
     say "note: .env.local changed since supervisord started; restarted programs keep the old values (make down && make up applies them)"
   fi
 }
@@ -36,7 +36,8 @@ case "${1:-}" in
     load_settings || exit 1
     ensure_app_redis
     step "Redis: $S_REDIS_URL_SHOWN ($REDIS_NOTE)"
-    step "Database: $S_DATABASE"
+    ensure_app_postgres
+    step "Database: $S_DATABASE ($DATABASE_NOTE)"
     $PY manage.py migrate --noinput -v 0
     step "development workers: one Celery worker for all four queues and a dispatcher, MOCK_MODE=true; reloads when a .py file changes; Ctrl-C stops"
     exec $PY manage.py run_workers_dev
@@ -49,13 +50,15 @@ case "${1:-}" in
       step "supervisord is not running: starting the whole system (make up)"
       exec bash deploy/up.sh
     fi
-    load_settings || exit 1
+    load_running_settings || exit 1
     env_changed_note
     step "supervisord is running: starting the primary and backup pools"
     exec $WORKERS start 60
     ;;
   status)
     need_supervisord
+    # The running system's settings, not .env.local's (which may have been edited since, or be broken).
+    load_running_settings >/dev/null || exit 1
     exec $WORKERS status
     ;;
   logs)
@@ -71,7 +74,7 @@ case "${1:-}" in
     ;;
   restart)
     need_supervisord
-    load_settings || exit 1
+    load_running_settings || exit 1
     env_changed_note
     exec $WORKERS restart 60
     ;;
@@ -80,7 +83,7 @@ case "${1:-}" in
       echo "not running: nothing to stop"
       exit 0
     fi
-    load_settings || exit 1
+    load_running_settings || exit 1
     exec $WORKERS stop
     ;;
   *)

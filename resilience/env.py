@@ -107,25 +107,24 @@ def redis_url(name: str, default: str) -> str:
     return value
 
 
-def database_config(name: str, sqlite_path: Path) -> dict:
-    """Django DATABASES['default'] from a postgres:// URL, or SQLite when unset."""
+def database_config(name: str) -> dict:
+    """Django DATABASES['default'] from a postgres:// URL.
+
+    There is no SQLite fallback: a job's transaction held SQLite's one write lock while it worked, so a
+    webhook post made meanwhile waited 30 s and failed (the lead was lost). Unset, `make up` starts a
+    project-local PostgreSQL and writes its URL to .env.local, so every command finds the same database.
+    """
     raw = os.environ.get(name, "").strip()
     if not raw:
-        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(sqlite_path),
-            "OPTIONS": {
-                "timeout": 30,
-                # WAL lets the web process read while a worker writes.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-            },
-        }
+        raise ConfigError(
+            f"{name} is not set: run make up (it starts a project-local PostgreSQL and writes {name} to "
+            ".env.local), or set it to postgres://user:password@host:5432/dbname"
+        )
     parts = urlsplit(raw)
     if parts.scheme not in ("postgres", "postgresql"):
         raise ConfigError(
-            f"{name} must be a postgres:// URL (got scheme {parts.scheme or 'none'!r}); unset it to use SQLite under var/"
+            f"{name} must be a postgres:// URL (got scheme {parts.scheme or 'none'!r}); SQLite is not supported "
+            "(a running job blocks every other write): unset it and make up starts a project-local PostgreSQL"
         )
     try:
         port = parts.port or 5432

@@ -76,7 +76,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": database_config("DATABASE_URL", VAR_DIR / "resilience.sqlite3")}
+DATABASES = {"default": database_config("DATABASE_URL")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -12,7 +12,7 @@ GOOD = {
     "DJANGO_SETTINGS_MODULE": "resilience.settings",
     "SECRET_KEY": "k" * 40,
     "REDIS_URL": "redis://127.0.0.1:6379/15",
-    "DATABASE_URL": "",
+    "DATABASE_URL": "postgres://resilience@127.0.0.1:9/resilience",  # never connected to by `check`
     "VAR_DIR": "/tmp/resilience-settings-test",
 }
 
@@ -38,7 +38,15 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis:// or rediss:// (got localhost:6379)"),
         ({"REDIS_URL": "redis://:hunter2@:6379"}, "REDIS_URL has no host (redis://:***@:6379)"),
         ({"DATABASE_URL": "mysql://root@localhost/db"},
-         "DATABASE_URL must be a postgres:// URL (got scheme 'mysql'); unset it to use SQLite under var/"),
+         "DATABASE_URL must be a postgres:// URL (got scheme 'mysql'); SQLite is not supported (a running job "
+         "blocks every other write): unset it and make up starts a project-local PostgreSQL"),
+        ({"DATABASE_URL": "sqlite:///var/resilience.sqlite3"},
+         "DATABASE_URL must be a postgres:// URL (got scheme 'sqlite'); SQLite is not supported (a running job "
+         "blocks every other write): unset it and make up starts a project-local PostgreSQL"),
+        # Unset, nothing falls back silently to a database of its own (issue 9, item 3).
+        ({"DATABASE_URL": ""},
+         "DATABASE_URL is not set: run make up (it starts a project-local PostgreSQL and writes DATABASE_URL to "
+         ".env.local), or set it to postgres://user:password@host:5432/dbname"),
         ({"DATABASE_URL": "postgres://localhost"}, "DATABASE_URL names no database (postgres://user@host:5432/<database>)"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 characters (make up writes a random one to .env.local)"),
         ({"SECRET_KEY": ""}, "SECRET_KEY is not set (see .env.example)"),

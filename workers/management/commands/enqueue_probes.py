@@ -21,4 +21,18 @@ class Command(BaseCommand):
             raise CommandError(f"--sleep must not be negative, got {sleep}")
         with transaction.atomic():
             jobs = [enqueue_probe(queue, sleep=sleep, fail=fail) for _ in range(count)]
-        self.stdout.write(f"queued {len(jobs)} probe job(s) on {queue}")
+        web = f"http://127.0.0.1:{settings.WEB_PORT}"
+        flower = settings.FLOWER_PUBLIC_URL or f"http://127.0.0.1:{settings.FLOWER_PORT}"
+        self.stdout.write(f"queued {len(jobs)} probe job(s) on {queue}:")
+        shown = jobs if len(jobs) <= 20 else jobs[:10]
+        for job in shown:
+            self.stdout.write(f"  {job.id}")
+        if len(jobs) > len(shown):
+            self.stdout.write(f"  ... and {len(jobs) - len(shown)} more")
+        # The ledger is the truth about a job; Flower shows the same ids as Celery task ids.
+        self.stdout.write("watch them:")
+        self.stdout.write(f"  ledger     {web}/admin/workers/job/?queue__exact={queue}")
+        if len(jobs) == 1:
+            self.stdout.write(f"  this job   {web}/admin/workers/job/{jobs[0].id}/change/")
+        self.stdout.write(f"  dashboard  {web}/admin/workers/")
+        self.stdout.write(f"  Flower     {flower}/tasks (search a job id)")

@@ -1,0 +1,306 @@
+"""The default set-up (issue 9, items 1-3 and 12): deploy/up_helper.py's .env.local handling and database
+commands, the shell helpers of deploy/services.sh and deploy/common.sh run through bash, and the words
+of enqueue_probes. The project-local cluster test starts a real PostgreSQL from the machine's binaries."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from dotenv import dotenv_values
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_helper():
+    spec = importlib.util.spec_from_file_location("up_helper", ROOT / "deploy" / "up_helper.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+helper = _load_helper()
+
+
+@pytest.fixture
+def env_file(tmp_path, monkeypatch):
+    path = tmp_path / ".env.local"
+    monkeypatch.setattr(helper, "ENV_FILE", path)
+    for name in helper.setting_names():  # the test settings' own, as if make up were run in a clean shell
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bash(script: str, cwd: Path = ROOT, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
+    """Run script in a shell without the test settings' variables, as a user's shell would be."""
+    dropped = set(helper.setting_names()) | {"DJANGO_SETTINGS_MODULE"}
+    env = {name: value for name, value in os.environ.items() if name not in dropped and not name.startswith("TEST_")}
+    env.update(extra)
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# --- .env.local ---------------------------------------------------------------------------------
+
+def test_a_new_env_file_names_a_project_local_postgresql(env_file, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("LOCAL_POSTGRES_PORT", "54444")
+    assert helper.cmd_envfile() == 0
+    values = dotenv_values(env_file)
+    assert values["DATABASE_URL"].startswith("postgres://resilience:")
+    assert values["DATABASE_URL"].endswith("@127.0.0.1:54444/resilience")
+    assert len(values["DATABASE_URL"].split(":")[2].split("@")[0]) == 32  # a generated password
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+
+def test_a_database_url_from_the_environment_is_not_replaced_by_a_generated_one(env_file, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://me:pw@db.example:5432/mine")
+    helper.cmd_envfile()
+    assert "DATABASE_URL" not in dotenv_values(env_file)
+
+
+def test_an_old_env_file_without_database_url_gets_one(env_file, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    env_file.write_text("SECRET_KEY=" + "k" * 50 + "\nCLAY_WEBHOOK_SECRET=s\nFLOWER_BASIC_AUTH=a:b\n# DATABASE_URL=\n")
+    env_file.chmod(0o600)
+    helper.cmd_envfile()
+    assert dotenv_values(env_file)["DATABASE_URL"].startswith("postgres://resilience:")
+
+
+def test_make_up_remembers_the_settings_it_was_given(env_file, monkeypatch, capsys):
+    env_file.write_text("# comment kept\nSECRET_KEY=abc\nREDIS_URL=redis://127.0.0.1:6379/0\n# WEB_PORT=8000\n")
+    env_file.chmod(0o600)
+    monkeypatch.setenv("DATABASE_URL", "postgres://me:p%40ss@127.0.0.1:5432/mine")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/2")
+    monkeypatch.setenv("WEB_PORT", "8100")
+    monkeypatch.setenv("ALLOWED_HOSTS", "jobs.example.com, localhost")  # a space: written quoted
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "once-only")
+    monkeypatch.setenv("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/t")
+    assert helper.cmd_remember() == 0
+    values = dotenv_values(env_file)
+    assert values["DATABASE_URL"] == "postgres://me:p%40ss@127.0.0.1:5432/mine"
+    assert values["REDIS_URL"] == "redis://127.0.0.1:6390/2"
+    assert values["WEB_PORT"] == "8100"
+    assert values["ALLOWED_HOSTS"] == "jobs.example.com, localhost"
+    assert "DJANGO_SUPERUSER_PASSWORD" not in values and "TEST_DATABASE_URL" not in values
+    lines = env_file.read_text().splitlines()
+    assert lines[:4] == ["# comment kept", "SECRET_KEY=abc", "REDIS_URL=redis://127.0.0.1:6390/2", "WEB_PORT=8100"]
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert "DATABASE_URL" in capsys.readouterr().out
+    # Given again, unchanged: nothing to write.
+    before = env_file.read_text()
+    assert helper.cmd_remember() == 0
+    assert env_file.read_text() == before
+
+
+@pytest.mark.parametrize("value", ['pa"ss', "back\\slash", "with #hash", "quote'single", "$HOME"])
+def test_written_values_read_back_the_same(env_file, value):
+    helper.set_env_values({"FLOWER_BASIC_AUTH": value}, "test")
+    assert dotenv_values(env_file)["FLOWER_BASIC_AUTH"] == value
+
+
+def test_a_value_with_a_line_break_is_refused(env_file):
+    with pytest.raises(ValueError, match="line break"):
+        helper.set_env_values({"FLOWER_BASIC_AUTH": "a\nSECRET_KEY=evil"}, "test")
+
+
+# --- the running system's settings ------------------------------------------------------------
+
+@pytest.fixture
+def project(tmp_path):
+    """A project directory whose code is this one's: .venv and deploy linked, its own .env.local and var/."""
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "deploy").symlink_to(ROOT / "deploy")
+    (tmp_path / "var").mkdir()
+    return tmp_path
+
+
+GOOD_ENV = (
+    "SECRET_KEY=" + "k" * 50 + "\nCLAY_WEBHOOK_SECRET=s\nFLOWER_BASIC_AUTH=a:b\n"
+    "DATABASE_URL=postgres://resilience:pw@127.0.0.1:54329/resilience\nREDIS_URL=redis://127.0.0.1:6390/3\n"
+)
+
+
+def test_status_and_the_workers_commands_read_what_supervisord_started_with(project):
+    (project / "var" / "supervisord.env").write_text(GOOD_ENV)
+    (project / ".env.local").write_text(GOOD_ENV.replace("6390/3", "6390/4") + "DEBUG=maybe\nthis is not a line\n")
+    script = ". deploy/services.sh; . deploy/common.sh; " \
+        'load_running_settings && echo "redis=$S_REDIS_URL env_file=[$ENV_FILE]"; env_changed && echo changed'
+    result = bash(script, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "redis=redis://127.0.0.1:6390/3 env_file=[]" in result.stdout
+    assert "changed" in result.stdout
+
+
+def test_load_settings_leaves_programs_reading_only_the_environment(project):
+    (project / ".env.local").write_text(GOOD_ENV)
+    script = ". deploy/services.sh; . deploy/common.sh; " \
+        'load_settings >/dev/null && echo "env_file=[$ENV_FILE] db=$DATABASE_URL local=$S_DATABASE_LOCAL"'
+    result = bash(script, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "env_file=[] db=postgres://resilience:pw@127.0.0.1:54329/resilience local=1" in result.stdout
+
+
+# --- PostgreSQL: binaries, the project-local cluster, the probe -------------------------------
+
+def test_no_postgresql_programs_and_no_way_to_install_them_is_one_line(tmp_path):
+    tools = tmp_path / "bin"  # what the helper needs, and no pg_config, initdb or apt-get
+    tools.mkdir()
+    for tool in ("ls", "sort", "dirname", "readlink", "id"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    script = (f". deploy/services.sh; can_apt_install() {{ false; }}; PATH={tools}; "
+              f"PG_BIN_GLOB='{tmp_path}/*/bin'; pg_bindir DATABASE_URL")
+    result = bash(script)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("PostgreSQL is not installed: install it (Debian/Ubuntu: sudo apt-get install postgresql")
+    assert "or set DATABASE_URL to a running PostgreSQL" in result.stderr
+
+
+def test_the_probe_says_when_nothing_answers():
+    port = _free_port()
+    result = subprocess.run([sys.executable, "deploy/up_helper.py", "pg-probe", f"postgres://postgres@127.0.0.1:{port}/x"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3
+    assert result.stdout == f"no PostgreSQL answers at 127.0.0.1:{port}\n"
+
+
+def test_the_probe_accepts_the_test_database(settings):
+    db = settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    result = subprocess.run([sys.executable, "deploy/up_helper.py", "pg-probe", url], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.fixture
+def cluster_dir():
+    if shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("no PostgreSQL server programs on this machine")
+    # Short and reachable by the postgres OS user (when root runs it): not under pytest's private tmp.
+    path = Path(tempfile.mkdtemp(prefix="rpg-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path / "data"
+    bash(f". deploy/services.sh; stop_local_postgres {path}/data")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_project_local_cluster_takes_passwords_over_tcp_and_matches_its_url(cluster_dir):
+    port = _free_port()
+    up = bash(f". deploy/services.sh; ensure_local_postgres {cluster_dir} {port} DATABASE_URL LOCAL_POSTGRES_PORT")
+    assert up.returncode == 0, up.stderr
+    assert f"starting the project-local PostgreSQL on 127.0.0.1:{port}" in up.stderr
+    assert stat.S_IMODE(cluster_dir.stat().st_mode) == 0o700
+
+    # Over TCP nobody gets in without a password: exactly what make test's probe reports.
+    probe = subprocess.run([sys.executable, "deploy/up_helper.py", "pg-probe", f"postgres://postgres@127.0.0.1:{port}/x"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert probe.returncode == 4
+    assert "no password supplied" in probe.stdout
+
+    url = helper.database_url(port)
+    assert helper.cmd_local_db(str(cluster_dir), url, superuser=False) == 0
+    assert helper.cmd_db_ping(url) == 0
+    # A new password in the URL (a rewritten .env.local): the cluster follows it, the old one stops working.
+    new_url = helper.database_url(port)
+    assert helper.cmd_local_db(str(cluster_dir), new_url, superuser=False) == 0
+    assert helper.cmd_db_ping(new_url) == 0
+    with redirect_stdout(io.StringIO()) as out:
+        assert helper.cmd_db_ping(url) == 4
+    assert "password authentication failed" in out.getvalue()
+
+    # Started again: already running, nothing to do; stopped: nothing listens any more.
+    again = bash(f". deploy/services.sh; ensure_local_postgres {cluster_dir} {port} DATABASE_URL LOCAL_POSTGRES_PORT")
+    assert again.returncode == 0 and again.stderr == ""
+    down = bash(f". deploy/services.sh; stop_local_postgres {cluster_dir} && local_postgres_running {cluster_dir} || echo stopped")
+    assert down.stdout.strip() == "stopped"
+    with redirect_stdout(io.StringIO()):
+        assert helper.cmd_db_ping(new_url) == 3
+
+
+def test_a_port_taken_by_another_program_is_one_line(cluster_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = bash(f". deploy/services.sh; ensure_local_postgres {cluster_dir} {port} DATABASE_URL LOCAL_POSTGRES_PORT")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"port {port} on 127.0.0.1 is taken by another program: stop it, or set LOCAL_POSTGRES_PORT to a free port")
+
+
+def test_make_test_runs_on_a_cluster_of_its_own_when_the_machine_postgresql_wants_a_password(cluster_dir, settings):
+    # The "machine's" PostgreSQL: one that asks for a password over TCP, as Debian's default set-up does.
+    machine_port, own_port = _free_port(), _free_port()
+    up = bash(f". deploy/services.sh; ensure_local_postgres {cluster_dir} {machine_port} X Y")
+    assert up.returncode == 0, up.stderr
+    # A project of its own (its var/ receives the throwaway cluster), with this project's code.
+    project = cluster_dir.parent / "project"
+    project.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("var", ".git", ".env.local", "test-artifacts", ".pytest_cache"):
+            (project / entry.name).symlink_to(entry)
+    result = bash("bash deploy/run-tests.sh tests/leads/test_services.py -q -p no:cacheprovider", cwd=project,
+                  timeout=300, TEST_MACHINE_DATABASE_URL=f"postgres://postgres@127.0.0.1:{machine_port}/resilience",
+                  TEST_LOCAL_POSTGRES_PORT=str(own_port), TEST_REDIS_URL=settings.REDIS_URL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert " passed" in result.stdout and "error" not in result.stdout.lower()
+    assert result.stderr.splitlines()[0] == (
+        f"make test: the PostgreSQL at 127.0.0.1:{machine_port} does not let postgres in (fe_sendauth: no password "
+        f"supplied): the tests run on a throwaway PostgreSQL in var/postgres-test (127.0.0.1:{own_port}; "
+        "TEST_DATABASE_URL chooses another)")
+    # Stopped when the tests end.
+    assert not (project / "var" / "postgres-test" / "postmaster.pid").exists()
+
+
+# --- the admin login that make up prints ------------------------------------------------------
+
+@pytest.mark.django_db
+def test_the_admin_login_line_is_checked_against_the_current_database(tmp_path, settings, monkeypatch, capsys):
+    from django.contrib.auth import get_user_model
+
+    monkeypatch.delenv("DJANGO_SUPERUSER_USERNAME", raising=False)
+    settings.VAR_DIR = tmp_path
+    get_user_model().objects.create_superuser("admin", "", "the-right-one")
+    credentials = tmp_path / "admin-credentials.txt"
+    credentials.write_text("# header\nusername=admin\npassword=the-right-one\n")
+    helper.cmd_admin_login()
+    assert capsys.readouterr().out.startswith("user admin, password in ")
+
+    # Written for another database (make up was run against it before): not offered as the way in.
+    credentials.write_text("username=admin\npassword=from-another-database\n")
+    helper.cmd_admin_login()
+    out = capsys.readouterr().out
+    assert out.startswith("not the password in ") and "manage.py changepassword" in out
+
+
+# --- enqueue_probes ---------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_enqueue_probes_prints_the_job_ids_and_where_to_watch_them(settings):
+    from workers.models import Job
+
+    settings.WEB_PORT = 8123
+    out = io.StringIO()
+    call_command("enqueue_probes", "2", "--queue", "delivery", stdout=out)
+    text = out.getvalue()
+    for job in Job.objects.filter(queue="delivery"):
+        assert f"  {job.id}\n" in text
+    assert "http://127.0.0.1:8123/admin/workers/job/?queue__exact=delivery" in text
+    assert "Flower" in text

@@ -10,14 +10,17 @@ from resilience.http import allow_methods
 from workers.health import health_report
 from workers.metrics import render
 
+# The health figures are the job ledger's: a session caller needs to be allowed to view jobs.
+VIEW_JOBS = "workers.view_job"
 
-@admin_api
+
+@admin_api({"GET": VIEW_JOBS})
 @allow_methods("GET")
 def workers_health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(health_report())
 
 
-@admin_api
+@admin_api({"GET": VIEW_JOBS})
 @allow_methods("GET")
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus scrape: `authorization: {credentials: <token>}` in the scrape config (a read-only

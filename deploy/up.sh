@@ -18,7 +18,7 @@ fi
 # --- settings: .env.local, then the environment supervisord and its programs inherit -------------
 load_settings || exit 1
 if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
-  say "warning: FLOWER_BASIC_AUTH is empty: Flower will answer anyone who can reach 127.0.0.1:$FLOWER_PORT"
+  fail "FLOWER_BASIC_AUTH is empty: Flower would show every worker and task to anyone; set it to user:password in .env.local"
 fi
 
 # Not yet running: the ports must be free, or the readiness check below would talk to another program.
@@ -73,11 +73,7 @@ elif [ -f "$S_VAR_DIR/admin-credentials.txt" ]; then
 else
   login="the admin user created earlier (forgot the password? .venv/bin/python manage.py changepassword <user>)"
 fi
-if [ -n "${FLOWER_BASIC_AUTH:-}" ]; then
-  flower_login="user ${FLOWER_BASIC_AUTH%%:*}, password ${FLOWER_BASIC_AUTH#*:} (FLOWER_BASIC_AUTH in .env.local)"
-else
-  flower_login="no login (FLOWER_BASIC_AUTH is empty)"
-fi
+flower_login="user ${FLOWER_BASIC_AUTH%%:*}, password ${FLOWER_BASIC_AUTH#*:} (FLOWER_BASIC_AUTH in .env.local)"
 running=$("${CTL[@]}" status | grep -c RUNNING || true)
 
 cat <<EOF

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from access.models import ApiToken
-from resilience.http import json_error
+from resilience.http import allow_methods, json_error
 
 TOKEN_PREFIX = "rsl_"
 # A token's service user is named after it. Django's username validator refuses ':', so no person
@@ -114,15 +114,20 @@ def permission_error(user: AbstractBaseUser, permission: str) -> HttpResponse:
 def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Let a request through with a valid API token, or a logged-in staff user who holds the Django
     model permission `permissions` names for the request's method ("app_label.codename"; HEAD and
-    OPTIONS need GET's). List every method the view serves: an unlisted one goes on to the view,
-    whose allow_methods answers 405. Tokens have no model permissions: a read-only token may GET,
-    any other may do everything.
+    OPTIONS need GET's). The methods listed are the ones the view serves (allow_methods answers the
+    others with 405, after authentication), so no method reaches the view unchecked. Tokens have no
+    model permissions: a read-only token may GET, any other may do everything.
 
     Sets request.actor_user (the session's user, or the token's service user) and request.actor
     (its name): who did it, for the admin's history and fields such as resolved_by.
     """
 
+    if callable(permissions):  # bare @admin_api: say so at import, not with a 500 at the first request
+        raise TypeError("admin_api needs the permission per method, e.g. @admin_api({'GET': 'dlq.view_deadletter'})")
+
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        view = allow_methods(*permissions)(view)
+
         @csrf_exempt
         @wraps(view)
         def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:

@@ -18,7 +18,7 @@ from access.audit import log_api_change
 from access.auth import admin_api
 from dlq import actions
 from dlq.models import DeadLetter
-from resilience.http import ApiError, allow_methods, iso_utc, json_object_body
+from resilience.http import ApiError, iso_utc, json_object_body
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -163,14 +163,12 @@ def _delete(request: HttpRequest) -> JsonResponse:
 
 
 @admin_api({"GET": VIEW, "PATCH": CHANGE_PERM, "DELETE": DELETE})
-@allow_methods("GET", "PATCH", "DELETE")
 def dead_letter_queue(request: HttpRequest) -> JsonResponse:
     handlers = {"GET": _list, "PATCH": _patch, "DELETE": _delete}
     return handlers[request.method](request)
 
 
 @admin_api({"POST": CHANGE_PERM})
-@allow_methods("POST")
 def requeue(request: HttpRequest) -> JsonResponse:
     body = json_object_body(request)
     entry_id = _entry_id(body.get("id"), "id")

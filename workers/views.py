@@ -6,7 +6,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from access.auth import admin_api
-from resilience.http import allow_methods
 from workers.health import health_report
 from workers.metrics import render
 
@@ -15,13 +14,11 @@ VIEW_JOBS = "workers.view_job"
 
 
 @admin_api({"GET": VIEW_JOBS})
-@allow_methods("GET")
 def workers_health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(health_report())
 
 
 @admin_api({"GET": VIEW_JOBS})
-@allow_methods("GET")
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus scrape: `authorization: {credentials: <token>}` in the scrape config (a read-only
     token from `manage.py create_api_token prometheus --read-only`)."""

@@ -155,3 +155,17 @@ def test_tokens_keep_their_read_only_flag_and_nothing_more(redis_client):
     assert resolve(reader, entry).status_code == 403
     assert requeue(writer, entry).status_code == 200
     assert delete(writer, entry).status_code == 200
+
+
+def test_a_method_the_view_does_not_serve_is_405_for_sessions_too():
+    response = session("view_job").post("/api/admin/workers/health")
+    assert response.status_code == 405 and response["Allow"] == "GET"
+
+
+def test_admin_api_without_permissions_fails_at_import_not_at_the_first_request():
+    from access.auth import admin_api
+
+    with pytest.raises(TypeError, match="permission per method"):
+        @admin_api
+        def view(request):  # pragma: no cover - never called
+            raise AssertionError

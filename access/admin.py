@@ -12,7 +12,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ("name", "prefix", "can_write", "created_at", "last_used_at")
     list_filter = ("can_write",)
     search_fields = ("name", "prefix")
-    fields = ("name", "prefix", "can_write", "created_at", "last_used_at")  # not key_hash: of no use to a person
+    # not key_hash: of no use to a person. user: the service user its changes are recorded under.
+    fields = ("name", "prefix", "can_write", "user", "created_at", "last_used_at")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,13 +1,16 @@
-"""The admin API's gate: a staff session or an API token, else a JSON 401/403 (never a redirect)."""
+"""The admin API's gate: a staff session with the model permission the request needs, or an API token,
+else a JSON 401/403 (never a redirect)."""
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from functools import wraps
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -15,9 +18,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from access.models import ApiToken
-from resilience.http import json_error
+from resilience.http import allow_methods, json_error
 
 TOKEN_PREFIX = "rsl_"
+# A token's service user is named after it. Django's username validator refuses ':', so no person
+# can be made (by createsuperuser or the admin's user form) with a name that passes for a token's.
+SERVICE_USER_PREFIX = "token:"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # last_used_at is for people ("is this token still used?"): once a minute is precise enough and
 # spares a write on every request.
@@ -32,10 +38,34 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def service_user(token_name: str) -> AbstractBaseUser:
+    """The user a token's changes are recorded under (the admin's history needs a user).
+
+    It cannot log in (inactive, no usable password) and has no permissions: what a token may do is
+    its read-only flag alone. It outlives its token, so the history keeps its name after a revoke;
+    a new token of the same name takes the same identity again.
+    """
+    user, created = get_user_model().objects.get_or_create(
+        username=f"{SERVICE_USER_PREFIX}{token_name}", defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def token_user(token: ApiToken) -> AbstractBaseUser:
+    if token.user_id is None:  # a token made before tokens had users
+        token.user = service_user(token.name)
+        ApiToken.objects.filter(pk=token.pk).update(user=token.user)
+    return token.user
+
+
 def create_token(name: str, *, can_write: bool = True) -> tuple[ApiToken, str]:
     """Returns the stored token and its secret, which is never stored and cannot be shown again."""
     secret = new_token()
-    token = ApiToken.objects.create(name=name, key_hash=hash_token(secret), prefix=secret[:8], can_write=can_write)
+    token = ApiToken.objects.create(name=name, key_hash=hash_token(secret), prefix=secret[:8], can_write=can_write,
+                                    user=service_user(name))
     return token, secret
 
 
@@ -48,7 +78,7 @@ def token_from_header(request: HttpRequest) -> tuple[ApiToken | None, str | None
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None, "the Authorization header must be 'Bearer <token>'"
-    token = ApiToken.objects.filter(key_hash=hash_token(value.strip())).first()
+    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(value.strip())).first()
     if token is None:
         return None, "the API token is not valid (unknown or revoked)"
     now = timezone.now()
@@ -71,36 +101,64 @@ def _unauthorized(message: str) -> HttpResponse:
     return response
 
 
-def admin_api(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Let a request through with a valid API token or a logged-in staff user.
+def missing_permission(user: AbstractBaseUser, permissions: Iterable[str]) -> str | None:
+    """The first of `permissions` ("app_label.codename") the user lacks, or None."""
+    return next((perm for perm in permissions if not user.has_perm(perm)), None)
 
-    Sets request.actor: who did it, for audit fields such as a dead-letter entry's resolved_by.
+
+def permission_error(user: AbstractBaseUser, permission: str) -> HttpResponse:
+    return json_error(403, f"user {user.get_username()!r} lacks the permission {permission}",
+                      missingPermission=permission)
+
+
+def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Let a request through with a valid API token, or a logged-in staff user who holds the Django
+    model permission `permissions` names for the request's method ("app_label.codename"; HEAD and
+    OPTIONS need GET's). The methods listed are the ones the view serves (allow_methods answers the
+    others with 405, after authentication), so no method reaches the view unchecked. Tokens have no
+    model permissions: a read-only token may GET, any other may do everything.
+
+    Sets request.actor_user (the session's user, or the token's service user) and request.actor
+    (its name): who did it, for the admin's history and fields such as resolved_by.
     """
 
-    @csrf_exempt
-    @wraps(view)
-    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        token, problem = token_from_header(request)
-        if problem:
-            return _unauthorized(problem)
-        if token is not None:
-            if request.method not in SAFE_METHODS and not token.can_write:
-                return json_error(403, f"API token {token.name!r} is read-only")
-            request.actor = f"token:{token.name}"
-            return view(request, *args, **kwargs)
-        user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
-            return _unauthorized("authentication required: log in as staff, or send 'Authorization: Bearer <token>'")
-        if not (user.is_active and user.is_staff):
-            return json_error(403, f"user {user.get_username()!r} is not staff")
-        if request.method not in SAFE_METHODS:
-            try:
-                failure = _csrf_failure(request)
-            except RequestDataTooBig:  # the check reads a form body for its token
-                return json_error(413, f"body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
-            if failure is not None:
-                return json_error(403, "CSRF check failed: send the X-CSRFToken header of your session")
-        request.actor = user.get_username()
-        return view(request, *args, **kwargs)
+    if callable(permissions):  # bare @admin_api: say so at import, not with a 500 at the first request
+        raise TypeError("admin_api needs the permission per method, e.g. @admin_api({'GET': 'dlq.view_deadletter'})")
 
-    return guarded
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        view = allow_methods(*permissions)(view)
+
+        @csrf_exempt
+        @wraps(view)
+        def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            token, problem = token_from_header(request)
+            if problem:
+                return _unauthorized(problem)
+            if token is not None:
+                if request.method not in SAFE_METHODS and not token.can_write:
+                    return json_error(403, f"API token {token.name!r} is read-only")
+                request.actor_user = token_user(token)
+                request.actor = request.actor_user.get_username()
+                return view(request, *args, **kwargs)
+            user = getattr(request, "user", None)
+            if user is None or not user.is_authenticated:
+                return _unauthorized("authentication required: log in as staff, or send 'Authorization: Bearer <token>'")
+            if not (user.is_active and user.is_staff):
+                return json_error(403, f"user {user.get_username()!r} is not staff")
+            needed = permissions.get("GET" if request.method in SAFE_METHODS else request.method)
+            if needed and not user.has_perm(needed):
+                return permission_error(user, needed)
+            if request.method not in SAFE_METHODS:
+                try:
+                    failure = _csrf_failure(request)
+                except RequestDataTooBig:  # the check reads a form body for its token
+                    return json_error(413, f"body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
+                if failure is not None:
+                    return json_error(403, "CSRF check failed: send the X-CSRFToken header of your session")
+            request.actor_user = user
+            request.actor = user.get_username()
+            return view(request, *args, **kwargs)
+
+        return guarded
+
+    return decorate

@@ -1,6 +1,7 @@
 """API tokens for scripts and monitoring: shown once when made, stored only as a SHA-256 hash."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -13,6 +14,11 @@ class ApiToken(models.Model):
     can_write = models.BooleanField(default=True)  # False: GET only (monitoring)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Who the token's changes are recorded under in the admin's history (LogEntry needs a user): a
+    # service user named "token:<name>" that cannot log in (access.auth.service_user). PROTECT: the
+    # history must not lose its author; revoking a token deletes the token and keeps the user.
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="api_token")
 
     class Meta:
         verbose_name = "API token"

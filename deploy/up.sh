@@ -22,7 +22,7 @@ $HELP envfile || exit 1
 $HELP remember || exit 1
 load_settings || exit 1
 if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
-  say "warning: FLOWER_BASIC_AUTH is empty: Flower will answer anyone who can reach 127.0.0.1:$FLOWER_PORT"
+  fail "FLOWER_BASIC_AUTH is empty: Flower would show every worker and task to anyone; set it to user:password in .env.local"
 fi
 
 # Not yet running: the ports must be free, or the readiness check below would talk to another program.
@@ -71,11 +71,7 @@ fi
 # --- what to do next --------------------------------------------------------------------------
 web="http://127.0.0.1:$WEB_PORT"
 login=$($HELP admin-login)
-if [ -n "${FLOWER_BASIC_AUTH:-}" ]; then
-  flower_login="user ${FLOWER_BASIC_AUTH%%:*}, password ${FLOWER_BASIC_AUTH#*:} (FLOWER_BASIC_AUTH in .env.local)"
-else
-  flower_login="no login (FLOWER_BASIC_AUTH is empty)"
-fi
+flower_login="user ${FLOWER_BASIC_AUTH%%:*}, password ${FLOWER_BASIC_AUTH#*:} (FLOWER_BASIC_AUTH in .env.local)"
 running=$("${CTL[@]}" status | grep -c RUNNING || true)
 
 cat <<EOF

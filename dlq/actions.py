@@ -44,11 +44,13 @@ def _locked_entry(entry_id: uuid.UUID | str) -> DeadLetter:
     return entry
 
 
-def set_resolved(entry_id: uuid.UUID | str, *, resolved: bool, by: str, notes: str | None = None) -> DeadLetter:
+def set_resolved(entry_id: uuid.UUID | str, *, resolved: bool, by: str,
+                 notes: str | None = None) -> tuple[DeadLetter, list[str]]:
     """Resolve (resolved=True: resolved_at = now, resolved_by = `by`) or re-open (False: both cleared).
 
     An entry already in the asked state keeps its resolver and time (the first person to resolve
     it is the one the post-mortem needs); `notes`, when given, replace the notes either way.
+    Returns the entry and the fields that changed (none: nothing to record in the history).
     """
     with transaction.atomic():
         entry = _locked_entry(entry_id)
@@ -59,12 +61,12 @@ def set_resolved(entry_id: uuid.UUID | str, *, resolved: bool, by: str, notes: s
         elif not resolved and entry.resolved:
             entry.resolved, entry.resolved_at, entry.resolved_by = False, None, None
             fields += ["resolved", "resolved_at", "resolved_by"]
-        if notes is not None:
+        if notes is not None and notes != entry.notes:
             entry.notes = notes
             fields.append("notes")
         if fields:
             entry.save(update_fields=fields)
-    return entry
+    return entry, fields
 
 
 def resolve_many(entry_ids: Iterable[uuid.UUID | str], *, by: str, notes: str | None = None) -> list[DeadLetter]:
@@ -135,7 +137,10 @@ def requeue_many(entry_ids: Iterable[uuid.UUID | str], *, by: str, notes: str = 
     return outcome
 
 
-def delete(entry_id: uuid.UUID | str) -> None:
-    deleted, _ = DeadLetter.objects.filter(pk=entry_id).delete()
-    if not deleted:
-        raise EntryNotFound(f"no dead-letter entry {entry_id}")
+def delete(entry_id: uuid.UUID | str) -> DeadLetter:
+    """Delete the entry; returns it as it was (pk still set), for the caller's history record, which
+    belongs in the same transaction."""
+    with transaction.atomic():
+        entry = _locked_entry(entry_id)
+        DeadLetter.objects.filter(pk=entry.pk).delete()  # not entry.delete(), which would clear its pk
+    return entry

@@ -9,17 +9,22 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, DELETION
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, JsonResponse
 
+from access.audit import log_api_change
 from access.auth import admin_api
 from dlq import actions
 from dlq.models import DeadLetter
-from resilience.http import ApiError, allow_methods, iso_utc, json_object_body
+from resilience.http import ApiError, iso_utc, json_object_body
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _RESOLVED_BY_MAX = DeadLetter._meta.get_field("resolved_by").max_length
+# Session callers need Django's model permission for what they do (tokens: their read-only flag).
+VIEW, CHANGE_PERM, DELETE = "dlq.view_deadletter", "dlq.change_deadletter", "dlq.delete_deadletter"
 
 
 def serialize_entry(entry: DeadLetter) -> dict[str, Any]:
@@ -121,39 +126,57 @@ def _patch(request: HttpRequest) -> JsonResponse:
     resolved = body["resolved"]
     if not isinstance(resolved, bool):
         raise ApiError(400, f"resolved must be true or false, got {resolved!r}"[:200])
+    # The resolver is the caller's identity, never a name the body picks: the original contract's
+    # resolvedBy is still accepted when it names the caller, and refused when it names anyone else.
     resolved_by = _optional_text(body, "resolvedBy", max_length=_RESOLVED_BY_MAX)
+    if resolved_by is not None and resolved_by != request.actor:
+        raise ApiError(400, f"resolvedBy is the caller ({request.actor!r}); it cannot name someone else "
+                            f"({resolved_by[:100]!r}): leave it out")
     notes = _optional_text(body, "notes")
     try:
-        entry = actions.set_resolved(entry_id, resolved=resolved, by=resolved_by or request.actor, notes=notes)
+        with transaction.atomic():
+            entry, changed = actions.set_resolved(entry_id, resolved=resolved, by=request.actor, notes=notes)
+            if changed:
+                log_api_change(request.actor_user, entry, CHANGE, _change_message(resolved, changed, notes))
     except actions.EntryNotFound as exc:
         raise ApiError(404, str(exc)) from None
     return JsonResponse({"success": True, "job": serialize_entry(entry)})
 
 
+def _change_message(resolved: bool, changed: list[str], notes: str | None) -> str:
+    """In the words of the admin's own actions ("Resolved: <notes>")."""
+    if "resolved" in changed:
+        verb = "Resolved" if resolved else "Re-opened"
+        return f"{verb}: {notes}" if "notes" in changed and notes else verb
+    return f"Changed notes: {notes}" if notes else "Cleared notes"
+
+
 def _delete(request: HttpRequest) -> JsonResponse:
     entry_id = _entry_id(request.GET.get("id"), "the id query parameter")
     try:
-        actions.delete(entry_id)
+        with transaction.atomic():
+            entry = actions.delete(entry_id)
+            log_api_change(request.actor_user, entry, DELETION, "Deleted")
     except actions.EntryNotFound as exc:
         raise ApiError(404, str(exc)) from None
     return JsonResponse({"success": True, "deleted": str(entry_id)})
 
 
-@admin_api
-@allow_methods("GET", "PATCH", "DELETE")
+@admin_api({"GET": VIEW, "PATCH": CHANGE_PERM, "DELETE": DELETE})
 def dead_letter_queue(request: HttpRequest) -> JsonResponse:
     handlers = {"GET": _list, "PATCH": _patch, "DELETE": _delete}
     return handlers[request.method](request)
 
 
-@admin_api
-@allow_methods("POST")
+@admin_api({"POST": CHANGE_PERM})
 def requeue(request: HttpRequest) -> JsonResponse:
     body = json_object_body(request)
     entry_id = _entry_id(body.get("id"), "id")
     notes = _optional_text(body, "notes") or ""
     try:
-        entry, job = actions.requeue(entry_id, by=request.actor, notes=notes)
+        with transaction.atomic():
+            entry, job = actions.requeue(entry_id, by=request.actor, notes=notes)
+            log_api_change(request.actor_user, entry, CHANGE, f"Requeued ledger job {job.id}")
     except actions.EntryNotFound as exc:
         raise ApiError(404, str(exc)) from None
     except actions.Conflict as exc:

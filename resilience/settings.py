@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from resilience.env import (
@@ -27,8 +28,11 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DEBUG", False)
 MOCK_MODE = env_bool("MOCK_MODE", True)
 
-SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-only-key" if DEBUG else None)
-if not DEBUG and len(SECRET_KEY) < 32:
+# Required with DEBUG too: a public fallback key would let anyone forge sessions of a DEBUG system
+# that is reachable, and a key made at start-up would differ between processes (and log everyone
+# out at each restart). make up writes a random one to .env.local.
+SECRET_KEY = env_str("SECRET_KEY")
+if len(SECRET_KEY) < 32:
     raise ConfigError("SECRET_KEY must be at least 32 characters (make up writes a random one to .env.local)")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -45,6 +49,7 @@ INSTALLED_APPS = [
     "leads",
     "dlq",
     "access",
+    "axes",  # login throttling: its lock-outs are listed in the admin under Axes
 ]
 
 MIDDLEWARE = [
@@ -56,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "access.middleware.content_security_policy",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns its lock-out into the 429 page
 ]
 
 ROOT_URLCONF = "resilience.urls"
@@ -92,6 +99,51 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# --- Security: login throttling, CSP, the production switch -------------------------------------
+# django-axes: LOGIN_FAILURE_LIMIT wrong passwords for one user from one address lock that pair out
+# for LOGIN_LOCKOUT_MINUTES (429); a correct password meanwhile is refused too. Lift it early with
+# `manage.py axes_reset_username NAME` (or axes_reset_ip, axes_reset). A success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "access.middleware.client_ip"
+
+# Sent on every page (the admin, the dashboard): scripts and styles only from our static files, no
+# inline code, no framing. The admin and the dashboard (static JS, data in json_script) need no more.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+# Behind the TLS reverse proxy the README describes (it terminates HTTPS, sets X-Forwarded-Proto and
+# appends the client to X-Forwarded-For): cookies only over HTTPS, HSTS, and the proxy's word on
+# the scheme and the client's address. Only the proxy can reach the app (127.0.0.1), so it is the
+# only one whose headers count.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
+    if DEBUG:
+        raise ConfigError("DEBUG=true with BEHIND_TLS_PROXY=true: DEBUG pages show settings and code to anyone; "
+                          "set DEBUG=false in production")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 31_536_000  # a year
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SILENCED_SYSTEM_CHECKS = [
+        # SECURE_SSL_REDIRECT: the proxy redirects http:// to https://; the callers that reach the app
+        # directly on 127.0.0.1 (make up's readiness check, Prometheus on the same host) speak plain
+        # HTTP and must not be redirected.
+        "security.W008",
+        # SECURE_HSTS_PRELOAD: asking browsers to preload HSTS binds the whole registrable domain,
+        # which is its owner's decision, not this app's.
+        "security.W021",
+    ]
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
     raise ConfigError(f"LOG_LEVEL={LOG_LEVEL!r} must be DEBUG, INFO, WARNING or ERROR")
@@ -101,7 +153,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes.apps says "BEGIN version ..." at every start of every command: noise. Lock-outs still log.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }
 
 # --- Integrations -----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 One JSON document feeds it: the page embeds it for the first paint and its script fetches it again
 from /admin/workers/data every 10 s, so the page and its refreshes share one rendering path (the
 script). Both views sit behind admin.site.admin_view (staff only; the data URL sends an expired
-session to the login page, which the script detects and reports).
+session to the login page, which the script detects and reports), and both need the model
+permissions to view jobs and dead-letter entries, whose data they show.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from access.auth import missing_permission, permission_error
 from dlq.models import DeadLetter
 from resilience.http import iso_utc
 from workers.health import db_now, health_report, worker_report
@@ -27,6 +29,9 @@ REFRESH_SECONDS = 10
 DEAD_LETTERS_SHOWN = 10
 # The list shows the start of each error; the entry's admin page has all of it and the stack.
 ERROR_PREVIEW_CHARS = 300
+# The page shows the ledger's figures and the newest dead-letter entries (with their job data's
+# errors): a person needs the admin's permission to view both.
+DASHBOARD_PERMISSIONS = ("workers.view_job", "dlq.view_deadletter")
 
 
 def flower_url(request: HttpRequest) -> str:
@@ -79,6 +84,9 @@ def dashboard_payload(request: HttpRequest) -> dict[str, Any]:
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
+    if missing := missing_permission(request.user, DASHBOARD_PERMISSIONS):
+        context = {**admin.site.each_context(request), "title": "Worker dashboard", "missing_permission": missing}
+        return TemplateResponse(request, "admin/workers/forbidden.html", context, status=403)
     context = {
         **admin.site.each_context(request),
         "title": "Worker dashboard",
@@ -97,4 +105,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def dashboard_data(request: HttpRequest) -> JsonResponse:
+    if missing := missing_permission(request.user, DASHBOARD_PERMISSIONS):
+        return permission_error(request.user, missing)
     return JsonResponse(dashboard_payload(request))

@@ -6,19 +6,19 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from access.auth import admin_api
-from resilience.http import allow_methods
 from workers.health import health_report
 from workers.metrics import render
 
+# The health figures are the job ledger's: a session caller needs to be allowed to view jobs.
+VIEW_JOBS = "workers.view_job"
 
-@admin_api
-@allow_methods("GET")
+
+@admin_api({"GET": VIEW_JOBS})
 def workers_health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(health_report())
 
 
-@admin_api
-@allow_methods("GET")
+@admin_api({"GET": VIEW_JOBS})
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus scrape: `authorization: {credentials: <token>}` in the scrape config (a read-only
     token from `manage.py create_api_token prometheus --read-only`)."""

@@ -5,7 +5,7 @@ import io
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
 
@@ -29,6 +29,13 @@ def bearer(token: str) -> dict:
 
 def an_entry() -> DeadLetter:
     return DeadLetter.objects.create(queue_name="delivery", job_id="j1", job_data={}, error_message="boom")
+
+
+def staff(name: str, *codenames: str) -> User:
+    """A staff user with the given dead-letter permissions (view_deadletter, change_deadletter ...)."""
+    user = User.objects.create_user(name, password="x", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
 
 
 def patch(client, body, **headers):
@@ -107,8 +114,8 @@ def test_a_logged_in_user_who_is_not_staff_is_403_json(client):
     assert response.status_code == 403 and "not staff" in response.json()["error"]
 
 
-def test_a_staff_session_reads_and_changes(client):
-    client.force_login(User.objects.create_user("alice", password="x", is_staff=True))
+def test_a_staff_session_with_the_permissions_reads_and_changes(client):
+    client.force_login(staff("alice", "view_deadletter", "change_deadletter"))
     entry = an_entry()
     assert client.get(DLQ_URL).status_code == 200
     response = patch(client, {"id": str(entry.id), "resolved": True})
@@ -117,7 +124,7 @@ def test_a_staff_session_reads_and_changes(client):
 
 def test_a_session_change_needs_the_csrf_token():
     client = Client(enforce_csrf_checks=True)
-    client.force_login(User.objects.create_user("alice", password="x", is_staff=True))
+    client.force_login(staff("alice", "view_deadletter", "change_deadletter"))
     entry = an_entry()
 
     response = patch(client, {"id": str(entry.id), "resolved": True})
@@ -135,7 +142,7 @@ def test_a_session_change_needs_the_csrf_token():
 def test_an_oversized_form_body_on_a_session_is_413_json(settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     client = Client(enforce_csrf_checks=True)
-    client.force_login(User.objects.create_user("bob", password="x", is_staff=True))
+    client.force_login(staff("bob", "change_deadletter"))
     client.get("/admin/")  # the CSRF cookie: the check then reads the form body for its token
     response = client.post("/api/admin/dead-letter-queue/requeue", data={"notes": "x" * 4096})
     assert response.status_code == 413 and response.json()["error"] == "body is larger than 1024 bytes"

@@ -7,12 +7,14 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from access.auth import create_token
+from access.models import ApiToken
 from dlq import actions
 from dlq.models import DeadLetter
 from leads.models import Lead, LeadSubmission
@@ -153,17 +155,18 @@ def test_other_methods_are_a_json_405(api):
 def test_patch_resolves_with_who_and_notes_then_reopens(api):
     entry = dead_probe()
 
-    response = patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "admin@example.com",
+    # The contract's resolvedBy is accepted when it names the caller (here the token's identity).
+    response = patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "token:ops",
                            "notes": "Fixed API key and reprocessed manually"})
 
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is True and set(body["job"]) == ENTRY_FIELDS
-    assert body["job"]["resolved"] is True and body["job"]["resolved_by"] == "admin@example.com"
+    assert body["job"]["resolved"] is True and body["job"]["resolved_by"] == "token:ops"
     assert body["job"]["notes"] == "Fixed API key and reprocessed manually"
     assert ISO_UTC.match(body["job"]["resolved_at"])
     entry.refresh_from_db()
-    assert entry.resolved and entry.resolved_by == "admin@example.com"
+    assert entry.resolved and entry.resolved_by == "token:ops"
     assert abs(entry.resolved_at - timezone.now()) < timedelta(seconds=30)
     assert api.get(URL).json()["count"] == 0  # resolved entries leave the list
 
@@ -183,9 +186,10 @@ def test_patch_without_resolved_by_records_the_caller(api):
 
 def test_resolving_again_keeps_the_first_resolver_and_time(api):
     entry = dead_probe()
-    first = patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "alice"}).json()["job"]
-    second = patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "bob", "notes": "more"}).json()["job"]
-    assert second["resolved_by"] == "alice" and second["resolved_at"] == first["resolved_at"]
+    other = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('bob')[1]}")
+    first = patch(api, {"id": str(entry.id), "resolved": True}).json()["job"]
+    second = patch(other, {"id": str(entry.id), "resolved": True, "notes": "more"}).json()["job"]
+    assert second["resolved_by"] == "token:ops" and second["resolved_at"] == first["resolved_at"]
     assert second["notes"] == "more"
 
 
@@ -337,9 +341,9 @@ def test_a_requeued_lead_job_reopens_its_submission_and_stores_the_lead(api):
 
 def test_requeue_of_a_resolved_entry_is_409_and_changes_nothing(api):
     entry = dead_probe()
-    patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "alice"})
+    patch(api, {"id": str(entry.id), "resolved": True})
     response = post_requeue(api, {"id": str(entry.id)})
-    assert_json_error(response, 409, "already resolved", "alice")
+    assert_json_error(response, 409, "already resolved", "token:ops")
     assert Job.objects.get(pk=entry.job_id).state == "dead"
 
 
@@ -416,7 +420,9 @@ def test_the_dashboard_requeues_with_its_session_and_csrf_header(redis_client):
     # The worker dashboard runs in the admin's browser session: no token, the CSRF header instead.
     entry = dead_probe()
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(User.objects.create_user("alice", password="x", is_staff=True))
+    alice = User.objects.create_user("alice", password="x", is_staff=True)
+    alice.user_permissions.add(Permission.objects.get(codename="change_deadletter"))
+    browser.force_login(alice)
     assert_json_error(post_requeue(browser, {"id": str(entry.id)}), 403, "CSRF")
     browser.get("/admin/")
     response = browser.post(REQUEUE_URL, data=json.dumps({"id": str(entry.id)}), content_type="application/json",
@@ -424,3 +430,67 @@ def test_the_dashboard_requeues_with_its_session_and_csrf_header(redis_client):
     assert response.status_code == 200
     assert response.json()["job"]["resolved_by"] == "alice"
     assert response.json()["job"]["notes"].startswith("Requeued by alice at ")
+
+
+# --- who did it: the resolver is the caller, and every change is in the admin's history ----------
+
+def history(entry: DeadLetter) -> list[tuple[str, int, str]]:
+    """The admin's history of an entry, oldest first: (user, action flag, message)."""
+    return [(log.user.get_username(), log.action_flag, log.get_change_message())
+            for log in LogEntry.objects.filter(object_id=str(entry.pk)).order_by("action_time", "id")]
+
+
+def test_a_resolved_by_naming_someone_else_is_refused_and_changes_nothing(api):
+    entry = dead_probe()
+    response = patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "the-ceo"})
+    assert_json_error(response, 400, "resolvedBy", "token:ops", "the-ceo")
+    entry.refresh_from_db()
+    assert entry.resolved is False and entry.resolved_by is None
+    assert not LogEntry.objects.exists()
+
+
+def test_every_api_change_is_in_the_admin_history_under_the_token_that_made_it(api):
+    entry = dead_probe()
+
+    assert patch(api, {"id": str(entry.id), "resolved": True, "notes": "looked at it"}).status_code == 200
+    assert patch(api, {"id": str(entry.id), "resolved": True}).status_code == 200  # no change: no record
+    assert patch(api, {"id": str(entry.id), "resolved": False}).status_code == 200
+    assert post_requeue(api, {"id": str(entry.id)}).status_code == 200
+    assert api.delete(f"{URL}?id={entry.id}").status_code == 200
+
+    assert history(entry) == [
+        ("token:ops", CHANGE, "Resolved: looked at it (through the API)"),
+        ("token:ops", CHANGE, "Re-opened (through the API)"),
+        ("token:ops", CHANGE, f"Requeued ledger job {entry.job_id} (through the API)"),
+        ("token:ops", DELETION, "Deleted (through the API)"),
+    ]
+    log = LogEntry.objects.get(action_flag=DELETION)
+    assert log.content_type.model_class() is DeadLetter and log.object_repr == str(entry)
+    # The token's identity is a user that cannot log in, and it outlives the token.
+    user = log.user
+    assert user.is_active is False and not user.has_usable_password() and not user.is_staff
+    ApiToken.objects.filter(name="ops").delete()
+    assert history(entry)[0][0] == "token:ops"
+
+
+def test_a_session_change_is_in_the_history_under_the_person_and_shown_on_the_history_page(redis_client):
+    entry = dead_probe()
+    alice = User.objects.create_user("alice", password="x", is_staff=True)
+    alice.user_permissions.add(*Permission.objects.filter(codename__in=["view_deadletter", "change_deadletter"]))
+    client = Client()
+    client.force_login(alice)
+
+    response = patch(client, {"id": str(entry.id), "resolved": True, "notes": "known outage"})
+
+    assert response.json()["job"]["resolved_by"] == "alice"
+    assert history(entry) == [("alice", CHANGE, "Resolved: known outage (through the API)")]
+    page = client.get(f"/admin/dlq/deadletter/{entry.pk}/history/").content.decode()
+    assert "Resolved: known outage (through the API)" in page and "alice" in page
+
+
+def test_a_failed_change_leaves_no_history(api):
+    entry = dead_probe()
+    Job.objects.filter(pk=entry.job_id).update(state="succeeded")
+    assert post_requeue(api, {"id": str(entry.id)}).status_code == 409
+    assert api.delete(f"{URL}?id={uuid.uuid4()}").status_code == 404
+    assert not LogEntry.objects.exists()

@@ -1,20 +1,24 @@
-"""Flower, started as supervisord starts it, against real workers: it asks for its login, and the
-task states it shows agree with the ledger (a failed attempt is a failed task, not a "success")."""
+"""Flower, started as supervisord starts it (access.flower), against real workers: it asks for its
+login on every page, /metrics and /healthcheck included, refuses to start without one, and the task
+states it shows agree with the ledger (a failed attempt is a failed task, not a "success")."""
 import base64
 import json
+import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.system.processes import free_port, wait_for
+from tests.system.processes import ROOT, free_port, wait_for
 from workers.models import Job
 from workers.probe import enqueue_probe
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 QUEUE = "delivery"
 LOGIN = ("ops", "flower-test-password")
+FLOWER = [sys.executable, "-m", "access.flower"]  # what deploy/supervisord.conf runs
 
 
 def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
@@ -31,8 +35,7 @@ def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
 def start_flower(processes) -> str:
     port = free_port()
     processes.configure(FLOWER_BASIC_AUTH=":".join(LOGIN))
-    processes.start("flower", [sys.executable, "-m", "celery", "-A", "resilience", "flower",
-                               f"--port={port}", "--address=127.0.0.1"])
+    processes.start("flower", FLOWER + [f"--port={port}", "--address=127.0.0.1"])
     url = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
@@ -76,3 +79,32 @@ def test_flower_needs_its_login_and_shows_each_job_as_the_ledger_does(processes)
     failed = flower_tasks(url)[str(bad[0].id)]
     assert "probe asked to fail permanently" in (failed.get("exception") or "")
     assert failed["name"] == "workers.probe"
+
+    # Upstream Flower serves these two to anyone (mher/flower#1342); /metrics names workers and tasks.
+    for path in ("/metrics", "/healthcheck"):
+        status, body = get(f"{url}{path}")
+        assert status == 401 and b"workers.probe" not in body and f"{QUEUE}@primary".encode() not in body
+        assert get(f"{url}{path}", ("ops", "wrong"))[0] == 401
+    status, metrics = get(f"{url}/metrics", LOGIN)
+    assert status == 200 and b'task="workers.probe"' in metrics
+    assert get(f"{url}/healthcheck", LOGIN) == (200, b"OK")
+
+
+@pytest.mark.parametrize("login, problem", [
+    (None, "FLOWER_BASIC_AUTH is not set"),
+    ("", "FLOWER_BASIC_AUTH is not set"),
+    (" , ", "FLOWER_BASIC_AUTH is not set"),
+    ("admin", "an entry has no password"),
+    ("admin:", "an entry has no password"),
+    ("ops:pw,:pw", "an entry has no user"),
+])
+def test_flower_refuses_to_start_without_its_login(login, problem):
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    if login is not None:
+        env["FLOWER_BASIC_AUTH"] = login
+    result = subprocess.run(FLOWER + [f"--port={free_port()}", "--address=127.0.0.1"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("configuration error: FLOWER_BASIC_AUTH") and problem in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -5,7 +5,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 
 from access.auth import create_token
 from dlq.services import record_dead_letter
@@ -66,11 +66,12 @@ def test_health_needs_a_token_or_staff_session(client, token):
     assert anonymous.status_code == 401 and anonymous.json()["success"] is False
     assert anonymous["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/api/admin/workers/health", HTTP_AUTHORIZATION="Bearer rsl_wrong").status_code == 401
-    User.objects.create_user("viewer", password="pw-123456789")
-    client.login(username="viewer", password="pw-123456789")
+    # force_login: client.login() calls authenticate() without a request, which login throttling refuses.
+    client.force_login(User.objects.create_user("viewer", password="pw-123456789"))
     assert client.get("/api/admin/workers/health").status_code == 403
-    User.objects.create_user("ops", password="pw-123456789", is_staff=True)
-    client.login(username="ops", password="pw-123456789")
+    ops = User.objects.create_user("ops", password="pw-123456789", is_staff=True)
+    ops.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client.force_login(ops)
     assert client.get("/api/admin/workers/health").json()["success"] is True
 
 

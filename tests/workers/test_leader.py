@@ -27,10 +27,10 @@ def test_a_leader_that_falls_silent_loses_its_lock_to_another_candidate():
 
 
 def test_a_healthy_leader_keeps_its_lock_past_the_timeout():
-    leader, candidate = PostgresLeadership(timeout=2), PostgresLeadership(timeout=2)
+    leader, candidate = PostgresLeadership(timeout=3), PostgresLeadership(timeout=3)
     try:
         assert leader.try_acquire() is True
-        for _ in range(8):  # 4 s of rounds, a check every half second
+        for _ in range(10):  # 5 s of rounds, a check every half second
             time.sleep(0.5)
             assert leader.still_held() is True
         assert candidate.try_acquire() is False

@@ -181,7 +181,9 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
             end = time.monotonic() + seconds
             while time.monotonic() < end:
                 for queue in QUEUES:
-                    for member, score in client.zrange(ratelimit.KEY_PREFIX + queue, 0, -1, withscores=True):
+                    # Up to "(+inf": the log's trust marker, scored +inf, is not a start.
+                    log = client.zrangebyscore(ratelimit.KEY_PREFIX + queue, "-inf", "(+inf", withscores=True)
+                    for member, score in log:
                         seen[queue][member] = score / 1000
                 time.sleep(0.5)
 

@@ -202,6 +202,12 @@ JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 20.0, minimum=1.0)
 JOB_REDISPATCH_SECONDS = env_float("JOB_REDISPATCH_SECONDS", 30.0, minimum=1.0)
 DISPATCH_INTERVAL_SECONDS = env_float("DISPATCH_INTERVAL_SECONDS", 0.5, minimum=0.01)
 DISPATCH_BATCH_SIZE = env_int("DISPATCH_BATCH_SIZE", 100, minimum=1)
+# A leader silent this long (host gone, frozen, cut off, or a round stuck this long) loses its lock
+# and another candidate takes over: PostgreSQL ends its lock session (idle_session_timeout).
+DISPATCHER_LEADER_TIMEOUT_SECONDS = env_float("DISPATCHER_LEADER_TIMEOUT_SECONDS", 10.0, minimum=2.0)
+if DISPATCHER_LEADER_TIMEOUT_SECONDS < 4 * DISPATCH_INTERVAL_SECONDS:
+    raise ConfigError("DISPATCHER_LEADER_TIMEOUT_SECONDS must be at least 4 x DISPATCH_INTERVAL_SECONDS, "
+                      "or a healthy leader would lose its lock between two rounds")
 
 # --- Heartbeats and health -------------------------------------------------------------------
 # Every worker writes a heartbeat this often; it counts as gone when none came for HEARTBEAT_TTL_SECONDS

@@ -61,6 +61,9 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
          "CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT"),
         ({"HEARTBEAT_INTERVAL_SECONDS": "30", "HEARTBEAT_TTL_SECONDS": "20"},
          "HEARTBEAT_TTL_SECONDS must be above HEARTBEAT_INTERVAL_SECONDS, or live workers would flicker"),
+        ({"DISPATCH_INTERVAL_SECONDS": "5", "DISPATCHER_LEADER_TIMEOUT_SECONDS": "10"},
+         "DISPATCHER_LEADER_TIMEOUT_SECONDS must be at least 4 x DISPATCH_INTERVAL_SECONDS, "
+         "or a healthy leader would lose its lock between two rounds"),
         ({"FLOWER_PUBLIC_URL": "javascript:alert(1)"},
          "FLOWER_PUBLIC_URL='javascript:alert(1)' must be an http:// or https:// URL"),
     ],

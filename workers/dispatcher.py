@@ -94,14 +94,18 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
         by_rate = rate_room(queue, states.get(Job.State.DISPATCHED, 0)) if room > 0 else None
         if by_rate is not None:
             room = min(room, by_rate)
-        for dispatch in ledger.take_due_jobs(queue, room):
+        batch = ledger.take_due_jobs(queue, room)
+        for n, dispatch in enumerate(batch):
             try:
                 publish(dispatch)
             except Exception as exc:
+                # The broker is down: this job and the rest of the batch go back to waiting now,
+                # not after JOB_REDISPATCH_SECONDS as jobs whose message was lost would.
                 stats.publish_failures += 1
-                ledger.undo_dispatch(dispatch)
-                logger.warning("publishing job %s failed (%s); it stays in the ledger", dispatch.job_id, exc)
-                break  # the broker is down: leave the rest for the next round
+                undone = ledger.undo_dispatches(batch[n:])
+                logger.warning("publishing job %s failed (%s); %d job(s) of its batch wait in the ledger",
+                               dispatch.job_id, exc, undone)
+                break
             stats.published += 1
             stats.by_queue[queue] = stats.by_queue.get(queue, 0) + 1
     return stats

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from dlq.services import record_dead_letter
@@ -85,11 +85,17 @@ def take_due_jobs(queue: str, limit: int) -> list[Dispatch]:
 
 def undo_dispatch(dispatch: Dispatch) -> bool:
     """The publish failed: put the job back so the next round tries again."""
-    return bool(
-        Job.objects.filter(id=dispatch.job_id, state=State.DISPATCHED, dispatch_token=dispatch.token).update(
-            state=State.PENDING, updated_at=Now()
-        )
-    )
+    return undo_dispatches([dispatch]) == 1
+
+
+def undo_dispatches(dispatches: list[Dispatch]) -> int:
+    """Put back, in one update, every job of a batch whose publish failed or was never tried."""
+    if not dispatches:
+        return 0
+    published_as = Q()
+    for dispatch in dispatches:
+        published_as |= Q(id=dispatch.job_id, dispatch_token=dispatch.token)
+    return Job.objects.filter(published_as, state=State.DISPATCHED).update(state=State.PENDING, updated_at=Now())
 
 
 def claim(job_id: str, token: int, worker: str) -> Job | None:

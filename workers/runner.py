@@ -23,8 +23,10 @@ LIMITER_DOWN_WAIT_SECONDS = 5.0
 
 
 def _start_slot(job: Job) -> ratelimit.Decision:
+    # One member per start: the dispatch token only grows and each token is claimed once, whereas
+    # attempts repeat after a requeue, and a repeated member would overwrite an earlier start.
     try:
-        return ratelimit.acquire(job.queue, f"{job.id}:{job.attempts}")
+        return ratelimit.acquire(job.queue, f"{job.id}:{job.dispatch_token}", starting_job=str(job.id))
     except Exception as exc:
         logger.warning("rate limiter unavailable for %s (%s); job %s waits", job.queue, exc, job.id)
         return ratelimit.Decision(False, LIMITER_DOWN_WAIT_SECONDS)

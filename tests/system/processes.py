@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from django.db import connection
 
@@ -179,9 +180,26 @@ class RedisServer:
             self.proc.wait(10)
 
 
+def database_url(proxy: TcpProxy | None = None) -> str:
+    """The test database's URL, through `proxy` if given, for TEST_DATABASE_URL of processes."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    where = f"127.0.0.1:{proxy.port}" if proxy else f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    return f"postgres://{credentials}@{where}/{db['NAME']}"
+
+
+def database_proxy() -> TcpProxy:
+    """A TcpProxy in front of the test database's PostgreSQL (not started)."""
+    db = connection.settings_dict
+    return TcpProxy(int(db["PORT"] or 5432), db["HOST"] or "127.0.0.1")
+
+
 class TcpProxy:
     """A loopback TCP forwarder that a test can cut (close every connection and refuse new ones)
-    and restore, to show the processes behind it an outage of the server in front."""
+    and restore, to show the processes behind it an outage of the server in front; or freeze (stop
+    forwarding and accepting, every socket left open) and thaw, as a host that vanished or a network
+    that silently drops everything would look, except that this kernel still acknowledges packets,
+    so TCP keepalives and tcp_user_timeout notice nothing."""
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
@@ -191,6 +209,7 @@ class TcpProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._frozen = threading.Event()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -216,9 +235,18 @@ class TcpProxy:
 
     restore = start
 
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
+
     def _accept(self, listener: socket.socket) -> None:
         listener.settimeout(0.2)
         while self._listener is listener:
+            if self._frozen.is_set():  # connections wait in the listen backlog, unanswered
+                time.sleep(0.1)
+                continue
             try:
                 client, _ = listener.accept()
             except TimeoutError:
@@ -243,6 +271,11 @@ class TcpProxy:
         selector.register(upstream, selectors.EVENT_READ, client)
         try:
             while True:
+                if self._frozen.is_set():
+                    if client.fileno() < 0 or upstream.fileno() < 0:
+                        return  # cut while frozen
+                    time.sleep(0.1)
+                    continue
                 for key, _ in selector.select(timeout=0.5):
                     data = key.fileobj.recv(65536)
                     if not data:

@@ -5,11 +5,9 @@ is lost. PostgreSQL: the workers and the dispatcher reach it through a loopback 
 for 30 s, while the test itself keeps its direct connection.
 """
 import time
-from urllib.parse import quote
 
 import pytest
 import redis
-from django.db import connection
 
 from tests.system.checks import (
     QUEUE,
@@ -18,7 +16,7 @@ from tests.system.checks import (
     task_results,
     wait_succeeded,
 )
-from tests.system.processes import TcpProxy, wait_for
+from tests.system.processes import database_proxy, database_url, wait_for
 from workers.models import Job
 from workers.probe import enqueue_probe, starts_key
 
@@ -87,21 +85,15 @@ def test_a_redis_restart_loses_no_job_and_every_process_carries_on(private_redis
     assert_ran_exactly_once(idle, starts=lambda job_id: int(client.get(starts_key(job_id)) or 0))
 
 
-def proxied_database_url(proxy: TcpProxy) -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@127.0.0.1:{proxy.port}/{db['NAME']}"
-
-
 def test_a_30s_postgresql_outage_loses_and_doubles_nothing_and_no_process_exits(processes):
     """Given two pools and two dispatcher candidates that reach PostgreSQL through a proxy, with
     jobs running and published; when the proxy drops every connection and refuses new ones for 30 s;
     then no process exits, and every job (including those enqueued during the outage) finishes
     exactly once after it."""
-    proxy = TcpProxy(int(connection.settings_dict["PORT"] or 5432), connection.settings_dict["HOST"] or "127.0.0.1")
+    proxy = database_proxy()
     proxy.start()
     try:
-        processes.configure(TEST_DATABASE_URL=proxied_database_url(proxy), LOG_LEVEL="INFO")
+        processes.configure(TEST_DATABASE_URL=database_url(proxy), LOG_LEVEL="INFO")
         for pool in POOLS:
             processes.worker(QUEUE, pool, 2)
             processes.dispatcher(pool)

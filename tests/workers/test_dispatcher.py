@@ -1,5 +1,6 @@
 """The dispatcher against real PostgreSQL and Redis."""
 import json
+from uuid import UUID
 
 import pytest
 
@@ -55,6 +56,31 @@ def test_a_failed_publish_leaves_the_job_pending(redis_client, monkeypatch):
     monkeypatch.undo()
     assert dispatch_due_jobs().published == 1
     assert redis_client.llen("lead-processing") == 1
+
+
+def test_a_failed_publish_puts_the_rest_of_its_batch_back_at_once(redis_client, monkeypatch):
+    """Given 5 due jobs taken in one batch, when the broker fails on the 2nd publish, then the
+    first stays published and the other 4 are pending again at once (not left dispatched until
+    JOB_REDISPATCH_SECONDS), so the next round publishes them."""
+    for i in range(5):
+        ledger.enqueue("lead-processing", "leads.process_lead", {"n": i})
+    real_publish, calls = dispatcher.publish, []
+
+    def fails_on_the_second(d):
+        calls.append(d.job_id)
+        if len(calls) == 2:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        real_publish(d)
+
+    monkeypatch.setattr(dispatcher, "publish", fails_on_the_second)
+    stats = dispatch_due_jobs(DispatchStats())
+    assert stats.published == 1 and stats.publish_failures == 1 and len(calls) == 2
+    states = dict(Job.objects.values_list("id", "state"))
+    assert sorted(states.values()) == ["dispatched"] + ["pending"] * 4
+    assert states[UUID(calls[0])] == "dispatched"
+    monkeypatch.undo()
+    assert dispatch_due_jobs().published == 4
+    assert redis_client.llen("lead-processing") == 5
 
 
 def test_only_one_dispatcher_leads_and_another_takes_over_when_it_goes():

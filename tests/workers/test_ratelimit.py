@@ -1,12 +1,17 @@
 """The global rate limiter against real Redis, and what the runner and dispatcher do with it."""
 import threading
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from workers import dispatcher, ledger, ratelimit
-from workers.models import Job
+from workers.models import Job, JobFailure
 from workers.probe import enqueue_probe
 from workers.tasks import probe
+
+# The limiter reads the ledger when its log in Redis is missing (as it is at the start of a test).
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
@@ -14,7 +19,24 @@ def limits(settings, redis_client):
     def set_limit(queue, count, period):
         settings.QUEUE_RATE_LIMITS = {**settings.QUEUE_RATE_LIMITS, queue: (count, period)}
         ratelimit.reset(queue)
+        ratelimit.available(queue)  # builds the empty log here, not in a test's threads
     return set_limit
+
+
+def ledger_start(queue, state, seconds_ago, *, failed_seconds_ago=None):
+    """A job of `queue` in `state` whose started_at is `seconds_ago`; with a failed attempt too."""
+    now = timezone.now()
+    job = Job.objects.create(queue=queue, task="t", state=state, attempts=1, next_attempt_at=now,
+                             started_at=now - timedelta(seconds=seconds_ago))
+    if failed_seconds_ago is not None:
+        failure = JobFailure.objects.create(job=job, queue=queue, attempt=1, error="x")
+        JobFailure.objects.filter(pk=failure.pk).update(failed_at=now - timedelta(seconds=failed_seconds_ago))
+    return job
+
+
+def redis_restart(redis_client):
+    """What the limiter sees after Redis restarted without persistence (or evicted its keys)."""
+    redis_client.flushdb()
 
 
 def test_no_more_than_the_limit_even_from_many_threads_at_once(limits):
@@ -84,7 +106,7 @@ def test_limiter_down_means_the_job_waits_not_that_it_runs_unmetered(limits, mon
     limits("delivery", 5, 60)
     job = enqueue_probe("delivery")
 
-    def redis_down(queue, member):
+    def redis_down(queue, member, **kwargs):
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379")
 
     monkeypatch.setattr(ratelimit, "acquire", redis_down)
@@ -98,3 +120,100 @@ def test_the_window_measure_counts_correctly():
     assert ratelimit.max_starts_in_any_window([0, 0.1, 0.2, 1.0, 1.05], 1.0) == 4
     assert ratelimit.max_starts_in_any_window([0, 1.0, 2.0], 1.0) == 1
     assert ratelimit.max_starts_in_any_window([], 1.0) == 0
+
+
+def test_a_lost_log_is_rebuilt_from_the_ledgers_recent_starts(limits, redis_client):
+    """Given a limit of 5/min and, in the ledger, five starts within the minute (three succeeded,
+    one running, one failed attempt of a job now waiting for its retry) plus starts that do not
+    count (one an hour ago, a claim refused a slot and deferred); when Redis loses the log; then no
+    slot is free until the oldest of those starts leaves the window, and none is counted twice."""
+    limits("delivery", 5, 60)
+    for ago in (10, 12, 14):
+        ledger_start("delivery", Job.State.SUCCEEDED, ago)
+    ledger_start("delivery", Job.State.RUNNING, 5)
+    ledger_start("delivery", Job.State.RETRY, 25, failed_seconds_ago=20)  # its start counts once
+    ledger_start("delivery", Job.State.SUCCEEDED, 3600)
+    ledger_start("delivery", Job.State.PENDING, 1)  # ledger.defer: claimed, refused a slot, never started
+    ledger_start("lead-processing", Job.State.SUCCEEDED, 1)  # another queue's
+    redis_restart(redis_client)
+
+    assert ratelimit.available("delivery")[0] == 0
+    refused = ratelimit.acquire("delivery", "new-start")
+    # The failure 20 s ago is the oldest; it stays one rebuild margin longer than its 40 s.
+    assert not refused.allowed and 40 < refused.retry_after <= 41 + 0.5
+    assert len(ratelimit.starts_in_window("delivery")) == 5
+
+
+def test_only_one_process_seeds_a_lost_log(limits, redis_client):
+    limits("delivery", 3, 60)
+    ledger_start("delivery", Job.State.SUCCEEDED, 5)
+    redis_restart(redis_client)
+    assert ratelimit.rebuild("delivery", 3, 60) == 1
+    assert ratelimit.rebuild("delivery", 3, 60) == -1  # already trusted: a second seed would add the start twice
+    assert ratelimit.available("delivery")[0] == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_workers_finding_the_log_lost_at_once_take_only_the_free_slots(limits, redis_client):
+    """Eight threads start jobs at once on a lost log while the ledger holds 4 starts of a limit of
+    10: the log is rebuilt once (a second rebuild would wipe slots already given) and exactly 6 are
+    allowed."""
+    limits("delivery", 10, 60)
+    for ago in (1, 2, 3, 4):
+        ledger_start("delivery", Job.State.SUCCEEDED, ago)
+    redis_restart(redis_client)
+    decisions, barrier = [], threading.Barrier(8)
+
+    def contend(n):
+        from django.db import connection
+        barrier.wait()
+        try:
+            decisions.extend(ratelimit.acquire("delivery", f"job-{n}-{i}") for i in range(5))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=contend, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(d.allowed for d in decisions) == 6 and len(decisions) == 40
+
+
+def test_a_log_built_on_another_redis_server_is_rebuilt(limits, redis_client):
+    """A replica promoted by a failover holds a copy of the log that may lack the last starts: its
+    marker names the old server, so the log is rebuilt from the ledger rather than trusted."""
+    limits("delivery", 2, 60)
+    ledger_start("delivery", Job.State.SUCCEEDED, 1)
+    ledger_start("delivery", Job.State.SUCCEEDED, 2)
+    redis_restart(redis_client)
+    redis_client.zadd(ratelimit.KEY_PREFIX + "delivery", {"trusted:" + "0" * 40: float("inf")})  # an empty copy
+    assert not ratelimit.acquire("delivery", "new-start").allowed
+    assert ratelimit.available("delivery")[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatcher_sees_the_rebuilt_log_after_a_redis_restart(limits, redis_client):
+    limits("site-generation", 4, 60)
+    for _ in range(10):
+        enqueue_probe("site-generation")
+    assert dispatcher.dispatch_due_jobs().published == 4
+    for d in Job.objects.filter(state="dispatched"):
+        assert probe.run(str(d.id), d.dispatch_token) == "succeeded"
+    redis_restart(redis_client)
+    assert dispatcher.dispatch_due_jobs().published == 0  # the 4 starts in the ledger still fill the window
+    assert Job.objects.filter(state="pending").count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_requeued_jobs_new_start_does_not_overwrite_its_earlier_one(limits, redis_client):
+    """A dead job requeued starts again at attempt 1: its second start takes a slot of its own."""
+    limits("delivery", 3, 60)
+    job = enqueue_probe("delivery", fail="permanent")
+    [d] = ledger.take_due_jobs("delivery", 1)
+    assert probe.run(d.job_id, d.token) == "dead"
+    assert ledger.requeue_dead(str(job.id)) is not None
+    [d] = ledger.take_due_jobs("delivery", 1)
+    assert probe.run(d.job_id, d.token) == "dead"
+    assert len(ratelimit.starts_in_window("delivery")) == 2
+    assert ratelimit.available("delivery")[0] == 1

@@ -2,7 +2,7 @@
 
 On PostgreSQL a session advisory lock held on its own connection: if the leader's process
 dies, PostgreSQL drops the connection and the lock with it, and a candidate takes over on its
-next try. On SQLite (single-host development) an exclusive file lock does the same.
+next try.
 
 A leader can also vanish without its session ending: its host loses power, its VM freezes, its
 network is cut. PostgreSQL would keep the lock until TCP gives up on the connection (two hours
@@ -19,12 +19,9 @@ transaction-pooling pooler would hand the lock's session to other clients.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import select
 import time
-from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
@@ -177,32 +174,5 @@ class PostgresLeadership:
         self._conn = None
 
 
-class FileLeadership:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def try_acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def still_held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
 def dispatcher_leadership() -> Leadership:
-    if connections["default"].vendor == "postgresql":
-        return PostgresLeadership()
-    return FileLeadership(settings.VAR_DIR / "dispatcher.lock")
+    return PostgresLeadership()

@@ -48,11 +48,13 @@ class RequestLimits:
     At most `max_concurrent` requests run in the app at once; the others wait their turn here. Django
     runs each request's sync code on a thread of its own, with its own PostgreSQL connection, so
     without a bound a burst of slow requests would open as many threads and database sessions.
+    `unbounded_paths` (the liveness check, which touches no database) never wait for a turn.
     """
 
     def __init__(self, app: App, *, max_bytes: int, discard_max_bytes: int, body_timeout: float,
-                 max_concurrent: int) -> None:
+                 max_concurrent: int, unbounded_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.unbounded_paths = unbounded_paths
         self.max_bytes = max_bytes
         self.discard_max_bytes = discard_max_bytes
         self.body_timeout = body_timeout
@@ -71,6 +73,9 @@ class RequestLimits:
             await _send_json_error(send, refused.status, refused.message, close=refused.body_left)
             return
         if body is None:  # the client went away
+            return
+        if scope["path"] in self.unbounded_paths:
+            await self.app(scope, _replay(body, receive), send)
             return
         async with self.slots:
             await self.app(scope, _replay(body, receive), send)
@@ -165,4 +170,5 @@ application = RequestLimits(
     discard_max_bytes=settings.WEB_DISCARD_MAX_BYTES,
     body_timeout=settings.WEB_BODY_TIMEOUT_SECONDS,
     max_concurrent=settings.WEB_MAX_CONCURRENT_REQUESTS,
+    unbounded_paths=frozenset({"/healthz"}),
 )

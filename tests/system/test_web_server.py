@@ -44,11 +44,11 @@ def web_command(port: int, var_dir: Path) -> list[str]:
 
 
 @pytest.fixture
-def web_process(tmp_path, redis_client) -> tuple[str, ProcessGroup]:
+def web_process(tmp_path, redis_client, web_env) -> tuple[str, ProcessGroup]:
     """A running web server with short header and body deadlines: (its base URL, its process group)."""
     (tmp_path / "log").mkdir()
     group = ProcessGroup(tmp_path, VAR_DIR=str(tmp_path), WEB_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
-                         WEB_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT), LOG_LEVEL="INFO")
+                         WEB_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT), LOG_LEVEL="INFO", **web_env)
     port = free_port()
     group.start("web", web_command(port, tmp_path))
     url = f"http://127.0.0.1:{port}"
@@ -57,6 +57,12 @@ def web_process(tmp_path, redis_client) -> tuple[str, ProcessGroup]:
         yield url, group
     finally:
         group.stop_all(timeout=40)
+
+
+@pytest.fixture
+def web_env() -> dict[str, str]:
+    """Extra environment for the web server of one test (override the fixture, or parametrize it)."""
+    return {}
 
 
 @pytest.fixture
@@ -232,6 +238,38 @@ def test_health_and_the_admin_answer_while_slow_webhook_posts_run(web):
     assert health[0] == 200 and health[2] < 1.0, health
     assert login_status == 200 and login_seconds < 1.0
     assert results == [202, 202, 202]
+
+
+@pytest.mark.parametrize("web_env", [{"WEB_MAX_CONCURRENT_REQUESTS": "2"}])
+def test_at_most_the_configured_number_of_requests_hold_a_database_session(web):
+    """Each request's Django code gets a thread and a PostgreSQL session of its own: a burst of slow
+    requests waits its turn instead of opening sessions until PostgreSQL refuses everyone."""
+    results: list[int] = []
+
+    def sessions_waiting() -> int:
+        with connection.cursor() as cursor:
+            # Inside a transaction PostgreSQL keeps its first reading of the statistics unless told not to.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE leads_leadsubmission IN ACCESS EXCLUSIVE MODE")
+        posts = [threading.Thread(target=lambda i=i: results.append(request(
+            f"{web}/api/webhooks/clay", lead(f"burst{i}@acme.io"), WEBHOOK_HEADERS, timeout=30)[0]))
+            for i in range(5)]
+        for thread in posts:
+            thread.start()
+        assert wait_for(lambda: sessions_waiting() == 2, 10)
+        time.sleep(1.0)
+        assert sessions_waiting() == 2 and results == []
+        health = request(f"{web}/healthz", timeout=5)  # the liveness check does not wait for a turn
+        assert health[0] == 200 and health[2] < 1.0, health
+    for thread in posts:
+        thread.join(30)
+    assert results == [202] * 5
 
 
 def test_the_admin_and_the_dashboard_work_with_a_login(web):

@@ -3,20 +3,22 @@ from outside with raw sockets and urllib: bodies it must not leave unread, and c
 from __future__ import annotations
 
 import configparser
-import os
-import signal
-import subprocess
 import http.client
 import http.cookiejar
 import json
+import os
 import re
 import shlex
+import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -215,26 +217,34 @@ def test_a_client_trickling_bytes_does_not_restart_the_deadlines(web):
         body.close()
 
 
-def test_health_and_the_admin_answer_while_slow_webhook_posts_run(web):
-    """Each request's Django code runs on its own thread: three posts held by a table lock leave the
-    others free (two sync workers were all busy with two)."""
+@contextmanager
+def posts_held_by_a_table_lock(url: str, count: int) -> Iterator[list[int]]:
+    """`count` webhook posts that wait inside their view for a lock this block holds; the list gets
+    their statuses once they return (after the block: the lock goes with its transaction)."""
     results: list[int] = []
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("LOCK TABLE leads_leadsubmission IN ACCESS EXCLUSIVE MODE")
         posts = [threading.Thread(target=lambda i=i: results.append(request(
-            f"{web}/api/webhooks/clay", lead(f"slow{i}@acme.io"), WEBHOOK_HEADERS, timeout=30)[0]))
-            for i in range(3)]
+            f"{url}/api/webhooks/clay", lead(f"held{i}@acme.io"), WEBHOOK_HEADERS, timeout=30)[0]))
+            for i in range(count)]
         for thread in posts:
             thread.start()
+        yield results
+    for thread in posts:
+        thread.join(30)
+
+
+def test_health_and_the_admin_answer_while_slow_webhook_posts_run(web):
+    """Each request's Django code runs on its own thread: three posts held by a table lock leave the
+    others free (two sync workers were all busy with two)."""
+    with posts_held_by_a_table_lock(web, 3) as results:
         time.sleep(1.0)  # the posts are waiting for the lock
         health = request(f"{web}/healthz", timeout=5)
         login_started = time.monotonic()
         login_status = status_of(f"{web}/admin/login/")
         login_seconds = time.monotonic() - login_started
         assert results == []  # still held
-    for thread in posts:
-        thread.join(30)
     assert health[0] == 200 and health[2] < 1.0, health
     assert login_status == 200 and login_seconds < 1.0
     assert results == [202, 202, 202]
@@ -244,7 +254,6 @@ def test_health_and_the_admin_answer_while_slow_webhook_posts_run(web):
 def test_at_most_the_configured_number_of_requests_hold_a_database_session(web):
     """Each request's Django code gets a thread and a PostgreSQL session of its own: a burst of slow
     requests waits its turn instead of opening sessions until PostgreSQL refuses everyone."""
-    results: list[int] = []
 
     def sessions_waiting() -> int:
         with connection.cursor() as cursor:
@@ -254,21 +263,12 @@ def test_at_most_the_configured_number_of_requests_hold_a_database_session(web):
                            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'")
             return cursor.fetchone()[0]
 
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("LOCK TABLE leads_leadsubmission IN ACCESS EXCLUSIVE MODE")
-        posts = [threading.Thread(target=lambda i=i: results.append(request(
-            f"{web}/api/webhooks/clay", lead(f"burst{i}@acme.io"), WEBHOOK_HEADERS, timeout=30)[0]))
-            for i in range(5)]
-        for thread in posts:
-            thread.start()
+    with posts_held_by_a_table_lock(web, 5) as results:
         assert wait_for(lambda: sessions_waiting() == 2, 10)
         time.sleep(1.0)
         assert sessions_waiting() == 2 and results == []
         health = request(f"{web}/healthz", timeout=5)  # the liveness check does not wait for a turn
         assert health[0] == 200 and health[2] < 1.0, health
-    for thread in posts:
-        thread.join(30)
     assert results == [202] * 5
 
 
@@ -330,18 +330,11 @@ def test_hup_replaces_the_serving_process_and_refuses_no_request(web_process):
 def test_sigterm_lets_the_request_in_progress_finish(web_process):
     """supervisord stops `web` with SIGTERM to its main process only; the answer in progress still goes out."""
     url, group = web_process
-    results: list[int] = []
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("LOCK TABLE leads_leadsubmission IN ACCESS EXCLUSIVE MODE")
-        post = threading.Thread(target=lambda: results.append(request(
-            f"{url}/api/webhooks/clay", lead("late@acme.io"), WEBHOOK_HEADERS, timeout=30)[0]))
-        post.start()
+    with posts_held_by_a_table_lock(url, 1) as results:
         time.sleep(1.0)  # the post waits for the lock
         group.kill("web", signal.SIGTERM)
         time.sleep(1.0)
         assert group.alive("web")  # waiting for the request, not gone
-    post.join(30)
     assert results == [202]
     assert group.wait_exit("web", 30) == 0
 

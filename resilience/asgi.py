@@ -64,8 +64,9 @@ class RequestLimits:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] == "websocket":  # Django serves none: refuse (403) rather than fail with a traceback
+            await receive()
+            await send({"type": "websocket.close"})
             return
         try:
             body = await self._read_body(scope, receive)

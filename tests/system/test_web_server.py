@@ -192,6 +192,16 @@ def test_ten_stalled_connections_do_not_starve_others_and_are_closed_after_their
             sock.close()
 
 
+def test_a_silent_http2_connection_is_closed(web):
+    """HTTP/2 without TLS ("prior knowledge") skips the header deadline; the read timeout still ends it."""
+    sock = socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(web).port), timeout=5)
+    try:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert read_until_closed(sock, max(HEADER_TIMEOUT, BODY_TIMEOUT) + 10) is not None
+    finally:
+        sock.close()
+
+
 def test_a_client_trickling_bytes_does_not_restart_the_deadlines(web):
     """A byte now and then keeps a per-read timeout from expiring; the deadlines count from the start."""
     headers, body = open_stalled(web, "headers"), open_stalled(web, "body")

@@ -100,3 +100,9 @@ def test_lifespan_is_answered_for_django():
     client = Client({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
     asyncio.run(limits(App())({"type": "lifespan"}, client.receive, client.send))
     assert client.sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+
+
+def test_a_websocket_is_refused_without_reaching_django():
+    app, client = App(), Client({"type": "websocket.connect"})
+    asyncio.run(limits(app)({"type": "websocket", "path": "/ws", "headers": []}, client.receive, client.send))
+    assert app.bodies == [] and client.sent == [{"type": "websocket.close"}]

@@ -39,7 +39,7 @@ class RequestLimits:
     - more than `max_bytes` (declared in Content-Length, or counted as a chunked body streams in):
       the rest is read and thrown away, up to `discard_max_bytes`, then 413. Answering before the
       sender has finished would leave it writing into a closed socket (a broken pipe instead of our
-      answer), as nginx's lingering close knows;
+      answer), as nginx's lingering close knows. A declared length beyond that bound: 413 at once;
     - a body not complete within `body_timeout` seconds of the end of its headers: 408, connection
       closed. The server's own read timeouts restart on every byte, so a client that sends a byte a
       second would otherwise hold its connection for ever.
@@ -89,6 +89,8 @@ class RequestLimits:
         chunks: list[bytes] = []
         received = 0
         over = declared is not None and declared > self.max_bytes
+        if declared is not None and declared > self.discard_max_bytes:
+            raise _Refused(413, too_big, True)  # too much even to throw away: no use reading any of it
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -76,8 +76,16 @@ def test_a_declared_oversized_body_is_read_to_its_end_then_refused_and_the_conne
 
 def test_past_the_discard_bound_the_413_comes_at_once_and_the_connection_is_closed():
     app, client = App(), Client(*[chunk(400) for _ in range(10)])
-    asyncio.run(limits(app)(scope(4000), client.receive, client.send))
+    asyncio.run(limits(app)(scope(), client.receive, client.send))  # chunked: counted as it comes
     assert client.received == 3  # 1200 bytes read: over the 1000 it may throw away
+    status, headers, _ = client.answer()
+    assert status == 413 and headers[b"connection"] == b"close"
+
+
+def test_a_declared_length_past_the_discard_bound_is_refused_before_reading():
+    app, client = App(), Client(*[chunk(400) for _ in range(10)])
+    asyncio.run(limits(app)(scope(4000), client.receive, client.send))
+    assert client.received == 0
     status, headers, _ = client.answer()
     assert status == 413 and headers[b"connection"] == b"close"
 

@@ -304,10 +304,11 @@ def cmd_restart(seconds: float) -> int:
         timings.append(f"{pool} {time.monotonic() - pool_started:.1f} s (stop {stopped:.1f}, start {started:.1f}, "
                        f"consuming {consuming:.1f})")
 
-    # The web app: gunicorn's HUP starts new workers (with the new code) before the old ones stop.
+    # The web app: hypercorn's HUP lets its worker process finish the requests in progress, then starts a
+    # new one with the new code; the listening socket stays open, so requests meanwhile wait, none is refused.
     web_port = os.environ.get("WEB_PORT", "8000")
     if program_states().get("web") == "RUNNING":
-        step = Step("web: graceful reload (gunicorn HUP: new workers start before the old ones stop)")
+        step = Step("web: graceful reload (hypercorn HUP: requests in progress finish, then a new process serves)")
         ctl("signal", "HUP", "web", timeout=30)
         time.sleep(1)
         deadline = time.monotonic() + 30

@@ -2,7 +2,7 @@
 
 Every helper raises ConfigError naming the variable and what was wrong with it;
 `exit_on_config_error` turns that into a single line on stderr for every entry
-point (manage.py, celery, gunicorn) instead of a traceback.
+point (manage.py, celery, the web server) instead of a traceback.
 """
 from __future__ import annotations
 

@@ -240,6 +240,15 @@ if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
 
 FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535)
 WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
+# The web server (hypercorn; resilience/web_server.py, resilience/asgi.py): a connection whose request
+# headers are not complete this long after it opened (or after its previous answer) is closed; a body
+# not complete this long after its headers is answered 408. A body over the largest any endpoint takes
+# is read and thrown away up to WEB_DISCARD_MAX_BYTES, so that its sender can read the 413.
+WEB_HEADER_TIMEOUT_SECONDS = env_float("WEB_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.5, maximum=300.0)
+WEB_BODY_TIMEOUT_SECONDS = env_float("WEB_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.5, maximum=600.0)
+WEB_DISCARD_MAX_BYTES = env_int("WEB_DISCARD_MAX_BYTES", 16 * 1_048_576, minimum=0)
+# Requests running Django code at once (each on its own thread, with its own database session).
+WEB_MAX_CONCURRENT_REQUESTS = env_int("WEB_MAX_CONCURRENT_REQUESTS", 16, minimum=1, maximum=1000)
 
 QUEUE_NAMES = ("lead-processing", "site-generation", "email-sending", "delivery")
 CELERY_BROKER_URL = REDIS_URL

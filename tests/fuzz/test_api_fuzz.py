@@ -154,6 +154,22 @@ def resolve_id(value, entries: list[DeadLetter]):
     return value
 
 
+def send_to_entries(client, method, url, document, mangle, content_type, data) -> None:
+    """Send `document` (its "id" made a real entry's when it names one, the body maybe mangled) and
+    check the answer; a refusal must leave every entry and job as it was."""
+    entries = dead_entries()
+    if isinstance(document, dict) and "id" in document:
+        document["id"] = resolve_id(document["id"], entries)
+    raw = data.draw(raw_bodies(st.just(document))) if mangle else json.dumps(document, allow_nan=True).encode()
+    before = dlq_snapshot()
+
+    response = client.generic(method, url, raw, content_type)
+
+    assert_answer_ok(response, method)
+    if response.status_code >= 400:
+        assert dlq_snapshot() == before, f"a refused {method} {url} changed something"
+
+
 # --- the webhook ---------------------------------------------------------------------------------
 
 @fuzz_settings
@@ -207,17 +223,8 @@ def test_dead_letter_list_fuzz(token_client, method, params):
 )
 def test_dead_letter_patch_fuzz(token_client, document, mangle, content_type, params, data):
     with rolled_back():
-        entries = dead_entries()
-        if isinstance(document, dict) and "id" in document:
-            document["id"] = resolve_id(document["id"], entries)
-        raw = data.draw(raw_bodies(st.just(document))) if mangle else json.dumps(document, allow_nan=True).encode()
-        before = dlq_snapshot()
-
-        response = token_client.generic("PATCH", with_query("/api/admin/dead-letter-queue", params), raw, content_type)
-
-        assert_answer_ok(response, "PATCH")
-        if response.status_code >= 400:
-            assert dlq_snapshot() == before, "a refused PATCH changed something"
+        send_to_entries(token_client, "PATCH", with_query("/api/admin/dead-letter-queue", params), document, mangle,
+                        content_type, data)
 
 
 @fuzz_settings
@@ -246,18 +253,8 @@ def test_dead_letter_delete_fuzz(token_client, entry_id, params, raw):
 )
 def test_requeue_fuzz(token_client, document, mangle, content_type, params, data):
     with rolled_back():
-        entries = dead_entries()
-        if isinstance(document, dict) and "id" in document:
-            document["id"] = resolve_id(document["id"], entries)
-        raw = data.draw(raw_bodies(st.just(document))) if mangle else json.dumps(document, allow_nan=True).encode()
-        before = dlq_snapshot()
-
-        response = token_client.generic("POST", with_query("/api/admin/dead-letter-queue/requeue", params), raw,
-                                        content_type)
-
-        assert_answer_ok(response, "POST")
-        if response.status_code >= 400:
-            assert dlq_snapshot() == before, "a refused requeue changed something"
+        send_to_entries(token_client, "POST", with_query("/api/admin/dead-letter-queue/requeue", params), document,
+                        mangle, content_type, data)
 
 
 @fuzz_settings

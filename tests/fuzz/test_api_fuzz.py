@@ -174,10 +174,11 @@ def send_to_entries(client, method, url, document, mangle, content_type, data) -
 
 @fuzz_settings
 @given(raw=raw_bodies(webhook_documents), content_type=content_types, params=query_params,
-       key=st.one_of(st.none(), st.none(), texts, st.sampled_from(["retry-1", "retry-2"])))
-def test_webhook_fuzz(client, raw, content_type, params, key):
+       key=st.one_of(st.none(), st.none(), texts, st.sampled_from(["retry-1", "retry-2"])),
+       secret=st.tuples(st.sampled_from([True] * 9 + [False]), texts).map(lambda t: "test-clay-secret" if t[0] else t[1]))
+def test_webhook_fuzz(client, raw, content_type, params, key, secret):
     # Not rolled back: a later example may retry an earlier one's Idempotency-Key.
-    headers = {"HTTP_X_CLAY_SECRET": "test-clay-secret"}
+    headers = {"HTTP_X_CLAY_SECRET": secret}
     if key is not None:
         headers["HTTP_IDEMPOTENCY_KEY"] = key
     before = (LeadSubmission.objects.count(), Job.objects.count(), WebhookIdempotencyKey.objects.count(),

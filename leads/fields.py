@@ -22,6 +22,9 @@ MAX_LENGTH: dict[str, int] = {
     "website": 500, "phone": 40, "linkedin_url": 500, "industry": 200, "employee_count": 40, "country": 100,
 }
 
+# The largest count the leads table holds (a PostgreSQL integer); anything above is not a company size.
+EMPLOYEE_COUNT_MAX = 2_147_483_647
+
 
 def pick(item: dict, field: str) -> tuple[str | None, object]:
     """(the key the item used for `field`, its value), or (None, None) if absent."""

@@ -62,3 +62,24 @@ class Lead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status}, {self.score})"
+
+
+class WebhookIdempotencyKey(models.Model):
+    """The first answer to a webhook request sent with an Idempotency-Key header, replayed to a
+    retry with the same key instead of storing the batch again (see leads.idempotency).
+
+    The unique key is what makes two concurrent requests with the same key store once: the second
+    insert waits for the first transaction and then finds the key taken.
+    """
+
+    key = models.CharField(max_length=255, unique=True)
+    body_sha256 = models.CharField(max_length=64)  # a retry must send the same body
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} ({self.status_code})"

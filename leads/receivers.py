@@ -1,6 +1,7 @@
 from django.dispatch import receiver
 from django.utils import timezone
 
+from dlq.redaction import redact
 from leads.models import LeadSubmission
 from leads.services import LEAD_TASK
 from workers.signals import job_dead_lettered, job_requeued
@@ -10,9 +11,16 @@ from workers.signals import job_dead_lettered, job_requeued
 def mark_submission_failed(sender, job, entry, **kwargs) -> None:
     if job.task != LEAD_TASK:
         return
-    LeadSubmission.objects.filter(pk=job.payload.get("submission_id"), status=LeadSubmission.Status.RECEIVED).update(
+    submission_id = job.payload.get("submission_id")
+    LeadSubmission.objects.filter(pk=submission_id, status=LeadSubmission.Status.RECEIVED).update(
         status=LeadSubmission.Status.FAILED, error=entry.error_message or "", processed_at=timezone.now()
     )
+    # The job carries the submission's id only; the person looking at the entry needs the lead
+    # itself (already redacted when it was accepted).
+    lead = LeadSubmission.objects.filter(pk=submission_id).values_list("payload", flat=True).first()
+    if lead is not None:
+        entry.job_data = {**entry.job_data, "lead": redact(lead)}
+        entry.save(update_fields=["job_data"])
 
 
 @receiver(job_requeued)

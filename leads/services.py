@@ -12,7 +12,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from leads.fields import pick
+from dlq.redaction import redact
+from leads.fields import EMPLOYEE_COUNT_MAX, pick
 from leads.models import Lead, LeadSubmission
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
@@ -116,10 +117,13 @@ def normalize_linkedin(value: Any) -> str:
 
 
 def normalize_employee_count(value: Any) -> int | None:
+    """A whole count, or None when there is none or it cannot be one (negative, beyond the column)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value if value >= 0 else None
-    match = re.search(r"\d[\d,]*", _text(value))
-    return int(match.group(0).replace(",", "")) if match else None
+        count = value
+    else:
+        match = re.search(r"\d[\d,]{0,40}", _text(value))
+        count = int(match.group(0).replace(",", "")) if match else None
+    return count if count is not None and 0 <= count <= EMPLOYEE_COUNT_MAX else None
 
 
 def normalize_lead(raw: dict[str, Any]) -> NormalizedLead:
@@ -248,19 +252,22 @@ def process_submission(submission_id: int) -> LeadSubmission:
 
 def accept_leads(items: list[dict[str, Any]], *, source: str) -> list[LeadSubmission]:
     """Store raw leads and their lead-processing jobs in one transaction (the webhook's and
-    generate_test_leads' one path in). Items must have passed leads.validation."""
+    generate_test_leads' one path in). Items must have passed leads.validation.
+
+    Secrets a source put in a lead (a `password` or `api_key` column, credentials in a URL) are
+    redacted here, before anything is stored, so no submission, job, admin page or log sees them.
+    The job's payload holds the submission's id only: the submission is the one copy of the lead.
+    """
     batch_id = uuid.uuid4()
     submissions = [
-        LeadSubmission(source=source, payload=item, batch_id=batch_id, job_id=uuid.uuid4()) for item in items
+        LeadSubmission(source=source, payload=redact(item), batch_id=batch_id, job_id=uuid.uuid4())
+        for item in items
     ]
     with transaction.atomic():
         LeadSubmission.objects.bulk_create(submissions)
         ledger.enqueue_many(
             LEAD_QUEUE,
             LEAD_TASK,
-            [
-                (s.job_id, {"submission_id": s.pk, "lead": s.payload}, f"lead-submission:{s.pk}")
-                for s in submissions
-            ],
+            [(s.job_id, {"submission_id": s.pk}, f"lead-submission:{s.pk}") for s in submissions],
         )
     return submissions

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from leads.fields import ALIASES, MAX_LENGTH, pick
+from leads.fields import ALIASES, EMPLOYEE_COUNT_MAX, MAX_LENGTH, pick
 
 MAX_FIELDS = 200
 
@@ -37,6 +37,8 @@ def validate_item(item: Any, index: int) -> list[FieldError]:
         if field == "employee_count" and isinstance(value, int) and not isinstance(value, bool):
             if value < 0:
                 errors.append(FieldError(index, key, "must not be negative"))
+            elif value > EMPLOYEE_COUNT_MAX:
+                errors.append(FieldError(index, key, f"must be at most {EMPLOYEE_COUNT_MAX}"))
             continue
         if not isinstance(value, str):
             expected = "a string or a whole number" if field == "employee_count" else "a string"

@@ -1,23 +1,25 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from leads import idempotency
 from leads.services import accept_leads
 from leads.validation import validate_batch
-from resilience.http import allow_methods, json_error
+from resilience.http import BadJson, allow_methods, json_error, json_path, parse_json
 
 logger = logging.getLogger(__name__)
 
 
 def _secret_matches(provided: str, expected: str) -> bool:
-    return hmac.compare_digest(provided.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+    # surrogatepass: any lone surrogate a client slips in is compared as bytes, never a 500
+    return hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
 @csrf_exempt
@@ -38,12 +40,19 @@ def clay_webhook(request: HttpRequest) -> JsonResponse:
         return json_error(400, "Content-Length is not a number")
     if declared > settings.WEBHOOK_MAX_BYTES:
         return json_error(413, f"body is larger than {settings.WEBHOOK_MAX_BYTES} bytes")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and (problem := idempotency.check_key(key)):
+        return json_error(400, problem)
     try:
-        body = json.loads(request.body)
+        raw = request.body
+        body = parse_json(raw)
     except RequestDataTooBig:
         return json_error(413, f"body is larger than {settings.WEBHOOK_MAX_BYTES} bytes")
-    except (UnicodeDecodeError, ValueError) as exc:
-        return json_error(400, f"body is not valid JSON: {exc}")
+    except BadJson as exc:
+        if not exc.problems:
+            return json_error(400, exc.message)
+        errors = [_field_error(problem.path) | {"message": problem.message} for problem in exc.problems]
+        return json_error(400, f"{len(errors)} value(s) cannot be stored; nothing was stored", errors=errors)
 
     items = body if isinstance(body, list) else [body]
     if not items:
@@ -55,14 +64,33 @@ def clay_webhook(request: HttpRequest) -> JsonResponse:
         return json_error(400, f"{len(errors)} field(s) failed validation; nothing was stored",
                           errors=[e.as_dict() for e in errors])
 
-    submissions = accept_leads(items, source="clay-webhook")
-    logger.info("clay webhook: accepted %d lead(s)", len(submissions))
-    return JsonResponse(
-        {
+    def accept() -> tuple[int, dict[str, Any]]:
+        submissions = accept_leads(items, source="clay-webhook")
+        logger.info("clay webhook: accepted %d lead(s)", len(submissions))
+        return 202, {
             "success": True,
             "accepted": len(submissions),
             "jobIds": [str(s.job_id) for s in submissions],
             "submissionIds": [s.pk for s in submissions],
-        },
-        status=202,
-    )
+        }
+
+    if key is None:
+        status, answer = accept()
+        return JsonResponse(answer, status=status)
+    try:
+        status, answer, replayed = idempotency.answer_once(key, idempotency.fingerprint(raw), accept)
+    except idempotency.KeyReused as exc:
+        return json_error(422, str(exc))
+    response = JsonResponse(answer, status=status)
+    if replayed:
+        logger.info("clay webhook: Idempotency-Key %r seen before; replaying its answer", key[:100])
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _field_error(path: tuple[str | int, ...]) -> dict[str, Any]:
+    """A problem's place as the webhook's field errors give it: the lead's index in the batch (0 for
+    a single object) and the field's path inside the lead."""
+    if path and isinstance(path[0], int):
+        return {"index": path[0], "field": json_path(path[1:])}
+    return {"index": 0, "field": json_path(path)}

@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "access.middleware.content_security_policy",
+    "resilience.middleware.AdminBadQueryMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes asks: turns its lock-out into the 429 page
 ]
 

@@ -1,4 +1,5 @@
 """Failure kinds a job can raise. Anything else is treated as temporary and retried."""
+from django.db import DataError
 
 
 class PermanentError(Exception):
@@ -15,3 +16,10 @@ class MissingResource(PermanentError):
 
 class LeaseLost(Exception):
     """This worker no longer owns the job (its lease expired and the job moved on)."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Does retrying this failure make no sense? A PermanentError says so; so does a value the
+    database refuses (DataError: integer out of range, text too long, invalid JSON), because the
+    same data is refused the same way on every attempt."""
+    return isinstance(exc, (PermanentError, DataError))

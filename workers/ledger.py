@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from dlq.services import record_dead_letter
-from workers.errors import LeaseLost, PermanentError
+from workers.errors import LeaseLost, is_permanent
 from workers.models import Job, JobFailure
 from workers import wakeup
 from workers.retry import backoff_seconds, max_attempts_for
@@ -141,7 +141,7 @@ def fail(job: Job, exc: BaseException) -> str:
     """Record a failed attempt: retry later, or dead-letter it. Returns the new state."""
     message = f"{type(exc).__name__}: {exc}"
     stack = "".join(traceback.format_exception(exc))
-    permanent = isinstance(exc, PermanentError)
+    permanent = is_permanent(exc)
     with transaction.atomic():
         _record_failure(job, message)
         if permanent or job.attempts >= job.max_attempts:
@@ -219,7 +219,8 @@ def redispatch_stale(limit: int = 500, *, older_than: float | None = None) -> in
 
 
 def enqueue_many(queue: str, task: str, jobs: list[tuple[Any, dict[str, Any], str | None]]) -> list[Job]:
-    """Record many jobs at once: (job id, payload, idempotency key) each. Same rules as enqueue."""
+    """Record many jobs at once: (job id, payload, idempotency key) each. Same rules as enqueue: a
+    key that already has a job returns that job (in the input's place) and creates nothing."""
     if queue not in settings.QUEUE_NAMES:
         raise ValueError(f"unknown queue {queue!r}")
     from django.utils import timezone
@@ -230,9 +231,18 @@ def enqueue_many(queue: str, task: str, jobs: list[tuple[Any, dict[str, Any], st
             max_attempts=max_attempts_for(queue), next_attempt_at=now)
         for job_id, payload, key in jobs
     ]
-    created = Job.objects.bulk_create(rows)
+    keys = [key for _, _, key in jobs if key is not None]
+    if not keys:
+        created = Job.objects.bulk_create(rows)
+        wakeup.nudge_on_commit()
+        return created
+    # ON CONFLICT DO NOTHING: a key already taken (before, earlier in this batch, or by a concurrent
+    # transaction this insert waits for) keeps its job; then read back what each entry got.
+    Job.objects.bulk_create(rows, ignore_conflicts=True)
+    by_key = Job.objects.in_bulk(keys, field_name="idempotency_key")
+    by_id = Job.objects.in_bulk([row.id for row in rows if row.idempotency_key is None])
     wakeup.nudge_on_commit()
-    return created
+    return [by_key[row.idempotency_key] if row.idempotency_key is not None else by_id[row.id] for row in rows]
 
 
 def defer(job: Job, seconds: float, reason: str) -> bool:

@@ -76,7 +76,8 @@ def test_two_workers_processing_the_same_person_at_once_leave_one_lead():
     dispatches = ledger.take_due_jobs("lead-processing", 100)
     by_email: dict[str, list] = {}
     for d in dispatches:
-        email = Job.objects.get(pk=d.job_id).payload["lead"]["email"].lower()
+        submission_id = Job.objects.get(pk=d.job_id).payload["submission_id"]
+        email = LeadSubmission.objects.get(pk=submission_id).payload["email"].lower()
         by_email.setdefault(email, []).append(d)
 
     results: list[str] = []

@@ -80,7 +80,7 @@ def test_health_answers_other_methods_with_405_json(client, token):
     assert response.status_code == 403  # a read-only token may not POST at all
     writer = create_token("ops-script")[1]
     response = client.post("/api/admin/workers/health", **auth(writer))
-    assert response.status_code == 405 and response["Allow"] == "GET" and "not allowed" in response.json()["error"]
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD" and "not allowed" in response.json()["error"]
 
 
 def test_metrics_need_the_token(client):

@@ -1,0 +1,74 @@
+"""Idempotency-Key for the webhook: a sender that retries after a timeout gets the first answer
+again, and the batch is stored once.
+
+Only an accepted request (202) is remembered: a refused one stored nothing, so it may be corrected
+and sent again under the same key.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from leads.models import WebhookIdempotencyKey
+
+WINDOW = timedelta(hours=24)
+MAX_KEY_LENGTH = WebhookIdempotencyKey._meta.get_field("key").max_length
+_KEY = re.compile(r"^[\x20-\x7e]+$")  # printable ASCII, as header values are in practice
+
+
+class KeyReused(Exception):
+    """The key was used within the window for a different body."""
+
+
+def check_key(raw: str) -> str | None:
+    """The problem with an Idempotency-Key header value, or None when it is usable."""
+    if not raw.strip():
+        return "Idempotency-Key is empty"
+    if len(raw) > MAX_KEY_LENGTH:
+        return f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters"
+    if not _KEY.match(raw):
+        return "Idempotency-Key must be printable ASCII characters"
+    return None
+
+
+def fingerprint(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def prune_expired() -> int:
+    """Forget keys older than the window; returns how many."""
+    deleted, _ = WebhookIdempotencyKey.objects.filter(created_at__lt=timezone.now() - WINDOW).delete()
+    return deleted
+
+
+def answer_once(key: str, body_sha256: str, answer: Callable[[], tuple[int, dict[str, Any]]]
+                ) -> tuple[int, dict[str, Any], bool]:
+    """(status, body, replayed): `answer()`'s result, run in the transaction that records the key;
+    or, when the key was recorded within the window, the recorded answer without running `answer`.
+
+    Raises KeyReused when the recorded request had a different body.
+    """
+    with transaction.atomic():
+        prune_expired()  # cheap (indexed) and keeps an expired key from blocking its reuse
+        try:
+            with transaction.atomic():
+                record = WebhookIdempotencyKey.objects.create(key=key, body_sha256=body_sha256, status_code=0,
+                                                              response={})
+        except IntegrityError:
+            # Committed by an earlier request, or by a concurrent one this insert waited for.
+            existing = WebhookIdempotencyKey.objects.get(key=key)
+            if existing.body_sha256 != body_sha256:
+                raise KeyReused(f"Idempotency-Key {key[:100]!r} was already used at "
+                                f"{existing.created_at:%Y-%m-%d %H:%M:%S} UTC for a different body; "
+                                "use a new key for a new request") from None
+            return existing.status_code, existing.response, True
+        status, body = answer()
+        record.status_code, record.response = status, body
+        record.save(update_fields=["status_code", "response"])
+    return status, body, False

@@ -35,7 +35,9 @@ def new_token() -> str:
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogatepass: a header the test client (or an ASGI server) hands over undecodable must fail
+    # the lookup like any wrong token, not raise.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def service_user(token_name: str) -> AbstractBaseUser:

@@ -64,7 +64,8 @@ def test_a_bearer_token_reads_the_dead_letter_queue(client):
     assert ApiToken.objects.get(name="ops").last_used_at is not None
 
 
-@pytest.mark.parametrize("header", ["Bearer rsl_not-a-real-token", "Bearer ", "Basic dXNlcjpwYXNz", "rsl_no_scheme"])
+@pytest.mark.parametrize("header", ["Bearer rsl_not-a-real-token", "Bearer ", "Basic dXNlcjpwYXNz", "rsl_no_scheme",
+                                    "Bearer rsl_\ud800"])
 def test_a_wrong_token_is_401_json_with_www_authenticate(client, header):
     make_token()
     response = client.get(DLQ_URL, HTTP_AUTHORIZATION=header)

@@ -2,7 +2,7 @@
 events (and so Flower) and every log line.
 
 `redact_text` runs on every failure and, through RedactSecrets, on every log line, so it is a few
-compiled regular expressions and nothing else. It keeps what helps a reader (the key, the URL's
+compiled regular expressions, each run only on text that holds what it looks for. It keeps what helps a reader (the key, the URL's
 user and host, the auth scheme) and replaces only the secret itself. It is idempotent: text that
 was redacted once comes out of it unchanged.
 """
@@ -19,40 +19,46 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 
+# --- secrets inside text --------------------------------------------------------------------------
+# Each rule is a pattern over the lower-cased text (a case-insensitive pattern costs several times
+# more) whose groups named s... are the secret; a rule runs only when the text holds what it needs
+# (most log lines hold none of it). Only the secret is replaced: the key, the quotes, the auth
+# scheme and the URL's user and host stay for the reader.
+
 # Secret key names inside text ("password=...", "api_key: ...", '"token": "..."'). Stricter than
-# _SECRET_KEY, which sees whole dictionary keys: inside prose "auth" must not take "author".
+# _SECRET_KEY, which sees whole dictionary keys: inside prose "auth" must not take "author". The match
+# starts at the secret word, so a prefix ("db_", "client") needs no pattern of its own.
 _TEXT_KEY = (
-    r"[A-Za-z0-9_.\-]*?(?:pass(?:word|wd)?|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key"
-    r"|private[_\-]?key|credentials?|session[_\-]?id|sessionid|auth)(?![A-Za-z])[A-Za-z0-9_\-]*"
+    r"(?:pass(?:word|wd)?|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|credentials?"
+    r"|session[_\-]?id|sessionid|auth)(?![a-z])[a-z0-9_\-]*"
 )
-_QUOTED = r"""\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"""
+_VALUE = r"""(?:"(?P<s1>(?:[^"\\]|\\.)*)"|'(?P<s2>(?:[^'\\]|\\.)*)'|(?P<s3>[^\s,;&"'<>{}\[\]()]+))"""
 _AUTH_SCHEME = r"(?:basic|bearer|token|digest|negotiate|ntlm|apikey)"
 
-# "Authorization: Basic dXNl..." (also as a dict item or JSON): keep the scheme, drop the rest.
-_AUTHORIZATION = re.compile(
-    rf"""((?<![A-Za-z])(?:proxy-)?authorization["']?[ \t]*[:=][ \t]*["']?(?:{_AUTH_SCHEME}[ \t]+)?)[^\s"',;]+""",
-    re.IGNORECASE,
+# (needs one of these in the lower-cased text, pattern)
+_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    # Secrets recognisable by their shape wherever they are: this project's API tokens (access.auth),
+    # Anthropic keys and OpenAI-style keys.
+    (("rsl_", "sk-"), re.compile(r"(?P<s>\brsl_[a-z0-9_\-]{8,}|\bsk-ant-[a-z0-9_\-]{8,}|\bsk-[a-z0-9]{16,})")),
+    # "Authorization: Basic dXNl..." (also as a dict item or JSON): the scheme stays.
+    (("authorization",), re.compile(
+        rf"""(?<![a-z])(?:proxy-)?authorization["']?[ \t]*[:=][ \t]*["']?(?:{_AUTH_SCHEME}[ \t]+)?(?P<s>[^\s"',;]+)""")),
+    # A bearer token anywhere.
+    (("bearer",), re.compile(r"\bbearer[ \t]+(?P<s>[a-z0-9._\-~+/]{8,}=*)")),
+    # password=..., "api_key": "...", token: ..., secret='...'.
+    (("pass", "pwd", "secret", "token", "key", "credential", "session", "auth"),
+     re.compile(rf"""{_TEXT_KEY}["']?[ \t]*[:=][ \t]*{_VALUE}""")),
 )
-_BEARER = re.compile(r"\b(bearer[ \t]+)(?!\[redacted\])[A-Za-z0-9._\-~+/]{8,}=*", re.IGNORECASE)
-# password=..., "api_key": "...", token: ..., secret='...': the key and the quotes stay.
-_KEY_VALUE = re.compile(
-    rf"""((?<![A-Za-z0-9_\-])["']?{_TEXT_KEY}["']?[ \t]*[:=][ \t]*)({_QUOTED}|[^\s,;&"'<>{{}}\[\]()]+)""",
-    re.IGNORECASE,
+# Credentials in a URL (redis://:pw@host, https://user:pw@host, jdbc:postgresql://u:pw@host) or in
+# something shaped like an email address that is not one (x:pw@evil; not mailto:a@b.io). Matched on
+# the REVERSED text, where the pattern starts at the "@": the same pattern read forwards has to try
+# every word as the start of a URL, which cost 20 times more on long text. Reversed, it reads
+# "@" secret ":" user, then either "//:" scheme or the start of the word, and the user is not "mailto".
+_URL_PASSWORD_REVERSED = re.compile(
+    r"""@(?<=[^\s@'"<>]@)(?P<s>[^\s/@'"<>]+):[^\s:/@'"<>]*"""
+    r"""(?://:[a-z0-9+.\-]*[a-z](?![a-z0-9+.\-])|(?![^\s'"<>(\[{,;=])(?<!:otliam))"""
 )
-# Credentials in a URL, with or without a scheme: redis://:pw@host, https://user:pw@host, x:pw@evil.
-_URL_PASSWORD = re.compile(
-    r"""((?:[A-Za-z][A-Za-z0-9+.\-]*://|(?<![^\s'"<>(\[{,;=]))(?!(?i:mailto):)[^\s:/@'"<>]*:)"""
-    r"""[^\s/@'"<>]+(?=@[^\s@'"<>])"""
-)
-# Secrets recognisable by their shape wherever they are: this project's API tokens (access.auth),
-# Anthropic keys and OpenAI-style keys.
-_SHAPED = re.compile(r"\brsl_[A-Za-z0-9_\-]{8,}|\bsk-ant-[A-Za-z0-9_\-]{8,}|\bsk-[A-Za-z0-9]{16,}")
-
-
-def _keep_quotes(match: re.Match[str]) -> str:
-    value = match.group(2)
-    quote = value[0] if len(value) > 1 and value[0] in "\"'" else ""
-    return f"{match.group(1)}{quote}{REDACTED}{quote}"
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def redact(value: Any) -> Any:
@@ -71,13 +77,32 @@ def redact(value: Any) -> Any:
 
 
 def redact_text(text: str) -> str:
-    """`text` with secrets replaced by REDACTED. Shapes first, so "token=sk-ant-..." is caught either way;
-    Bearer before key=value, so "token: Bearer abc..." loses the token and not just the word."""
-    text = _SHAPED.sub(REDACTED, text)
-    text = _AUTHORIZATION.sub(rf"\1{REDACTED}", text)
-    text = _BEARER.sub(rf"\1{REDACTED}", text)
-    text = _KEY_VALUE.sub(_keep_quotes, text)
-    return _URL_PASSWORD.sub(rf"\1{REDACTED}", text)
+    """`text` with every secret replaced by REDACTED (overlapping finds become one)."""
+    lower = text.lower()
+    if len(lower) != len(text):  # a few non-ASCII letters lower-case to two characters
+        lower = text.translate(_ASCII_LOWER)
+    spans = []
+    for needs, pattern in _RULES:
+        if any(word in lower for word in needs):
+            for match in pattern.finditer(lower):
+                spans.extend(match.span(name) for name, value in match.groupdict().items() if value)
+    if "@" in lower:
+        size = len(lower)
+        for match in _URL_PASSWORD_REVERSED.finditer(lower[::-1]):
+            spans.append((size - match.end("s"), size - match.start("s")))
+    if not spans:
+        return text
+    spans.sort()
+    parts, done = [], 0
+    for start, end in spans:
+        if end <= done:
+            continue
+        if start >= done:
+            parts.append(text[done:start])
+            parts.append(REDACTED)
+        done = end
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 class RedactSecrets(logging.Filter):

@@ -60,6 +60,9 @@ def test_each_kind_of_secret_is_redacted_in_text(text, secret):
     ("{'Authorization': 'Bearer abcdefghij'}", "{'Authorization': 'Bearer [redacted]'}"),
     ("Authorization: Basic dXNlcjpwdw==", "Authorization: Basic [redacted]"),
     ("X-Api-Key: k1 and db_password=p", "X-Api-Key: [redacted] and db_password=[redacted]"),
+    ("jdbc:postgresql://u:pw@db/x", "jdbc:postgresql://u:[redacted]@db/x"),
+    ("password=x:pw@evil", "password=[redacted]"),  # two finds over one secret: one replacement
+    ("İstanbul PASSWORD=Pw x:Pw@evil", "İstanbul PASSWORD=[redacted] x:[redacted]@evil"),  # "İ".lower() is 2 chars
 ])
 def test_the_key_scheme_user_and_host_stay_readable(text, kept):
     assert redact_text(text) == kept
@@ -67,7 +70,7 @@ def test_the_key_scheme_user_and_host_stay_readable(text, kept):
 
 @pytest.mark.parametrize("text", [
     "email 'jane@acme.io' is not a valid email address",
-    "mailto:jane@acme.io",
+    "mailto:jane@acme.io, MAILTO:jane@acme.io",
     "author: Jane Doe, tokens: 5, secretary: Bob",
     "2026-11-30 08:10:25 celery@host ready.",
     "Basic authentication is not offered",

@@ -32,7 +32,8 @@ _TEXT_KEY = (
     r"(?:pass(?:word|wd)?|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|credentials?"
     r"|session[_\-]?id|sessionid|auth)(?![a-z])[a-z0-9_\-]*"
 )
-_VALUE = r"""(?:"(?P<s1>(?:[^"\\]|\\.)*)"|'(?P<s2>(?:[^'\\]|\\.)*)'|(?P<s3>[^\s,;&"'<>{}\[\]()]+))"""
+# A quoted value may have lost its closing quote (PostgreSQL cuts the JSON it quotes with "...").
+_VALUE = r"""(?:"(?P<s1>(?:[^"\\\n]|\\.)*)"?|'(?P<s2>(?:[^'\\\n]|\\.)*)'?|(?P<s3>[^\s,;&"'<>{}\[\]()]+))"""
 _AUTH_SCHEME = r"(?:basic|bearer|token|digest|negotiate|ntlm|apikey)"
 
 # (needs one of these in the lower-cased text, pattern)
@@ -48,6 +49,12 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     # password=..., "api_key": "...", token: ..., secret='...'.
     (("pass", "pwd", "secret", "token", "key", "credential", "session", "auth"),
      re.compile(rf"""{_TEXT_KEY}["']?[ \t]*[:=][ \t]*{_VALUE}""")),
+    # PostgreSQL's error text quotes the data it refused: the statement near the error ("LINE 1: ...
+    # VALUES ('{"passwor..."), the JSON ("JSON data, line 1: ..."), the row ("Failing row contains
+    # (...)"), the bad JSON token ("Token "..." is invalid"). Cut, a secret there may have lost its key,
+    # so the quoted data goes whole; the rest of the error says what was wrong.
+    (("line ", "failing row contains", 'token "'), re.compile(
+        r"""(?:\bline \d+: |\bfailing row contains )(?P<s>[^\n]+)|\btoken "(?P<s2>[^"\n]+)" is invalid""")),
 )
 # Credentials in a URL (redis://:pw@host, https://user:pw@host, jdbc:postgresql://u:pw@host) or in
 # something shaped like an email address that is not one (x:pw@evil; not mailto:a@b.io). Matched on

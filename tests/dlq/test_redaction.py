@@ -32,6 +32,7 @@ def test_ordinary_data_is_untouched():
 
 # --- every kind of secret in text -------------------------------------------------------------------
 
+import io  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
@@ -145,3 +146,45 @@ def test_no_log_handler_of_a_worker_process_writes_a_secret(debug):
     for line in ("root password=", "ledger password=", "ValueError: token=", "GET /?api_key=", "celery token=",
                  "task logger secret=", "printed password="):
         assert line + REDACTED in output, (line, output)
+
+
+# --- PostgreSQL's error text -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    'CONTEXT:  JSON data, line 1: ...qqqq Hunter2Cut rrrr", "y": "\\u0000...',   # a value cut from its key
+    """LINE 1: select '{"note": "Hunter2Cut"}'::jsonb""",
+    'DETAIL:  Token "Hunter2Cut" is invalid.',
+    "DETAIL:  Failing row contains (1, Hunter2Cut, null).",
+    'CONTEXT:  JSON data, line 1: {"password": "Hunter2Cut\\u0000...',           # a quote PostgreSQL cut
+])
+def test_the_data_postgresql_quotes_in_its_errors_is_redacted(text):
+    cleaned = redact_text(f"DataError: invalid input\n{text}\nHINT: none")
+    assert "Hunter2Cut" not in cleaned and cleaned.endswith("\nHINT: none")
+    assert redact_text(cleaned) == cleaned
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("payload", [
+    {"password": "PgSecret1", "bad": "\u0000"},
+    {"note": "q" * 200 + " PgSecret1 " + "r" * 10, "bad": "\u0000"},  # cut: the key is not in the error
+])
+def test_a_real_postgresql_error_quoting_a_secret_is_logged_redacted(payload):
+    from django.db import DataError, transaction
+
+    from leads.models import LeadSubmission
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets())
+    logger = logging.getLogger("tests.redaction.postgresql")
+    logger.addHandler(handler)
+    try:
+        with transaction.atomic():
+            LeadSubmission.objects.create(source="test", payload=payload)
+    except DataError as exc:
+        assert "PgSecret1" in str(exc)  # what PostgreSQL said
+        logger.error("could not store the lead: %s", exc, exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    logged = stream.getvalue()
+    assert "unsupported Unicode escape sequence" in logged and "PgSecret1" not in logged

@@ -111,3 +111,20 @@ def test_an_error_that_escapes_the_ledger_reaches_celery_redacted_and_without_it
     assert "Hunter2Url" not in reported
     assert "RuntimeError: could not record email 'x:[redacted]@evil'" in str(raised.value)
     assert "ledger_down" in reported  # where it happened is kept
+
+
+def test_a_postgresql_error_quoting_the_jobs_data_is_recorded_redacted(caplog):
+    """PostgreSQL refuses a value and quotes the statement and the JSON around it in its error."""
+    caplog.set_level(logging.INFO, logger="workers")
+    job, dispatch = claimable(max_attempts=1)
+
+    secret = "PgSecret" + "9"  # built, so that the traceback's source lines do not quote it
+    payload = {"note": f"{'q' * 200} {secret} {'r' * 10}", "password": secret, "bad": "\u0000"}
+
+    def handler(j):
+        LeadSubmission.objects.create(source="test", payload=payload)
+
+    assert run_job(dispatch.job_id, dispatch.token, worker="w", handler=handler) == "dead"
+    recorded = everything_recorded(job, caplog)
+    assert "DataError: unsupported Unicode escape sequence" in recorded[0]
+    assert not [where for where in recorded if secret in where], recorded

@@ -152,10 +152,21 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every handler redacts secrets (dlq.redaction): error text quotes data, PostgreSQL's DETAIL quotes values.
+    "filters": {"redact_secrets": {"()": "dlq.redaction.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # axes.apps says "BEGIN version ..." at every start of every command: noise. Lock-outs still log.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # axes.apps says "BEGIN version ..." at every start of every command: noise. Lock-outs still log.
+        "axes.apps": {"level": "WARNING"},
+        # Configured here so that only the redacting handler writes them: Django's defaults give "django"
+        # a console and an admin-mail handler and "django.server" its own; Celery gives "celery.task" a
+        # handler of its own unless it has one.
+        "django": {},
+        "django.server": {"propagate": True},
+        "celery.task": {"handlers": ["console"], "propagate": False},
+    },
 }
 
 # --- Integrations -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from dlq.redaction import redact_text
 from dlq.services import record_dead_letter
 from workers.errors import LeaseLost, is_permanent
 from workers.models import Job, JobFailure
@@ -139,8 +140,10 @@ def _record_failure(job: Job, message: str) -> None:
 
 def fail(job: Job, exc: BaseException) -> str:
     """Record a failed attempt: retry later, or dead-letter it. Returns the new state."""
-    message = f"{type(exc).__name__}: {exc}"
-    stack = "".join(traceback.format_exception(exc))
+    # Redacted here, once, so the ledger, the failure history, the log, Celery's event and the
+    # dead-letter entry all carry the same text and none of them a secret quoted by the error.
+    message = redact_text(f"{type(exc).__name__}: {exc}")
+    stack = redact_text("".join(traceback.format_exception(exc)))
     permanent = is_permanent(exc)
     with transaction.atomic():
         _record_failure(job, message)
@@ -185,7 +188,8 @@ def reap_expired_leases(limit: int = 500) -> int:
             .order_by("lease_expires_at")[:limit]
         )
         for job in expired:
-            message = f"WorkerLost: lease expired on {job.worker or 'an unknown worker'} during attempt {job.attempts}"
+            message = redact_text(
+                f"WorkerLost: lease expired on {job.worker or 'an unknown worker'} during attempt {job.attempts}")
             _record_failure(job, message)
             if job.attempts >= job.max_attempts:
                 _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
@@ -274,7 +278,7 @@ def release_lost(job_id: str, token: int, worker: str, reason: str) -> str | Non
         )
         if job is None:
             return None
-        message = f"WorkerLost: {reason} on {worker} during attempt {job.attempts}"
+        message = redact_text(f"WorkerLost: {reason} on {worker} during attempt {job.attempts}")
         _record_failure(job, message)
         if job.attempts >= job.max_attempts:
             _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,

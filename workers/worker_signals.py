@@ -24,7 +24,10 @@ from collections.abc import Callable
 
 from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task, bootsteps
+from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
+
+from dlq.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +111,19 @@ class LedgerJobRequest(Request):
 class JobAttemptFailed(Exception):
     """Raised after the ledger has recorded a failed attempt, so that Celery's events (and Flower)
     show the task as failed, as the ledger does. Nothing acts on it: the ledger already scheduled the
-    retry or dead-lettered the job, and the message is acknowledged like any finished task."""
+    retry or dead-lettered the job, and the message is acknowledged like any finished task.
+    Its message is the job's last error, which the ledger redacted."""
+
+
+class TaskCrashed(Exception):
+    """An error that escaped the ledger (it could not record the attempt, or the task failed before
+    claiming its job), passed on to Celery with its message redacted and without its chain of
+    exceptions: Celery's task-failed event carries the repr and the traceback as text, and the
+    chain would quote the job's own error unredacted."""
+
+
+# Celery's own flow control, raised on purpose: passed on as they are.
+_CELERY_CONTROL = (Ignore, Reject, Retry)
 
 
 # run_job's outcomes that are a failed attempt (see workers.runner).
@@ -121,7 +136,13 @@ class LedgerJobTask(Task):
     throws = (JobAttemptFailed,)
 
     def __call__(self, *args, **kwargs):
-        outcome = super().__call__(*args, **kwargs)
+        try:
+            outcome = super().__call__(*args, **kwargs)
+        except _CELERY_CONTROL:
+            raise
+        except Exception as exc:
+            crashed = TaskCrashed(redact_text(f"{type(exc).__name__}: {exc}"))
+            raise crashed.with_traceback(exc.__traceback__) from None
         if outcome in FAILED_OUTCOMES:
             raise JobAttemptFailed(f"attempt failed, job is now {outcome}: {_last_error(args[0])}")
         return outcome

@@ -159,7 +159,7 @@ def test_tokens_keep_their_read_only_flag_and_nothing_more(redis_client):
 
 def test_a_method_the_view_does_not_serve_is_405_for_sessions_too():
     response = session("view_job").post("/api/admin/workers/health")
-    assert response.status_code == 405 and response["Allow"] == "GET"
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
 
 
 def test_admin_api_without_permissions_fails_at_import_not_at_the_first_request():

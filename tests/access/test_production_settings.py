@@ -15,7 +15,8 @@ def manage(*args: str, **overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DJANGO_", "DEBUG", "SECRET_KEY", "BEHIND_", "DATABASE_URL", "SECURE_"))}
     env.update(ENV_FILE="", DJANGO_SETTINGS_MODULE="resilience.settings", SECRET_KEY=secrets.token_urlsafe(50),
-               REDIS_URL="redis://127.0.0.1:6379/15", VAR_DIR="/tmp/resilience-settings-test")
+               REDIS_URL="redis://127.0.0.1:6379/15", VAR_DIR="/tmp/resilience-settings-test",
+               DATABASE_URL="postgres://checks@127.0.0.1:5432/never-connected")
     env.update(overrides)
     env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -43,7 +43,7 @@ def test_secrets_in_a_lead_never_reach_storage_admin_or_logs(caplog, redis_clien
     job = Job.objects.get()
     entry = DeadLetter.objects.get()
     assert submission.payload["password"] == "[redacted]" and submission.payload["email"] == "jane@"
-    assert submission.payload["website"] == "https://[redacted]@acme.io/about"
+    assert submission.payload["website"] == "https://jane:[redacted]@acme.io/about"
     assert job.payload == {"submission_id": submission.pk}  # ids, not a second copy of the lead
     assert entry.job_data == {"submission_id": submission.pk, "lead": submission.payload}  # for the person
     stored = [json.dumps(submission.payload), submission.error, json.dumps(job.payload), job.last_error,

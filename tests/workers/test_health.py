@@ -26,20 +26,30 @@ def live_worker(queue: str, now: datetime, pool: str = "primary", **fields) -> W
     return WorkerHeartbeat.objects.create(name=f"{queue}@{pool}.h", **{**defaults, **fields})
 
 
+def live_leader(now: datetime, **fields) -> WorkerHeartbeat:
+    defaults = dict(pool=WorkerHeartbeat.DISPATCHER_POOL, queue="", host="h", pid=2, concurrency=0,
+                    started_at=now - timedelta(hours=1), beat_at=now, expires_at=now + timedelta(seconds=45))
+    return WorkerHeartbeat.objects.create(name="dispatcher@h", **{**defaults, **fields})
+
+
 @pytest.fixture
 def consumers(now):
-    """Every queue has a live worker, so only the rule under test can fail."""
+    """Every queue has a live worker and the dispatcher a live leader, so only the rule under test can fail."""
     for queue in ("lead-processing", "site-generation", "email-sending", "delivery"):
         live_worker(queue, now)
+    live_leader(now)
 
 
 def jobs(state: str, count: int, *, queue: str = QUEUE, finished: datetime | None = None,
          started: datetime | None = None, due: datetime | None = None,
-         dispatched: datetime | None = None) -> list[Job]:
+         dispatched: datetime | None = None, lease: datetime | None = None, rejected: bool = False) -> list[Job]:
+    """`count` jobs; a running one's lease is alive (for a day) unless `lease` says when it ends."""
+    if state == S.RUNNING and lease is None:
+        lease = (started or db_now()) + timedelta(days=1)
     return Job.objects.bulk_create([
         Job(id=uuid.uuid4(), queue=queue, task="sites.generate", state=state, attempts=1,
             next_attempt_at=due or finished or started or dispatched, finished_at=finished,
-            started_at=started or finished, dispatched_at=dispatched)
+            started_at=started or finished, dispatched_at=dispatched, lease_expires_at=lease, rejected=rejected)
         for _ in range(count)
     ])
 
@@ -74,6 +84,7 @@ def test_processing_without_errors_is_healthy(consumers, now):
 
 
 def test_a_queue_without_a_live_worker_is_unhealthy_even_with_nothing_waiting(now):
+    live_leader(now)
     live_worker("lead-processing", now)
     live_worker(QUEUE, now, expires_at=now - timedelta(seconds=1))  # missed its beats
     live_worker(QUEUE, now, pool="backup", stopped_at=now)  # shut down
@@ -101,7 +112,8 @@ def test_failures_older_than_the_window_count_in_lifetime_figures_only(consumers
     entry = queue_entry(health_report())
     assert entry["status"] == "healthy"
     assert entry["completed"] == 50 and entry["failed"] == 10 and entry["failureRate"] == 16.67
-    assert entry["recent"] == {"windowMinutes": 15, "completed": 20, "failed": 0, "errors": 0, "failureRate": 0.0}
+    assert entry["recent"] == {"windowMinutes": 15, "completed": 20, "failed": 0, "rejected": 0, "errors": 0,
+                               "failureRate": 0.0, "failureRateJudged": True, "minSample": 20}
 
 
 def test_nothing_processed_for_five_minutes_with_more_than_five_errors_is_unhealthy(consumers, now):

@@ -34,6 +34,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from resilience.http import iso_utc
+from workers import ratelimit
 from workers.models import Job, JobCount, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -200,8 +201,6 @@ def compact_job_counts() -> int:
 def _rate_limited_for(queue: str) -> float | None:
     """Seconds until the queue's rate limit frees a slot when its window is full now, else None
     (no limit, a free slot, or Redis not answering: then the other rules judge alone)."""
-    from workers import ratelimit
-
     try:
         free, wait = ratelimit.available(queue)
     except Exception as exc:  # Redis away: the health report must still answer

@@ -5,6 +5,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.db.models import Count
 
 from leads.services import InvalidLead
@@ -349,3 +350,34 @@ def test_the_ledger_counts_follow_every_insert_update_and_delete_and_survive_com
     exact = {(r["queue"], r["state"], r["rejected"]): r["n"]
              for r in Job.objects.values("queue", "state", "rejected").annotate(n=Count("id"))}
     assert {(c.queue, c.state, c.rejected): c.n for c in JobCount.objects.all()} == exact
+
+
+def ledger_tuples_read() -> int:
+    """Rows and index entries of the ledger read so far by this transaction (PostgreSQL's own counters)."""
+    with connection.cursor() as cursor:
+        # Rows its sequential scans read, plus entries its indexes returned (index-only scans included).
+        cursor.execute("""
+            SELECT pg_stat_get_xact_tuples_returned('workers_job'::regclass)
+                 + (SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0)
+                    FROM pg_index WHERE indrelid = 'workers_job'::regclass)""")
+        return int(cursor.fetchone()[0])
+
+
+def test_the_health_report_and_metrics_read_the_recent_window_not_the_whole_ledger(consumers, now):
+    """O(queues), not O(ledger): 8,000 old finished jobs are counted, never read."""
+    from workers.metrics import render
+
+    for queue in ("lead-processing", "site-generation", "email-sending", "delivery"):
+        jobs(S.SUCCEEDED, 1900, queue=queue, finished=now - timedelta(days=2))
+        jobs(S.DEAD, 100, queue=queue, finished=now - timedelta(days=2))
+        jobs(S.SUCCEEDED, 5, queue=queue, finished=now - timedelta(minutes=1))
+        jobs(S.PENDING, 3, queue=queue, due=now)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE workers_job")
+    before = ledger_tuples_read()
+    report = health_report()
+    read_by_health = ledger_tuples_read() - before
+    render()
+    read_by_both = ledger_tuples_read() - before
+    assert report["summary"]["totalCompleted"] == 4 * 1905 and report["summary"]["totalFailed"] == 400
+    assert read_by_health < 200 and read_by_both < 400, (read_by_health, read_by_both)

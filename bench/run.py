@@ -8,7 +8,9 @@ system started by `make up`), so it can kill them. Phases:
      again on the other pool (default lease);
   3. idle RSS of each pool;
   4. end-to-end throughput of no-op jobs with limits lifted: ledger + dispatcher + one worker,
-     beside bare Celery (same Redis, same worker, same concurrency) in the same run.
+     beside bare Celery (same Redis, same worker, same concurrency) in the same run;
+  5. the health API, the dashboard's data and /metrics with a large ledger (--health-rows finished
+     jobs, one million by default, loaded in one INSERT ... SELECT and removed after).
 """
 from __future__ import annotations
 
@@ -295,6 +297,68 @@ def bench_throughput(log_dir: Path, jobs: int, concurrency: int) -> tuple[float,
     return ours, bare
 
 
+HEALTH_TASK = "bench.health"
+
+
+def bench_health_queries(rows: int, rounds: int = 30) -> list[list[str]]:
+    """Median, best and worst time of health_report(), the dashboard's data and /metrics over
+    `rounds` calls each (with the machine's load average, as the figures depend on it), with `rows` finished jobs (one in 50 dead) spread over the last `rows` seconds, plus
+    a few running and waiting, in the ledger."""
+    import statistics
+
+    from django.contrib.auth.models import AnonymousUser
+    from django.db import connection
+    from django.test import RequestFactory
+
+    from workers.dashboard import dashboard_payload
+    from workers.health import compact_job_counts, health_report
+    from workers.metrics import render
+
+    queues = "ARRAY[" + ",".join(f"'{q}'" for q in QUEUES) + "]"
+    with connection.cursor() as cur:
+        started = time.monotonic()
+        cur.execute(f"""
+            INSERT INTO workers_job (id, queue, task, payload, state, attempts, max_attempts, next_attempt_at,
+                                     dispatch_token, worker, last_error, created_at, updated_at, started_at,
+                                     finished_at, lease_expires_at)
+            SELECT gen_random_uuid(), ({queues})[1 + i %% 4], '{HEALTH_TASK}', '{{}}'::jsonb,
+                   CASE WHEN i <= 40 THEN 'pending' WHEN i <= 60 THEN 'running'
+                        WHEN i %% 50 = 0 THEN 'dead' ELSE 'succeeded' END,
+                   1, 3, now() - i * interval '1 second', 1, 'bench', '', now() - i * interval '1 second',
+                   now() - i * interval '1 second',
+                   CASE WHEN i <= 40 THEN NULL ELSE now() - (i + 1) * interval '1 second' END,
+                   CASE WHEN i <= 60 THEN NULL ELSE now() - i * interval '1 second' END,
+                   CASE WHEN i > 40 AND i <= 60 THEN now() + interval '1 minute' END
+            FROM generate_series(1, %s) AS i""", [rows])
+        loaded = time.monotonic() - started
+        cur.execute("VACUUM ANALYZE workers_job")  # as autovacuum leaves a ledger that has lived a while
+    compact_job_counts()  # as the dispatcher leader does at each of its heartbeats
+    with connection.cursor() as cur:
+        cur.execute("CHECKPOINT")  # the load's writes are flushed now, not while we measure
+    log(f"{rows} ledger rows loaded in {loaded:.1f} s")
+    request = RequestFactory().get("/admin/workers/data", HTTP_HOST="localhost")
+    request.user = AnonymousUser()
+    measured = {"health API (health_report)": health_report, "dashboard data": lambda: dashboard_payload(request),
+                "/metrics": render}
+    out = []
+    try:
+        for name, call in measured.items():
+            for _ in range(3):  # warm: connections, plans, Redis scripts, caches
+                call()
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - t0) * 1000)
+            out.append([name, f"{rows:,}", f"{statistics.median(times):.1f} ms", f"{min(times):.1f} ms",
+                        f"{max(times):.1f} ms", "%.1f" % os.getloadavg()[0]])
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("DELETE FROM workers_job WHERE task = %s", [HEALTH_TASK])
+        compact_job_counts()
+    return out
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
@@ -306,9 +370,17 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=2, help="rate-limit windows measured per phase (default 2)")
     parser.add_argument("--jobs", type=int, default=2000, help="no-op jobs for the throughput phase")
     parser.add_argument("--skip-rates", action="store_true", help="skip the rate-limit phase (several minutes)")
+    parser.add_argument("--health-rows", type=int, default=1_000_000,
+                        help="finished jobs in the ledger while timing the health queries (default 1000000)")
+    parser.add_argument("--health-only", action="store_true", help="run only the health-queries phase")
     args = parser.parse_args()
 
     prepare()
+    log(f"health queries with {args.health_rows:,} ledger rows")
+    health_rows = bench_health_queries(args.health_rows)
+    if args.health_only:
+        print(table(["query", "ledger rows", "median", "best", "worst", "load avg"], health_rows))
+        return
     from django.conf import settings
 
     log_dir = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
@@ -336,6 +408,8 @@ def main() -> None:
         ["no-op throughput: bare Celery, same worker", f"{bare:.0f} jobs/s"],
         ["ratio ledger / bare", f"{ours / bare:.2f}"],
     ]))
+    print()
+    print(table(["query", "ledger rows", "median", "best", "worst", "load avg"], health_rows))
 
 
 if __name__ == "__main__":

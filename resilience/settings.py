@@ -233,6 +233,9 @@ if HEARTBEAT_TTL_SECONDS <= HEARTBEAT_INTERVAL_SECONDS:
 HEALTH_WINDOW_MINUTES = env_int("HEALTH_WINDOW_MINUTES", 15, minimum=1)
 # Jobs waiting this long while no job of their queue started, finished or ran: the consumers are stuck.
 HEALTH_STALL_SECONDS = env_int("HEALTH_STALL_SECONDS", 120, minimum=5)
+# The failure-rate rule judges a queue only once this many jobs finished in the window (rejected input
+# not counted): one failure among three jobs is not a failure rate of 33 %.
+HEALTH_MIN_SAMPLE = env_int("HEALTH_MIN_SAMPLE", 20, minimum=1)
 # Finished jobs older than this leave the ledger; their counts stay in daily statistics.
 LEDGER_RETENTION_DAYS = env_int("LEDGER_RETENTION_DAYS", 7, minimum=1)
 # Where the dashboard links to Flower; by default the host the browser used, on FLOWER_PORT.

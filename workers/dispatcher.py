@@ -16,6 +16,7 @@ from django.db import close_old_connections
 from django.db.models import Count
 
 from workers import ledger, ratelimit, wakeup
+from workers.heartbeat import LeaderHeartbeat
 from workers.leader import Leadership, dispatcher_leadership
 from workers.models import Job, QueuePause
 from workers.retention import prune_ledger
@@ -121,6 +122,7 @@ class Dispatcher:
         self.last_prune = 0.0
         self.redis_run_id: str | None = None
         self.failing_since: float | None = None
+        self.heartbeat = LeaderHeartbeat()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -135,6 +137,7 @@ class Dispatcher:
                 else:
                     self.stop_event.wait(self.interval)
         finally:
+            self.heartbeat.goodbye()
             self.leadership.release()
             logger.info("dispatcher stopped")
 
@@ -148,7 +151,9 @@ class Dispatcher:
         elif not self.leadership.still_held():
             logger.warning("dispatcher: leadership lost; standing by")
             self.is_leader = False
+            self.heartbeat.goodbye()
             return
+        self.heartbeat.beat_if_due()
         started = time.monotonic()
         try:
             close_old_connections()

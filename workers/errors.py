@@ -10,6 +10,12 @@ class InvalidData(PermanentError):
     """The job's input is malformed or fails validation."""
 
 
+def is_rejected_input(exc: BaseException) -> bool:
+    """The job was turned down for its own input (InvalidData and its kinds, such as leads'
+    InvalidLead): the health rules count it as rejected, not as a failure of the system."""
+    return isinstance(exc, InvalidData)
+
+
 class MissingResource(PermanentError):
     """A row or external resource the job needs does not exist."""
 

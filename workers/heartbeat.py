@@ -40,19 +40,23 @@ FAILED_STATES = FAILED_OUTCOMES
 # How long a warm shutdown waits for the heartbeat thread's last beat and goodbye: a PostgreSQL that
 # does not answer must not hold the shutdown (the row expires by itself anyway).
 STOP_WAIT_SECONDS = 10.0
+# How often the heartbeat thread looks at the consumer between beats, to beat at once when it
+# starts or stops consuming.
+CONSUMER_CHECK_SECONDS = 1.0
 
 
 # --- the rows ----------------------------------------------------------------------------------
 
 def beat(*, name: str, pool: str, queue: str, host: str, pid: int, concurrency: int, started_at: datetime,
          jobs_done: int = 0, jobs_failed: int = 0, last_job_at: datetime | None = None,
-         memory_bytes: int = 0) -> None:
+         memory_bytes: int = 0, consuming: bool = True) -> None:
     """Insert or refresh one worker's heartbeat row in one statement; a restarted worker of the same
     name takes its row over (new pid, counters from zero, no longer stopped)."""
     row = WorkerHeartbeat(
         name=name, pool=pool, queue=queue, host=host, pid=pid, concurrency=concurrency, started_at=started_at,
         beat_at=Now(), expires_at=Now() + timedelta(seconds=settings.HEARTBEAT_TTL_SECONDS), stopped_at=None,
         jobs_done=jobs_done, jobs_failed=jobs_failed, last_job_at=last_job_at, memory_bytes=memory_bytes,
+        consuming=consuming,
     )
     WorkerHeartbeat.objects.bulk_create(
         [row], update_conflicts=True, unique_fields=["name"],
@@ -203,6 +207,24 @@ class JobCounters:
 JOBS = JobCounters()  # this process's: only a worker's main process counts into it
 
 
+# --- is the consumer running? ------------------------------------------------------------------
+
+def consumer_running(worker) -> bool:
+    """True while the worker's Celery consumer takes messages: its blueprint runs with every step
+    started (the event loop, started last, included) and it holds a broker connection. After a lost
+    connection Celery restarts the consumer's steps and blocks reconnecting, and a consumer that
+    stopped has left RUN: either way the worker process (and its heartbeat thread) lives on while
+    nothing is consumed."""
+    from celery.bootsteps import RUN
+
+    consumer = getattr(worker, "consumer", None)
+    blueprint = getattr(consumer, "blueprint", None)
+    if blueprint is None:
+        return False
+    return (blueprint.state == RUN and blueprint.started == len(consumer.steps)
+            and getattr(consumer, "connection", None) is not None)
+
+
 # --- the heartbeat thread ----------------------------------------------------------------------
 
 def _first_line(exc: BaseException) -> str:
@@ -217,13 +239,16 @@ class HeartbeatThread:
 
     def __init__(self, rows: list[WorkerIdentity], *, pid: int, concurrency: int,
                  started_at: datetime | None = None, counters: JobCounters = JOBS,
-                 interval: float | None = None, memory: Callable[[int], int] = process_tree_rss) -> None:
+                 interval: float | None = None, memory: Callable[[int], int] = process_tree_rss,
+                 consuming: Callable[[], bool] = lambda: True) -> None:
         self.rows = rows
         self.pid = pid
         self.concurrency = concurrency
         self.counters = counters
         self.interval = settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
         self.memory = memory
+        self.consuming = consuming
+        self.reported_consuming: bool | None = None  # what the last beat said
         self.started_at = started_at or timezone.now()
         self.failing_since: float | None = None
         self._stop = threading.Event()
@@ -245,19 +270,40 @@ class HeartbeatThread:
             self.beat_once()
             # A beat that took long (PostgreSQL slow or away) is followed by the next at once, not by
             # a burst making up for the missed ones.
-            if self._stop.wait(max(0.0, self.interval - (time.monotonic() - started))):
+            if self._wait_for_next_beat(started):
                 break
         self.goodbye()
 
+    def _wait_for_next_beat(self, started: float) -> bool:
+        """Sleep until the next beat is due, or until the consumer starts or stops (so a worker
+        shows live as soon as it consumes, and not live as soon as it stops); True when stopping."""
+        while True:
+            left = self.interval - (time.monotonic() - started)
+            if left <= 0:
+                return False
+            if self._stop.wait(min(left, CONSUMER_CHECK_SECONDS)):
+                return True
+            if self._consuming() != self.reported_consuming:
+                return False
+
+    def _consuming(self) -> bool:
+        try:
+            return bool(self.consuming())
+        except Exception:  # a Celery internal moved: say not consuming rather than kill the beats
+            logger.debug("consumer state unknown", exc_info=True)
+            return False
+
     def beat_once(self) -> bool:
         per_queue = len(self.rows) > 1  # a single-queue worker owns all its counts
+        consuming = self._consuming()
         try:
             memory = self.memory(self.pid)
             for row in self.rows:
                 counts = self.counters.snapshot(row.queue if per_queue else None)
                 beat(name=row.name, pool=row.pool, queue=row.queue, host=row.host, pid=self.pid,
                      concurrency=self.concurrency, started_at=self.started_at, jobs_done=counts.done,
-                     jobs_failed=counts.failed, last_job_at=counts.last_job_at, memory_bytes=memory)
+                     jobs_failed=counts.failed, last_job_at=counts.last_job_at, memory_bytes=memory,
+                     consuming=consuming)
         except Exception as exc:
             if self.failing_since is None:
                 self.failing_since = time.monotonic()
@@ -267,6 +313,11 @@ class HeartbeatThread:
             return False
         finally:
             self._close_connection()
+        if consuming != self.reported_consuming and self.reported_consuming is not None:
+            logger.warning("%s: consumer %s", ", ".join(row.name for row in self.rows),
+                           "running again" if consuming else "not running (broker connection lost or consumer "
+                           "stopped): not counted as a live consumer")
+        self.reported_consuming = consuming
         if self.failing_since is not None:
             logger.warning("heartbeats written again after %.0f s", time.monotonic() - self.failing_since)
             self.failing_since = None
@@ -312,7 +363,8 @@ class Heartbeat(bootsteps.StartStopStep):
         queues = list(worker.app.amqp.queues.consume_from)
         rows = identities(worker.hostname, queues)
         self.thread = HeartbeatThread(rows, pid=os.getpid(), concurrency=worker.concurrency or 0,
-                                      started_at=getattr(worker, "startup_time", None))
+                                      started_at=getattr(worker, "startup_time", None),
+                                      consuming=lambda: consumer_running(worker))
         self.thread.start()
 
     def stop(self, worker) -> None:
@@ -323,3 +375,52 @@ class Heartbeat(bootsteps.StartStopStep):
     # A cold shutdown stops the worker too: say so the same way.
     terminate = stop
 
+
+
+# --- the dispatcher leader ---------------------------------------------------------------------
+
+class LeaderHeartbeat:
+    """The dispatcher leader's heartbeat row (pool WorkerHeartbeat.DISPATCHER_POOL, no queue), written
+    from the leader's own loop (Dispatcher.tick) every HEARTBEAT_INTERVAL_SECONDS: a leader whose loop
+    is stuck stops beating, and no live leader makes the whole system unhealthy. At each beat the
+    leader also folds the ledger's count deltas (workers.health.compact_job_counts). Never raises."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
+        self.host = socket.gethostname()
+        self.name = f"dispatcher@{self.host}"
+        self.pid = os.getpid()
+        self.started_at: datetime | None = None  # when this process last became leader
+        self.last_beat: float | None = None
+        self.failing = False
+
+    def beat_if_due(self) -> None:
+        from workers.health import compact_job_counts
+
+        now = time.monotonic()
+        if self.last_beat is not None and now - self.last_beat < self.interval:
+            return
+        self.last_beat = now
+        self.started_at = self.started_at or timezone.now()
+        try:
+            beat(name=self.name, pool=WorkerHeartbeat.DISPATCHER_POOL, queue="", host=self.host, pid=self.pid,
+                 concurrency=0, started_at=self.started_at, memory_bytes=process_tree_rss(self.pid))
+            compact_job_counts()
+        except Exception as exc:
+            if not self.failing:
+                logger.warning("dispatcher leader heartbeat not written (%s); trying again every %g s",
+                               _first_line(exc), self.interval)
+                self.failing = True
+            return
+        self.failing = False
+
+    def goodbye(self) -> None:
+        """No longer the leader (leadership lost, or stopping): the row stops counting at once."""
+        if self.started_at is None:
+            return
+        self.started_at, self.last_beat = None, None
+        try:
+            say_goodbye(self.name, pid=self.pid)
+        except Exception as exc:
+            logger.warning("could not mark %s stopped (%s); its heartbeat expires within %g s", self.name,
+                           _first_line(exc), settings.HEARTBEAT_TTL_SECONDS)

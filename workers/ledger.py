@@ -20,7 +20,7 @@ from django.db.models.functions import Now
 
 from dlq.redaction import redact_text
 from dlq.services import record_dead_letter
-from workers.errors import LeaseLost, is_permanent
+from workers.errors import LeaseLost, is_permanent, is_rejected_input
 from workers.models import Job, JobFailure
 from workers import wakeup
 from workers.retry import backoff_seconds, max_attempts_for
@@ -133,9 +133,9 @@ def complete(job: Job) -> None:
         raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
 
 
-def _record_failure(job: Job, message: str) -> None:
+def _record_failure(job: Job, message: str, *, rejected: bool = False) -> None:
     JobFailure.objects.create(job_id=job.id, queue=job.queue, attempt=job.attempts, worker=job.worker,
-                              error=message[:2000])
+                              error=message[:2000], rejected=rejected)
 
 
 def fail(job: Job, exc: BaseException) -> str:
@@ -145,11 +145,12 @@ def fail(job: Job, exc: BaseException) -> str:
     message = redact_text(f"{type(exc).__name__}: {exc}")
     stack = redact_text("".join(traceback.format_exception(exc)))
     permanent = is_permanent(exc)
+    rejected = is_rejected_input(exc)  # its own input was invalid: health counts it apart from failures
     with transaction.atomic():
-        _record_failure(job, message)
+        _record_failure(job, message, rejected=rejected)
         if permanent or job.attempts >= job.max_attempts:
             if not _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
-                                      last_error=message, updated_at=Now()):
+                                      last_error=message, updated_at=Now(), rejected=rejected):
                 raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
             _dead_letter(job, message, stack)
             return State.DEAD
@@ -301,7 +302,7 @@ def requeue_dead(job_id: str) -> Job | None:
             return None
         Job.objects.filter(id=job.id).update(
             state=State.PENDING, attempts=0, max_attempts=max_attempts_for(job.queue), next_attempt_at=Now(),
-            started_at=None, finished_at=None, lease_expires_at=None, worker="", updated_at=Now(),
+            started_at=None, finished_at=None, lease_expires_at=None, worker="", updated_at=Now(), rejected=False,
         )
         job.refresh_from_db()
         job_requeued.send(sender=Job, job=job)

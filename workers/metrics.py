@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from dlq.models import DeadLetter
-from workers.health import HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, db_now, judge, worker_report
+from workers.health import (HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, collect_leader, db_now, judge,
+                            worker_report)
 from workers.models import Job
 from workers.redis_client import shared_client
 
@@ -48,18 +49,19 @@ class ResilienceCollector:
         figures = collect_figures(now)
 
         by_state = _gauge("jobs", "Jobs in the ledger by queue and state", ["queue", "state"])
-        counts = {(row["queue"], row["state"]): row["n"]
-                  for row in Job.objects.values("queue", "state").annotate(n=Count("id"))}
-        for queue in settings.QUEUE_NAMES:
+        for q in figures.values():
             for state in Job.State.values:
-                by_state.add_metric([queue, state], counts.get((queue, state), 0))
+                by_state.add_metric([q.name, state], q.by_state.get(state, 0))
         yield by_state
 
         per_queue = {
             "queue_waiting": ("Jobs not started yet (pending, retrying or published)", lambda q: q.waiting),
             "queue_active": ("Jobs running now", lambda q: q.active),
             "queue_completed": ("Jobs succeeded, lifetime (ledger plus daily statistics)", lambda q: q.completed),
-            "queue_failed": ("Jobs dead-lettered, lifetime", lambda q: q.failed),
+            "queue_failed": ("Jobs dead-lettered, lifetime, rejected input excepted", lambda q: q.failed),
+            "queue_rejected": ("Jobs dead-lettered for invalid input, lifetime", lambda q: q.rejected),
+            "queue_recent_rejected": ("Jobs rejected for invalid input over the health window",
+                                      lambda q: q.recent_rejected),
             "queue_failure_rate_percent": ("Dead-lettered / finished jobs, lifetime, in percent",
                                            lambda q: q.failure_rate),
             "queue_recent_failure_rate_percent": ("Failure rate over the health window, in percent",
@@ -80,6 +82,10 @@ class ResilienceCollector:
             for s in STATUSES:
                 status.add_metric([q.name, s], int(s == verdict))
         yield status
+
+        leader = _gauge("dispatcher_leader_up", "1 while a dispatcher leader's heartbeat is live", [])
+        leader.add_metric([], int(collect_leader(now).live))
+        yield leader
 
         lengths = broker_queue_lengths()
         broker_up = _gauge("broker_up", "1 when Redis answered this scrape", [])

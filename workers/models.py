@@ -41,6 +41,8 @@ class Job(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Dead because its own input was invalid (workers.errors.InvalidData): rejected, not a failure.
+    rejected = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -74,6 +76,7 @@ class JobFailure(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField()
     failed_at = models.DateTimeField(db_default=Now())
+    rejected = models.BooleanField(default=False, db_default=False)  # the input was invalid: not an error
 
     class Meta:
         ordering = ["-failed_at"]
@@ -85,7 +88,10 @@ class JobFailure(models.Model):
 
 class WorkerHeartbeat(models.Model):
     """The last report of one Celery worker (one per queue and pool). A worker is live while
-    expires_at is in the future: one missed beat plus a grace period and it counts as gone."""
+    expires_at is in the future: one missed beat plus a grace period and it counts as gone.
+    The dispatcher leader writes a row too, in pool DISPATCHER_POOL with no queue."""
+
+    DISPATCHER_POOL = "dispatcher"
 
     name = models.CharField(max_length=200, unique=True)  # Celery node name: lead-processing@primary.host
     pool = models.CharField(max_length=40)
@@ -101,6 +107,9 @@ class WorkerHeartbeat(models.Model):
     jobs_failed = models.PositiveBigIntegerField(default=0)
     last_job_at = models.DateTimeField(null=True, blank=True)
     memory_bytes = models.PositiveBigIntegerField(default=0)  # main process and pool children (RSS)
+    # False while the process lives but its Celery consumer does not (broker connection lost, consumer
+    # restarting or stopped): it takes no job, so it is not a live consumer.
+    consuming = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         ordering = ["queue", "pool", "name"]
@@ -131,6 +140,7 @@ class QueueDailyStats(models.Model):
     day = models.DateField()
     succeeded = models.PositiveBigIntegerField(default=0)
     dead = models.PositiveBigIntegerField(default=0)
+    rejected = models.PositiveBigIntegerField(default=0, db_default=0)  # of the dead: rejected for their input
     failed_attempts = models.PositiveBigIntegerField(default=0)
 
     class Meta:
@@ -139,3 +149,19 @@ class QueueDailyStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} {self.day}: {self.succeeded} succeeded, {self.dead} dead"
+
+
+class JobCount(models.Model):
+    """Jobs per queue, state and rejection, kept by database triggers on the ledger (migration
+    0003_job_counts) so the health report, the dashboard and /metrics read O(queues) rows instead of
+    counting the ledger. Each ledger statement appends its changes as delta rows (no row is updated,
+    so concurrent jobs never wait on each other here); the figure is the sum per key, and
+    workers.health.compact_job_counts() folds the deltas back into one row per key."""
+
+    queue = models.CharField(max_length=40)
+    state = models.CharField(max_length=12)
+    rejected = models.BooleanField(default=False)
+    n = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.state}{' rejected' if self.rejected else ''}: {self.n:+d}"

@@ -47,7 +47,8 @@ def prune_batch(cutoff, limit: int) -> int:
             return 0
         batch = Job.objects.filter(id__in=ids)
         days = batch.annotate(day=TruncDate("finished_at")).values("queue", "day").annotate(
-            succeeded=Count("id", filter=Q(state=State.SUCCEEDED)), dead=Count("id", filter=Q(state=State.DEAD)))
+            succeeded=Count("id", filter=Q(state=State.SUCCEEDED)), dead=Count("id", filter=Q(state=State.DEAD)),
+            rejected=Count("id", filter=Q(state=State.DEAD, rejected=True)))
         failures = {
             (row["queue"], row["day"]): row["n"]
             for row in JobFailure.objects.filter(job_id__in=ids)
@@ -57,6 +58,7 @@ def prune_batch(cutoff, limit: int) -> int:
             stats, _ = QueueDailyStats.objects.select_for_update().get_or_create(queue=row["queue"], day=row["day"])
             QueueDailyStats.objects.filter(pk=stats.pk).update(
                 succeeded=F("succeeded") + row["succeeded"], dead=F("dead") + row["dead"],
+                rejected=F("rejected") + row["rejected"],
                 failed_attempts=F("failed_attempts") + failures.get((row["queue"], row["day"]), 0),
             )
         batch.delete()  # their JobFailure rows go with them

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dlq.models import DeadLetter
 from tests.browser.conftest import log_in, screenshot
-from workers.errors import PermanentError
+from workers.errors import InvalidData, PermanentError
 from workers.health import health_report
 from workers.ledger import take_due_jobs
 from workers.models import Job, JobFailure, QueuePause, WorkerHeartbeat
@@ -36,6 +36,10 @@ def broken_site_api(job: Job) -> None:
     raise PermanentError("SITE_API_KEY is not set")
 
 
+def invalid_lead(job: Job) -> None:
+    raise InvalidData("email 'jane@' has no valid domain")
+
+
 def beat(name: str, pool: str, queue: str, *, state: str = "live", memory: int = 0, done: int = 0,
          failed: int = 0) -> WorkerHeartbeat:
     now = timezone.now()
@@ -51,17 +55,22 @@ def beat(name: str, pool: str, queue: str, *, state: str = "live", memory: int =
 
 @pytest.fixture
 def ledger_world(redis_client):
-    """Every status at once: lead-processing healthy, site-generation unhealthy (a job dead-lettered),
-    email-sending degraded (3 recent errors), delivery paused on purpose."""
+    """Every status at once: lead-processing healthy (one lead rejected for its input),
+    site-generation unhealthy (2 of 20 jobs dead-lettered), email-sending degraded (3 recent errors),
+    delivery paused on purpose; a live dispatcher leader."""
     for _ in range(3):
         enqueue_probe("lead-processing")
     assert run_due("lead-processing") == ["succeeded"] * 3
+    enqueue_probe("lead-processing")
+    assert run_due("lead-processing", handler=invalid_lead) == ["dead"]  # rejected, not failed
     enqueue_probe("lead-processing")  # left waiting
 
-    enqueue_probe("site-generation")
-    assert run_due("site-generation") == ["succeeded"]
+    for _ in range(18):
+        enqueue_probe("site-generation")
+    assert run_due("site-generation") == ["succeeded"] * 18
     broken = enqueue_probe("site-generation")
-    assert run_due("site-generation", handler=broken_site_api) == ["dead"]
+    enqueue_probe("site-generation")
+    assert run_due("site-generation", handler=broken_site_api) == ["dead"] * 2
 
     for _ in range(20):
         enqueue_probe("email-sending")
@@ -79,6 +88,7 @@ def ledger_world(redis_client):
     beat("lead-processing@backup.test-host", "backup", "lead-processing", memory=3 * 1024 ** 3)
     beat("site-generation@backup.test-host", "backup", "site-generation", state="gone")
     beat("email-sending@backup.test-host", "backup", "email-sending", state="stopped")
+    beat("dispatcher@test-host", WorkerHeartbeat.DISPATCHER_POOL, "")
 
     hostile = DeadLetter.objects.create(queue_name="email-sending", job_id="outside-the-ledger",
                                         job_data={"to": "x@example.com"}, error_message=HOSTILE_ERROR,
@@ -99,7 +109,7 @@ def expect_queue_figures(page, report: dict) -> None:
 
     for q in report["workers"]:
         expect(queue_cell(page, q["name"], "status")).to_have_text(q["status"])
-        for field in ("waiting", "active", "completed", "failed", "consumers"):
+        for field in ("waiting", "active", "completed", "failed", "rejected", "consumers"):
             expect(queue_cell(page, q["name"], field)).to_have_text(str(q[field]))
         expect(queue_cell(page, q["name"], "failureRate")).to_have_text(f"{q['failureRate']:.2f} %")
         expect(queue_cell(page, q["name"], "recentErrors")).to_have_text(str(q["recent"]["errors"]))
@@ -142,7 +152,10 @@ def test_dashboard_shows_what_health_report_says(live_server, page, staff_user, 
 
         # Both pools' workers: state, heartbeat age, memory in human units, jobs done/failed.
         workers = page.locator("#wd-workers tbody tr")
-        expect(workers).to_have_count(7)
+        expect(workers).to_have_count(8)  # and the dispatcher leader's row
+        expect(page.locator('[data-field="dispatcherLeader"] dd')).to_have_text("dispatcher@test-host")
+        expect(page.locator('[data-field="totalRejected"] dd')).to_have_text("1")
+        expect(page.locator("#wd-overall-reasons")).to_be_hidden()
         primary = page.locator('#wd-workers tr[data-worker="lead-processing@primary.test-host"]')
         expect(primary.locator('[data-field="state"]')).to_have_text("live")
         expect(primary.locator('[data-field="memory"]')).to_have_text("187.5 MiB")
@@ -160,14 +173,14 @@ def test_dashboard_shows_what_health_report_says(live_server, page, staff_user, 
 
         # The unresolved dead-letter entries, newest first, each linking to its admin page.
         entries = list(DeadLetter.objects.filter(resolved=False).order_by("-failed_at"))
-        assert len(entries) == 3
+        assert len(entries) == 5
         rows = page.locator("#wd-dead-letters tbody tr")
-        expect(rows).to_have_count(3)
+        expect(rows).to_have_count(5)
         for index, entry in enumerate(entries):
             expect(rows.nth(index)).to_have_attribute("data-entry-id", str(entry.id))
             expect(rows.nth(index).locator("a.wd-details")).to_have_attribute(
                 "href", f"/admin/dlq/deadletter/{entry.id}/change/")
-        expect(page.locator("#wd-dlq-caption")).to_contain_text("3 unresolved")
+        expect(page.locator("#wd-dlq-caption")).to_contain_text("5 unresolved")
         # Data is text, never markup.
         hostile = entry_row(page, ledger_world["hostile"].id).locator('[data-field="error"]')
         expect(hostile).to_have_text(HOSTILE_ERROR)
@@ -195,6 +208,9 @@ def test_dashboard_refreshes_itself_without_reloading(live_server, page, staff_u
     run_due("lead-processing")
     log_in(page, live_server)
     expect(queue_cell(page, "lead-processing", "completed")).to_have_text("1")
+    # No dispatcher runs here: the whole system is unhealthy, and the page says why.
+    expect(page.locator("#wd-overall")).to_have_text("unhealthy")
+    expect(page.locator("#wd-overall-reasons")).to_contain_text("no live dispatcher leader")
     first_update = page.locator("#content-main").get_attribute("data-generated-at")
     page.evaluate("window.__marker = 1")
 

@@ -175,3 +175,24 @@ def test_progress_bar_redraws_in_place_on_a_terminal_and_prints_lines_otherwise(
         "[########------------] 8/20 processed  5.2s",
         "[####################] 20/20 processed  6.5s",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_deliberately_invalid_lead_is_rejected_and_the_queue_stays_healthy(lead_worker):
+    """Issue 9, item 7: `generate_test_leads 10` dead-letters its one invalid lead; that is rejected
+    input, not a failure rate of 10 %."""
+    from datetime import timedelta
+
+    from workers.health import db_now, health_report
+    from workers.models import WorkerHeartbeat
+
+    call_command("generate_test_leads", "10", "--seed", "1", "--timeout", "60", stdout=StringIO(), stderr=StringIO())
+    now = db_now()
+    for name, pool, queue in ((f"{LEAD_QUEUE}@primary.h", "primary", LEAD_QUEUE),
+                              ("dispatcher@h", WorkerHeartbeat.DISPATCHER_POOL, "")):
+        WorkerHeartbeat.objects.create(name=name, pool=pool, queue=queue, host="h", pid=1, started_at=now,
+                                       beat_at=now, expires_at=now + timedelta(minutes=1))
+    assert DeadLetter.objects.count() == 1
+    entry = next(e for e in health_report()["workers"] if e["name"] == LEAD_QUEUE)
+    assert (entry["status"], entry["completed"], entry["failed"], entry["rejected"]) == ("healthy", 9, 0, 1)
+    assert entry["recent"]["failureRate"] == 0.0 and entry["recent"]["errors"] == 0

@@ -26,9 +26,10 @@ SLACK_SECONDS = 5.0
 
 
 def live_row(processes, name: str) -> WorkerHeartbeat | None:
-    """The live heartbeat row of the worker process `name` (queue@pool), this very process's."""
+    """The live heartbeat row of the worker process `name` (queue@pool), this very process's: beating,
+    and with its consumer running (the first beat, written before the consumer starts, says not)."""
     row = WorkerHeartbeat.objects.filter(name__startswith=f"{name}.", pid=processes.pid(name)).first()
-    return row if row and row.stopped_at is None and row.expires_at > db_now() else None
+    return row if row and row.stopped_at is None and row.expires_at > db_now() and row.consuming else None
 
 
 def wait_live(processes, name: str, timeout: float = 30) -> WorkerHeartbeat:

@@ -122,3 +122,45 @@ def test_the_real_redis_has_a_run_id(redis_client):
     from workers import wakeup
 
     assert len(wakeup.redis_run_id() or "") == 40
+
+
+def test_the_leader_writes_a_heartbeat_from_its_loop_and_says_goodbye_when_it_stops(redis_client):
+    from workers.dispatcher import Dispatcher
+    from workers.health import health_report
+    from workers.models import WorkerHeartbeat
+
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
+    standby = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
+    try:
+        d.tick()
+        standby.tick()  # not the leader: writes nothing
+        [row] = WorkerHeartbeat.objects.filter(pool=WorkerHeartbeat.DISPATCHER_POOL)
+        assert row.name.startswith("dispatcher@") and row.queue == "" and row.stopped_at is None
+        leader = health_report()["dispatcher"]
+        assert (leader["leader"], leader["live"]) == (row.name, True)
+        beat_at = row.beat_at
+        d.tick()  # within the interval: no second write
+        assert WorkerHeartbeat.objects.get(pk=row.pk).beat_at == beat_at
+    finally:
+        d.stop()
+        d.run_forever()  # stops at once: says goodbye, releases the lock
+        standby.leadership.release()
+    report = health_report()
+    assert WorkerHeartbeat.objects.get(pk=row.pk).stopped_at is not None
+    assert report["overall"] == "unhealthy" and report["reasons"][0].startswith("no live dispatcher leader")
+
+
+def test_a_leader_that_loses_its_lock_says_goodbye(redis_client):
+    from workers.dispatcher import Dispatcher
+    from workers.models import WorkerHeartbeat
+
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
+    try:
+        d.tick()
+        assert WorkerHeartbeat.objects.get(pool="dispatcher").stopped_at is None
+        d.leadership._drop()  # the session ends: the lock is gone with it
+        d.tick()
+        assert d.is_leader is False
+        assert WorkerHeartbeat.objects.get(pool="dispatcher").stopped_at is not None
+    finally:
+        d.leadership.release()

@@ -57,7 +57,7 @@ def test_health_has_the_contract_shape_with_figures_from_the_ledger(client, toke
         4, 2, 1234, 3, 0.24)
     assert lead["healthy"] is True and lead["consumers"] == 1
     assert body["summary"] == {"totalActive": 2, "totalCompleted": 1234, "totalFailed": 3, "allHealthy": False,
-                               "totalWaiting": 4, "pausedQueues": []}  # the other queues have no worker
+                               "totalWaiting": 4, "totalRejected": 0, "pausedQueues": []}  # the other queues have no worker
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["timestamp"])
 
 

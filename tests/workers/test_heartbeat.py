@@ -353,3 +353,43 @@ def test_the_bootstep_beats_for_the_workers_node_and_queues_and_says_goodbye_on_
     finally:
         step.stop(worker)
     assert WorkerHeartbeat.objects.filter(stopped_at__isnull=False).count() == 2
+
+
+# --- a worker whose consumer stopped (issue 9, item 8) -------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_consumer_stops_is_not_live_at_its_next_check_and_is_again_once_it_consumes():
+    consuming = threading.Event()
+    consuming.set()
+    # A long interval: the change must be written at once, not at the next regular beat.
+    thread = HeartbeatThread(rows(QUEUE), pid=os.getpid(), concurrency=2, interval=60, consuming=consuming.is_set)
+    thread.start()
+    try:
+        assert wait_for(lambda: consumers(QUEUE) == 1, 5)
+        consuming.clear()  # the broker connection is gone; the process and this thread live on
+        assert wait_for(lambda: consumers(QUEUE) == 0, 5)
+        assert live_state(f"{QUEUE}@primary.h") == "not consuming"
+        consuming.set()
+        assert wait_for(lambda: consumers(QUEUE) == 1, 5)
+    finally:
+        thread.stop()
+
+
+def fake_worker(state: int | None, started: int, steps: int = 3, connection: object | None = object()):
+    blueprint = SimpleNamespace(state=state, started=started)
+    return SimpleNamespace(consumer=SimpleNamespace(blueprint=blueprint, steps=[object()] * steps,
+                                                    connection=connection))
+
+
+def test_consumer_running_reads_the_celery_consumers_blueprint_and_connection():
+    from celery.bootsteps import CLOSE, RUN, TERMINATE
+
+    from workers.heartbeat import consumer_running
+
+    assert consumer_running(fake_worker(RUN, 3)) is True
+    assert consumer_running(fake_worker(RUN, 1)) is False  # restarting: blocked reconnecting in step 1
+    assert consumer_running(fake_worker(RUN, 3, connection=None)) is False  # connection closed
+    assert consumer_running(fake_worker(CLOSE, 3)) is False
+    assert consumer_running(fake_worker(TERMINATE, 3)) is False
+    assert consumer_running(fake_worker(None, 0)) is False  # not started yet
+    assert consumer_running(SimpleNamespace()) is False  # the worker has no consumer yet

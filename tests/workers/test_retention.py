@@ -63,3 +63,21 @@ def test_unfinished_jobs_and_recent_heartbeats_are_kept_old_heartbeats_go(capsys
     assert "Pruned 0 finished job(s) older than 7 day(s)" in capsys.readouterr().out
     assert Job.objects.count() == 1
     assert list(WorkerHeartbeat.objects.values_list("name", flat=True)) == ["live@primary.h"]
+
+
+def test_rejected_jobs_keep_their_own_count_in_the_daily_statistics():
+    rejected, failed = finished("dead", 2, days_ago=10)
+    Job.objects.filter(pk=rejected.pk).update(rejected=True)
+    for job in (rejected, failed):
+        entry = record_dead_letter(queue_name=QUEUE, job_id=str(job.id), job_data={}, error_message="x",
+                                   error_stack="", attempts_made=1)
+        entry.resolved = True
+        entry.save()
+    finished("succeeded", 3, days_ago=10)
+    before = next(e for e in health_report()["workers"] if e["name"] == QUEUE)
+    assert prune_ledger(retention_days=7).jobs == 5
+    [stats] = QueueDailyStats.objects.all()
+    assert (stats.succeeded, stats.dead, stats.rejected) == (3, 2, 1)
+    after = next(e for e in health_report()["workers"] if e["name"] == QUEUE)
+    assert (after["completed"], after["failed"], after["rejected"]) == (before["completed"], before["failed"],
+                                                                        before["rejected"]) == (3, 1, 1)

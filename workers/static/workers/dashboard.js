@@ -12,7 +12,7 @@
   var FETCH_TIMEOUT_MS = 8000;
   var MAX_MESSAGES = 5;
   var STATUSES = ["healthy", "degraded", "unhealthy", "paused"];
-  var WORKER_STATES = ["live", "stopped", "gone"];
+  var WORKER_STATES = ["live", "not consuming", "stopped", "gone"];
 
   var lastData = null;
   var lastSuccessAt = null; // browser clock, for "n s ago"
@@ -127,7 +127,7 @@
   }
 
   function badge(value, known, extraClass) {
-    var cls = known.indexOf(value) >= 0 ? value : "unknown";
+    var cls = known.indexOf(value) >= 0 ? value.replace(/ /g, "-") : "unknown";
     return el("span", {className: "wd-badge wd-" + cls + (extraClass ? " " + extraClass : ""), text: value || "unknown"});
   }
 
@@ -154,12 +154,18 @@
     overall.className = "wd-badge wd-badge-lg wd-" + (STATUSES.indexOf(status) >= 0 ? status : "unknown");
     overall.textContent = status;
     overall.dataset.status = status;
+    // The whole system's reasons (no live dispatcher leader), beside each queue's own.
+    var overallReasons = health.reasons || [];
+    var reasonsList = document.getElementById("wd-overall-reasons");
+    replaceChildren(reasonsList, overallReasons.map(function (r) { return el("li", {text: r}); }));
+    reasonsList.hidden = !overallReasons.length;
 
     var summary = health.summary || {};
     var queues = health.workers || [];
     var counts = {};
     queues.forEach(function (q) { counts[q.status] = (counts[q.status] || 0) + 1; });
-    var liveWorkers = (data.workers || []).filter(function (w) { return w.live; }).length;
+    var dispatcher = health.dispatcher || {};
+    var liveWorkers = (data.workers || []).filter(function (w) { return w.live && w.pool !== "dispatcher"; }).length;
     var byStatus = counts.healthy === queues.length ? "all " + queues.length + " healthy" :
       STATUSES.filter(function (s) { return counts[s]; }).map(function (s) { return counts[s] + " " + s; }).join(", ");
     var totals = [
@@ -168,7 +174,9 @@
       ["Active", formatCount(summary.totalActive), "totalActive"],
       ["Completed", formatCount(summary.totalCompleted), "totalCompleted"],
       ["Failed", formatCount(summary.totalFailed), "totalFailed"],
+      ["Rejected input", formatCount(summary.totalRejected), "totalRejected"],
       ["Live workers", liveWorkers + " of " + (data.workers || []).length, "liveWorkers"],
+      ["Dispatcher leader", dispatcher.live ? dispatcher.leader : "none live", "dispatcherLeader"],
       ["Dead letters", formatCount(data.deadLetterUnresolved) + " unresolved", "deadLetterUnresolved"],
     ];
     replaceChildren(document.getElementById("wd-totals"), totals.map(function (t) {
@@ -219,6 +227,7 @@
         num("active", q.active),
         num("completed", q.completed),
         num("failed", q.failed, undefined, q.failed ? "wd-bad" : ""),
+        num("rejected", q.rejected),
         num("failureRate", q.failureRate, formatRate(q.failureRate)),
         num("recentErrors", recent.errors, undefined, recent.errors ? "wd-warn" : ""),
         num("recentFailureRate", recent.failureRate, formatRate(recent.failureRate), recent.failureRate > 5 ? "wd-bad" : ""),
@@ -227,7 +236,7 @@
         el("td", {className: "wd-reasons-col", data: {field: "reasons"}}, why)
       );
     });
-    if (!rows.length) rows = [emptyRow(12, "No queues configured.")];
+    if (!rows.length) rows = [emptyRow(13, "No queues configured.")];
     replaceChildren(document.querySelector("#wd-queues tbody"), rows);
   }
 
@@ -243,7 +252,7 @@
       return el("tr", {className: "wd-worker-" + w.state + (newPool ? " wd-group-start" : ""),
                        data: {worker: w.name, state: w.state}},
         el("td", {className: "wd-name", text: newPool ? w.pool : ""}),
-        el("td", {text: w.queue}),
+        el("td", {text: w.queue || (w.pool === "dispatcher" ? "(leader)" : "")}),
         el("td", {className: "wd-worker-name", title: w.host + " pid " + w.pid},
           el("span", {text: w.name}), el("span", {className: "wd-quiet wd-small", text: " pid " + w.pid})),
         el("td", {data: {field: "state"}}, badge(w.state, WORKER_STATES)),

@@ -43,6 +43,7 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = "job", "jobs"
         ordering = ["-created_at"]
         indexes = [
             models.Index(
@@ -76,6 +77,7 @@ class JobFailure(models.Model):
     failed_at = models.DateTimeField(db_default=Now())
 
     class Meta:
+        verbose_name, verbose_name_plural = "job failure", "job failures"
         ordering = ["-failed_at"]
         indexes = [models.Index(fields=["queue", "failed_at"], name="jobfailure_queue_time_idx")]
 
@@ -103,6 +105,7 @@ class WorkerHeartbeat(models.Model):
     memory_bytes = models.PositiveBigIntegerField(default=0)  # main process and pool children (RSS)
 
     class Meta:
+        verbose_name, verbose_name_plural = "worker heartbeat", "worker heartbeats"
         ordering = ["queue", "pool", "name"]
         indexes = [models.Index(fields=["queue", "expires_at"], name="heartbeat_queue_expiry_idx")]
 
@@ -119,6 +122,9 @@ class QueuePause(models.Model):
     paused_by = models.CharField(max_length=150, blank=True)
     paused_at = models.DateTimeField(db_default=Now())
 
+    class Meta:
+        verbose_name, verbose_name_plural = "queue pause", "queue pauses"
+
     def __str__(self) -> str:
         return f"{self.queue} paused: {self.reason}"
 
@@ -134,6 +140,7 @@ class QueueDailyStats(models.Model):
     failed_attempts = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        verbose_name, verbose_name_plural = "queue daily stats", "queue daily stats"  # not "statss"
         ordering = ["-day", "queue"]
         constraints = [models.UniqueConstraint(fields=["queue", "day"], name="queue_daily_stats_unique")]
 

@@ -128,9 +128,12 @@ class LedgerJobTask(Task):
 
 
 def _last_error(job_id: str) -> str:
+    from dlq.redaction import redact_text
     from workers.models import Job
 
-    return Job.objects.filter(id=job_id).values_list("last_error", flat=True).first() or "(no error recorded)"
+    # Redacted: this text travels on in Celery's events (Flower) and its stored result (TaskResult).
+    error = Job.objects.filter(id=job_id).values_list("last_error", flat=True).first()
+    return redact_text(error) if error else "(no error recorded)"
 
 
 class NoticeDeadChildrenPromptly(bootsteps.StartStopStep):

@@ -51,7 +51,7 @@ def one_of_each() -> dict[type, object]:
     token, _ = create_token("prometheus")
     type(token).objects.filter(pk=token.pk).update(created_at=MOMENT)
     result = TaskResult.objects.create(task_id=str(job.id), task_name="delivery.run", status="SUCCESS",
-                                       worker="delivery@primary.h")
+                                       worker="delivery@primary.h", meta='{"runtime_seconds": 0.25, "children": []}')
     TaskResult.objects.filter(pk=result.pk).update(date_created=MOMENT, date_started=MOMENT, date_done=MOMENT)
     group = GroupResult.objects.create(group_id="g1")
     GroupResult.objects.filter(pk=group.pk).update(date_created=MOMENT, date_done=MOMENT)
@@ -128,7 +128,7 @@ def test_a_job_and_celerys_result_of_it_link_to_each_other(admin_client):
     assert f'<a href="{result_url}">SUCCESS</a> on delivery@primary.h' in job_page
     result_page = page(admin_client, result_url)
     assert f'<a href="{job_url}">{job.pk}</a>' in result_page
-    assert "0.000 s" in result_page  # runtime: started and done at the same moment here
+    assert "0.250 s" in result_page  # the runtime the task measured
     results_list = page(admin_client, reverse("admin:django_celery_results_taskresult_changelist"))
     assert f'<a href="{job_url}">{job.pk}</a>' in results_list
     other = ledger.enqueue("delivery", "delivery.run", {})

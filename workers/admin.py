@@ -1,3 +1,4 @@
+import json
 import uuid
 
 from django.contrib import admin
@@ -92,8 +93,7 @@ admin.site.unregister(TaskResult)
 
 @admin.register(TaskResult)
 class TaskResultAdmin(CeleryTaskResultAdmin):
-    list_display = ("task_id", "task_name", "status", "worker", "date_started", "date_done", "runtime",
-                    "ledger_job")
+    list_display = ("task_id", "task_name", "status", "worker", "date_done", "runtime", "ledger_job")
     fieldsets = (
         ("Ledger", {"fields": ("ledger_job", "runtime")}),
         *CeleryTaskResultAdmin.fieldsets,
@@ -115,6 +115,9 @@ class TaskResultAdmin(CeleryTaskResultAdmin):
 
     @admin.display(description="runtime")
     def runtime(self, result: TaskResult) -> str:
-        if result.date_started is None or result.date_done is None or result.status == "STARTED":
+        # Measured by the task itself (workers.worker_signals.LedgerJobTask) and stored in the result's meta.
+        try:
+            seconds = json.loads(result.meta or "{}")["runtime_seconds"]
+        except (ValueError, TypeError, KeyError):
             return "–"
-        return f"{(result.date_done - result.date_started).total_seconds():.3f} s"
+        return f"{seconds:.3f} s"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 
 from billiard.exceptions import Terminated, WorkerLostError
@@ -121,10 +122,16 @@ class LedgerJobTask(Task):
     throws = (JobAttemptFailed,)
 
     def __call__(self, *args, **kwargs):
-        outcome = super().__call__(*args, **kwargs)
-        if outcome in FAILED_OUTCOMES:
-            raise JobAttemptFailed(f"attempt failed, job is now {outcome}: {_last_error(args[0])}")
-        return outcome
+        started = time.monotonic()
+        try:
+            outcome = super().__call__(*args, **kwargs)
+            if outcome in FAILED_OUTCOMES:
+                raise JobAttemptFailed(f"attempt failed, job is now {outcome}: {_last_error(args[0])}")
+            return outcome
+        finally:
+            # Stored with Celery's result (django-celery-results reads request.meta into TaskResult.meta),
+            # so the admin shows the runtime without a second write per task for a STARTED state.
+            self.request.meta = {"runtime_seconds": round(time.monotonic() - started, 6)}
 
 
 def _last_error(job_id: str) -> str:

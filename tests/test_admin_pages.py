@@ -133,3 +133,10 @@ def test_a_job_and_celerys_result_of_it_link_to_each_other(admin_client):
     assert f'<a href="{job_url}">{job.pk}</a>' in results_list
     other = ledger.enqueue("delivery", "delivery.run", {})
     assert "none stored" in page(admin_client, reverse("admin:workers_job_change", args=[other.pk]))
+
+
+def test_the_resolve_page_shows_each_entrys_time_with_seconds_and_zone(admin_client):
+    entry = one_of_each()[DeadLetter]
+    response = admin_client.post("/admin/dlq/deadletter/", {"action": "resolve_selected", "_selected_action": [entry.pk]})
+    assert response.status_code == 200
+    assert f"{SHOWN} · delivery" in response.content.decode()

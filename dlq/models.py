@@ -25,7 +25,7 @@ class DeadLetter(models.Model):
     class Meta:
         db_table = "dead_letter_queue"
         verbose_name = "dead-letter entry"
-        verbose_name_plural = "dead-letter queue"
+        verbose_name_plural = "dead-letter entries"  # "4 dead-letter entries", "Delete selected dead-letter entries"
         ordering = ["-failed_at"]
         indexes = [
             models.Index(fields=["queue_name"], name="idx_dlq_queue_name"),

@@ -8,6 +8,7 @@ class LeadAdmin(admin.ModelAdmin):
     list_display = ("email", "first_name", "last_name", "company", "score", "status", "times_seen", "created_at")
     list_filter = ("status",)
     search_fields = ("email", "first_name", "last_name", "company", "domain")
+    readonly_fields = ("created_at", "updated_at")  # when it was first seen and last merged into
 
 
 @admin.register(LeadSubmission)

@@ -25,6 +25,7 @@ class LeadSubmission(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = "lead submission", "lead submissions"
         ordering = ["-received_at"]
 
     def __str__(self) -> str:
@@ -57,6 +58,7 @@ class Lead(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = "lead", "leads"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "-score"], name="lead_status_score_idx")]
 
@@ -80,6 +82,7 @@ class WebhookIdempotencyKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name, verbose_name_plural = "webhook idempotency key", "webhook idempotency keys"
 
     def __str__(self) -> str:
         return f"idempotency key {self.key!r} ({self.status_code})"

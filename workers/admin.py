@@ -1,4 +1,11 @@
+import json
+import uuid
+
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+from django_celery_results.admin import TaskResultAdmin as CeleryTaskResultAdmin
+from django_celery_results.models import TaskResult
 
 from workers.models import Job, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
 
@@ -37,6 +44,19 @@ class JobAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     inlines = [JobFailureInline]  # every failed attempt of the job, not only the last error
 
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "celery_result"]
+
+    @admin.display(description="Celery's result")
+    def celery_result(self, job: Job) -> str:
+        # The task id IS the job id (workers.dispatcher.publish); the one row holds the latest execution.
+        result = TaskResult.objects.filter(task_id=str(job.id)).only("pk", "status", "worker").first()
+        if result is None:
+            return "none stored (not run yet, or run before results were kept)"
+        url = reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
+        return format_html('<a href="{}">{}</a> on {} (the latest attempt; the ledger above is the record)',
+                           url, result.status, result.worker or "an unknown worker")
+
 
 @admin.register(JobFailure)
 class JobFailureAdmin(ReadOnlyAdmin):
@@ -65,3 +85,39 @@ class QueueDailyStatsAdmin(ReadOnlyAdmin):
     list_display = ("day", "queue", "succeeded", "dead", "failed_attempts")
     list_filter = ("queue",)
     date_hierarchy = "day"
+
+
+# Celery's own record of each execution, with a link back to the ledger job it ran.
+admin.site.unregister(TaskResult)
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(CeleryTaskResultAdmin):
+    list_display = ("task_id", "task_name", "status", "worker", "date_done", "runtime", "ledger_job")
+    fieldsets = (
+        ("Ledger", {"fields": ("ledger_job", "runtime")}),
+        *CeleryTaskResultAdmin.fieldsets,
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "ledger_job", "runtime"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # workers write these
+
+    @admin.display(description="ledger job")
+    def ledger_job(self, result: TaskResult) -> str:
+        try:
+            job_id = uuid.UUID(result.task_id)
+        except ValueError:
+            return "–"  # not a ledger task
+        return format_html('<a href="{}">{}</a>', reverse("admin:workers_job_change", args=[job_id]), job_id)
+
+    @admin.display(description="runtime")
+    def runtime(self, result: TaskResult) -> str:
+        # Measured by the task itself (workers.worker_signals.LedgerJobTask) and stored in the result's meta.
+        try:
+            seconds = json.loads(result.meta or "{}")["runtime_seconds"]
+        except (ValueError, TypeError, KeyError):
+            return "–"
+        return f"{seconds:.3f} s"

@@ -45,6 +45,7 @@ class Job(models.Model):
     rejected = models.BooleanField(default=False, db_default=False)
 
     class Meta:
+        verbose_name, verbose_name_plural = "job", "jobs"
         ordering = ["-created_at"]
         indexes = [
             models.Index(
@@ -79,6 +80,7 @@ class JobFailure(models.Model):
     rejected = models.BooleanField(default=False, db_default=False)  # the input was invalid: not an error
 
     class Meta:
+        verbose_name, verbose_name_plural = "job failure", "job failures"
         ordering = ["-failed_at"]
         indexes = [models.Index(fields=["queue", "failed_at"], name="jobfailure_queue_time_idx")]
 
@@ -112,6 +114,7 @@ class WorkerHeartbeat(models.Model):
     consuming = models.BooleanField(default=True, db_default=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = "worker heartbeat", "worker heartbeats"
         ordering = ["queue", "pool", "name"]
         indexes = [models.Index(fields=["queue", "expires_at"], name="heartbeat_queue_expiry_idx")]
 
@@ -127,6 +130,9 @@ class QueuePause(models.Model):
     reason = models.TextField()
     paused_by = models.CharField(max_length=150, blank=True)
     paused_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        verbose_name, verbose_name_plural = "queue pause", "queue pauses"
 
     def __str__(self) -> str:
         return f"{self.queue} paused: {self.reason}"
@@ -144,6 +150,7 @@ class QueueDailyStats(models.Model):
     failed_attempts = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        verbose_name, verbose_name_plural = "queue daily stats", "queue daily stats"  # not "statss"
         ordering = ["-day", "queue"]
         constraints = [models.UniqueConstraint(fields=["queue", "day"], name="queue_daily_stats_unique")]
 
@@ -162,6 +169,9 @@ class JobCount(models.Model):
     state = models.CharField(max_length=12)
     rejected = models.BooleanField(default=False)
     n = models.BigIntegerField()
+
+    class Meta:
+        verbose_name, verbose_name_plural = "job count", "job counts"
 
     def __str__(self) -> str:
         return f"{self.queue} {self.state}{' rejected' if self.rejected else ''}: {self.n:+d}"

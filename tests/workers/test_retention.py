@@ -3,8 +3,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django_celery_results.models import TaskResult
 
+from dlq.models import DeadLetter
 from dlq.services import record_dead_letter
+from leads.models import Lead, LeadSubmission
 from workers.health import db_now, health_report
 from workers.models import Job, JobFailure, QueueDailyStats, WorkerHeartbeat
 from workers.retention import prune_ledger
@@ -81,3 +84,88 @@ def test_rejected_jobs_keep_their_own_count_in_the_daily_statistics():
     after = next(e for e in health_report()["workers"] if e["name"] == QUEUE)
     assert (after["completed"], after["failed"], after["rejected"]) == (before["completed"], before["failed"],
                                                                         before["rejected"]) == (3, 1, 1)
+
+
+def dead_letter(*, resolved_days_ago: float | None, job_id: str | None = None, job_data: dict | None = None):
+    """An entry resolved that many days ago, or unresolved (None) and failed 60 days ago."""
+    entry = record_dead_letter(queue_name=QUEUE, job_id=job_id, job_data=job_data or {}, error_message="x",
+                               error_stack="", attempts_made=3)
+    old = db_now() - timedelta(days=60)
+    if resolved_days_ago is None:
+        DeadLetter.objects.filter(pk=entry.pk).update(failed_at=old)
+    else:
+        DeadLetter.objects.filter(pk=entry.pk).update(failed_at=old, resolved=True, resolved_by="ops",
+                                                      resolved_at=db_now() - timedelta(days=resolved_days_ago))
+    return entry
+
+
+def test_resolved_dead_letter_entries_go_after_their_retention_unresolved_ones_stay():
+    recent = dead_letter(resolved_days_ago=2)
+    old = dead_letter(resolved_days_ago=40)
+    waiting = dead_letter(resolved_days_ago=None)  # failed long ago, still waiting for a person
+    pruned = prune_ledger(dead_letter_days=30, batch_size=1)
+    assert pruned.dead_letters == 1
+    assert set(DeadLetter.objects.values_list("pk", flat=True)) == {recent.pk, waiting.pk}
+    assert not DeadLetter.objects.filter(pk=old.pk).exists()
+
+
+def submission(days_ago: float, *, job: Job | None = None) -> LeadSubmission:
+    row = LeadSubmission.objects.create(payload={"email": "a@b.io"}, job_id=job.id if job else None)
+    LeadSubmission.objects.filter(pk=row.pk).update(received_at=db_now() - timedelta(days=days_ago))
+    if job is not None:
+        Job.objects.filter(pk=job.pk).update(payload={"submission_id": row.pk})
+    return row
+
+
+def lead_job(state: str) -> Job:
+    return Job.objects.create(queue="lead-processing", task="leads.process_lead", state=state,
+                              next_attempt_at=db_now())
+
+
+def test_old_submissions_go_unless_an_unfinished_job_or_an_unresolved_entry_needs_them_and_leads_stay():
+    lead = Lead.objects.create(email="a@b.io", status="qualified", score=80)
+    recent = submission(3)
+    done = submission(40, job=lead_job("succeeded"))
+    LeadSubmission.objects.filter(pk=done.pk).update(lead=lead, status="qualified")
+    orphan = submission(40)  # a job long pruned from the ledger
+    waiting = {state: submission(40, job=lead_job(state)) for state in ("pending", "retry", "dispatched", "running")}
+    dead_waiting_job = lead_job("dead")
+    dead_waiting = submission(40, job=dead_waiting_job)
+    dead_letter(resolved_days_ago=None, job_id=str(dead_waiting_job.id), job_data={"submission_id": dead_waiting.pk})
+    # The entry alone ties this one (its job was pruned): its data names the submission.
+    by_data = submission(40)
+    dead_letter(resolved_days_ago=None, job_id=None, job_data={"submission_id": by_data.pk})
+    dead_handled_job = lead_job("dead")
+    dead_handled = submission(40, job=dead_handled_job)
+    dead_letter(resolved_days_ago=1, job_id=str(dead_handled_job.id), job_data={"submission_id": dead_handled.pk})
+
+    pruned = prune_ledger(submission_days=30, batch_size=2)
+
+    kept = {recent.pk, dead_waiting.pk, by_data.pk} | {row.pk for row in waiting.values()}
+    assert set(LeadSubmission.objects.values_list("pk", flat=True)) == kept
+    assert pruned.submissions == 3  # done, orphan, dead_handled
+    assert list(Lead.objects.values_list("email", flat=True)) == ["a@b.io"]  # business data: never pruned
+    assert prune_ledger(submission_days=30).submissions == 0
+
+
+def task_result(task_id: str, days_ago: float) -> TaskResult:
+    row = TaskResult.objects.create(task_id=task_id, status="SUCCESS", task_name="emails.send")
+    TaskResult.objects.filter(pk=row.pk).update(date_done=db_now() - timedelta(days=days_ago))
+    return row
+
+
+def test_celery_results_leave_with_their_jobs_and_old_results_of_no_job_go_too():
+    pruned_job, = finished("succeeded", 1, days_ago=10)
+    kept_job, = finished("succeeded", 1, days_ago=1)
+    unresolved_job, = finished("dead", 1, days_ago=30)
+    dead_letter(resolved_days_ago=None, job_id=str(unresolved_job.id))
+    for job in (pruned_job, kept_job, unresolved_job):
+        task_result(str(job.id), days_ago=(db_now() - job.finished_at).days)
+    task_result("not-a-ledger-task-old", days_ago=10)
+    task_result("not-a-ledger-task-new", days_ago=1)
+
+    pruned = prune_ledger(retention_days=7)
+
+    assert pruned.jobs == 1 and pruned.task_results == 1
+    assert set(TaskResult.objects.values_list("task_id", flat=True)) == {
+        str(kept_job.id), str(unresolved_job.id), "not-a-ledger-task-new"}  # a requeue can still be traced

@@ -5,7 +5,8 @@ from workers.retention import prune_ledger
 
 
 class Command(BaseCommand):
-    help = ("Move finished jobs older than the retention period out of the ledger into daily statistics "
+    help = ("Move finished jobs older than the retention period out of the ledger into daily statistics, "
+            "and remove resolved dead-letter entries and lead submissions past their own retention "
             "(the dispatcher does this hourly).")
 
     def add_arguments(self, parser) -> None:
@@ -17,5 +18,9 @@ class Command(BaseCommand):
             self.stderr.write("--days must be 0 or more")
             raise SystemExit(2)
         pruned = prune_ledger(retention_days=days)
-        self.stdout.write(f"Pruned {pruned.jobs} finished job(s) older than {days} day(s) into daily statistics; "
-                          f"removed {pruned.heartbeats} old worker heartbeat(s).")
+        self.stdout.write(
+            f"Pruned {pruned.jobs} finished job(s) older than {days} day(s) into daily statistics (with their "
+            f"Celery results); removed {pruned.heartbeats} old worker heartbeat(s), {pruned.task_results} old "
+            f"Celery result(s) of no ledger job, {pruned.dead_letters} dead-letter entr(ies) resolved over "
+            f"{settings.DLQ_RESOLVED_RETENTION_DAYS} day(s) ago and {pruned.submissions} lead submission(s) older "
+            f"than {settings.SUBMISSION_RETENTION_DAYS} day(s).")

@@ -5,7 +5,8 @@ result of each job (django-celery-results' TaskResult, under the job's id) goes 
 A dead job whose dead-letter entry is still unresolved stays: requeueing it needs its ledger row.
 The other records that grow with traffic go after their own retention: resolved dead-letter entries
 (DLQ_RESOLVED_RETENTION_DAYS) and raw lead submissions (SUBMISSION_RETENTION_DAYS), except a
-submission that an unfinished job or an unresolved entry still needs. Leads are business data: never.
+submission that an unfinished job or an unresolved entry still needs; webhook idempotency keys after
+their 24 h. Leads are business data: never.
 The dispatcher's leader runs this once an hour; `manage.py prune_ledger` runs it by hand.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.db.models.functions import Cast, Coalesce, Now, TruncDate
 from django_celery_results.models import TaskResult
 
 from dlq.models import DeadLetter
+from leads import idempotency
 from leads.models import LeadSubmission
 from workers.models import Job, JobFailure, QueueDailyStats, WorkerHeartbeat
 
@@ -36,6 +38,7 @@ class Pruned:
     task_results: int = 0  # results of no ledger job; a pruned job's result goes with it, uncounted
     dead_letters: int = 0
     submissions: int = 0
+    idempotency_keys: int = 0
 
 
 def _prunable(cutoff):
@@ -142,10 +145,12 @@ def prune_ledger(*, retention_days: int | None = None, dead_letter_days: int | N
                                              batch_size)
     pruned.submissions = _delete_in_batches(_prunable_submissions(Now() - timedelta(days=submission_days)),
                                             batch_size)
+    pruned.idempotency_keys = idempotency.prune_expired()  # else a quiet webhook keeps them
     if any(vars(pruned).values()):
         logger.info("pruned: %d finished job(s) older than %d day(s) moved to daily statistics (with their "
                     "Celery results), %d old worker heartbeat(s), %d Celery result(s) of no ledger job, "
                     "%d dead-letter entr(ies) resolved over %d day(s) ago, %d lead submission(s) older than "
-                    "%d day(s)", pruned.jobs, days, pruned.heartbeats, pruned.task_results, pruned.dead_letters,
-                    dead_letter_days, pruned.submissions, submission_days)
+                    "%d day(s), %d expired webhook idempotency key(s)", pruned.jobs, days, pruned.heartbeats,
+                    pruned.task_results, pruned.dead_letters, dead_letter_days, pruned.submissions,
+                    submission_days, pruned.idempotency_keys)
     return pruned

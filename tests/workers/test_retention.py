@@ -7,7 +7,7 @@ from django_celery_results.models import TaskResult
 
 from dlq.models import DeadLetter
 from dlq.services import record_dead_letter
-from leads.models import Lead, LeadSubmission
+from leads.models import Lead, LeadSubmission, WebhookIdempotencyKey
 from workers.health import db_now, health_report
 from workers.models import Job, JobFailure, QueueDailyStats, WorkerHeartbeat
 from workers.retention import prune_ledger
@@ -169,3 +169,12 @@ def test_celery_results_leave_with_their_jobs_and_old_results_of_no_job_go_too()
     assert pruned.jobs == 1 and pruned.task_results == 1
     assert set(TaskResult.objects.values_list("task_id", flat=True)) == {
         str(kept_job.id), str(unresolved_job.id), "not-a-ledger-task-new"}  # a requeue can still be traced
+
+
+def test_expired_webhook_idempotency_keys_go_with_the_hourly_pruning_even_when_no_webhook_comes():
+    for key, hours_ago in (("fresh", 1), ("stale", 25)):
+        row = WebhookIdempotencyKey.objects.create(key=key, body_sha256="0" * 64, status_code=202, response={})
+        WebhookIdempotencyKey.objects.filter(pk=row.pk).update(created_at=db_now() - timedelta(hours=hours_ago))
+
+    assert prune_ledger().idempotency_keys == 1
+    assert list(WebhookIdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]

@@ -1,4 +1,6 @@
 """Failure kinds a job can raise. Anything else is treated as temporary and retried."""
+import math
+
 from django.db import DataError
 
 
@@ -18,6 +20,20 @@ def is_rejected_input(exc: BaseException) -> bool:
 
 class MissingResource(PermanentError):
     """A row or external resource the job needs does not exist."""
+
+
+class RetryLater(Exception):
+    """A temporary failure that names its own wait (an HTTP 429's retry-after): the attempt counts as
+    failed like any other, and the next one starts no sooner than `seconds` from now (or the usual
+    backoff, if that is longer)."""
+
+    # A retry-after beyond a day is a server's mistake, not a plan: the job would look lost.
+    MAX_SECONDS = 86_400.0
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        super().__init__(message or f"retry after {seconds}s")
+        seconds = float(seconds)
+        self.seconds = min(max(seconds, 0.0), self.MAX_SECONDS) if math.isfinite(seconds) else 0.0
 
 
 class LeaseLost(Exception):

@@ -23,7 +23,7 @@ from dlq.services import record_dead_letter
 from workers.errors import LeaseLost, is_permanent, is_rejected_input
 from workers.models import Job, JobFailure
 from workers import wakeup
-from workers.retry import backoff_seconds, max_attempts_for
+from workers.retry import max_attempts_for, retry_delay_seconds
 from workers.signals import job_dead_lettered, job_requeued
 
 logger = logging.getLogger(__name__)
@@ -115,8 +115,17 @@ def claim(job_id: str, token: int, worker: str) -> Job | None:
 
 
 def _owned(job: Job):
-    """The queryset that matches `job` only while this attempt still owns it."""
-    return Job.objects.filter(id=job.id, state=State.RUNNING, attempts=job.attempts)
+    """The queryset that matches `job` only while this attempt still owns it.
+
+    The fence is the dispatch token the attempt claimed: it grows at every dispatch and nothing resets
+    it, whereas `attempts` starts again from 0 after requeue_dead, so a stalled attempt that was reaped
+    could otherwise find a requeued run of the same job at its own attempt number and act as its owner.
+    """
+    return Job.objects.filter(id=job.id, state=State.RUNNING, dispatch_token=job.dispatch_token)
+
+
+def _lease_lost(job: Job) -> LeaseLost:
+    return LeaseLost(f"job {job.id} attempt {job.attempts} (fence {job.dispatch_token}) no longer owns its lease")
 
 
 def renew_lease(job: Job) -> bool:
@@ -125,12 +134,19 @@ def renew_lease(job: Job) -> bool:
     )
 
 
+def ensure_owned(job: Job) -> None:
+    """Renew the lease, or raise LeaseLost if this attempt no longer owns the job. Inside a
+    transaction the job's row stays locked until it ends, so nobody takes the job over meanwhile."""
+    if not renew_lease(job):
+        raise _lease_lost(job)
+
+
 def complete(job: Job) -> None:
     """Mark the job succeeded. Call inside the transaction holding the job's effects: if the job
     is no longer ours, LeaseLost rolls those effects back."""
     if not _owned(job).update(state=State.SUCCEEDED, finished_at=Now(), lease_expires_at=None,
                               last_error="", updated_at=Now()):
-        raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
+        raise _lease_lost(job)
 
 
 def _record_failure(job: Job, message: str, *, rejected: bool = False) -> None:
@@ -151,13 +167,13 @@ def fail(job: Job, exc: BaseException) -> str:
         if permanent or job.attempts >= job.max_attempts:
             if not _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
                                       last_error=message, updated_at=Now(), rejected=rejected):
-                raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
+                raise _lease_lost(job)
             _dead_letter(job, message, stack)
             return State.DEAD
-        delay = backoff_seconds(job.attempts)
+        delay = retry_delay_seconds(job.attempts, exc)  # a RetryLater may ask for longer than the backoff
         if not _owned(job).update(state=State.RETRY, lease_expires_at=None, last_error=message,
                                   next_attempt_at=Now() + timedelta(seconds=delay), updated_at=Now()):
-            raise LeaseLost(f"job {job.id} attempt {job.attempts} no longer owns its lease")
+            raise _lease_lost(job)
     logger.warning("job %s (%s) attempt %d/%d failed, retry in %.1fs: %s",
                    job.id, job.queue, job.attempts, job.max_attempts, delay, message)
     return State.RETRY

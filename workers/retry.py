@@ -5,6 +5,8 @@ import random
 
 from django.conf import settings
 
+from workers.errors import RetryLater
+
 
 def backoff_seconds(attempt: int, *, base: float | None = None, cap: float | None = None,
                     rng: random.Random | None = None) -> float:
@@ -17,6 +19,15 @@ def backoff_seconds(attempt: int, *, base: float | None = None, cap: float | Non
     cap = settings.RETRY_MAX_SECONDS if cap is None else cap
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     return delay / 2 + (rng or random).uniform(0, delay / 2)
+
+
+def retry_delay_seconds(attempt: int, exc: BaseException) -> float:
+    """Delay before the next attempt after failed attempt number `attempt` raised `exc`: the backoff,
+    or longer if the failure asked for a longer wait (RetryLater, e.g. a 429's retry-after)."""
+    delay = backoff_seconds(attempt)
+    if isinstance(exc, RetryLater):
+        delay = max(delay, exc.seconds)
+    return delay
 
 
 def max_attempts_for(queue: str) -> int:

@@ -63,11 +63,13 @@ def keep_lease(job: Job) -> Iterator[None]:
         thread.join()
 
 
-def run_job(job_id: str, dispatch_token: int, *, worker: str, handler: JobHandler) -> str:
-    """Execute `handler(job)` at most once to success for this job; returns the job's new state.
+def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Callable[[Job], str]) -> str:
+    """The frame every attempt runs in, whatever its shape: claim the job for this message, take a
+    start slot from the queue's rate limit, then `execute(job)` while the lease is kept alive.
+    Returns the job's new state, or what happened instead ("skipped", "deferred", "lost").
 
-    The handler's database writes and the job's completion commit together, so a crash at any point
-    leaves either both or neither.
+    `execute` records its outcome through the ledger (complete or fail), each refused with LeaseLost
+    once this attempt no longer owns the job: the refusal is logged here and nothing else happens.
     """
     close_old_connections()
     job = ledger.claim(job_id, dispatch_token, worker)
@@ -81,18 +83,46 @@ def run_job(job_id: str, dispatch_token: int, *, worker: str, handler: JobHandle
         return "deferred"
     try:
         with keep_lease(job):
-            try:
-                with transaction.atomic():
-                    handler(job)
-                    ledger.complete(job)
-                return Job.State.SUCCEEDED
-            except LeaseLost:
-                raise
-            except Exception as exc:  # every failure is recorded; PermanentError decides retry vs dead
-                return ledger.fail(job, exc)
+            return execute(job)
     except LeaseLost:
-        logger.warning("job %s attempt %d lost its lease; its effects were rolled back", job.id, job.attempts)
+        _log_refused(job)
         return "lost"
     finally:
         close_old_connections()
         wakeup.nudge()  # a slot is free: the dispatcher may publish the next job now
+
+
+def _log_refused(job: Job) -> None:
+    try:
+        now = Job.objects.filter(id=job.id).values_list("state", "dispatch_token").first()
+    except Exception:  # the database is away: the refusal itself is what matters
+        now = None
+    state, fence = now or ("unknown", "unknown")
+    logger.warning("job %s: late attempt %d (fence %d) refused, the job is %s under fence %s; "
+                   "its effects were rolled back and its result discarded",
+                   job.id, job.attempts, job.dispatch_token, state, fence)
+
+
+def fail_unless_lost(job: Job, exc: BaseException) -> str:
+    """Record a failed attempt (retry or dead); LeaseLost passes through to run_attempt."""
+    if isinstance(exc, LeaseLost):
+        raise exc
+    return ledger.fail(job, exc)
+
+
+def run_job(job_id: str, dispatch_token: int, *, worker: str, handler: JobHandler) -> str:
+    """Execute `handler(job)` at most once to success for this job; returns the job's new state.
+
+    The handler's database writes and the job's completion commit together, so a crash at any point
+    leaves either both or neither. (Work that calls out of the system: workers.outside.)
+    """
+    def execute(job: Job) -> str:
+        try:
+            with transaction.atomic():
+                handler(job)
+                ledger.complete(job)
+        except Exception as exc:  # every failure is recorded; PermanentError decides retry vs dead
+            return fail_unless_lost(job, exc)
+        return Job.State.SUCCEEDED
+
+    return run_attempt(job_id, dispatch_token, worker=worker, execute=execute)

@@ -196,3 +196,35 @@ def test_requeue_dead_ignores_jobs_that_are_not_dead():
     job = make_job()
     assert ledger.requeue_dead(str(job.id)) is None
     assert Job.objects.get(pk=job.pk).state == State.PENDING
+
+
+def test_an_attempt_reaped_while_it_stalled_owns_nothing_after_a_requeue_at_the_same_attempt_number():
+    # Ownership is fenced by the dispatch token, which only grows: requeue_dead resets `attempts`, so
+    # the stalled attempt and the requeued one both are attempt 1.
+    job = make_job()
+    Job.objects.filter(pk=job.pk).update(max_attempts=1)
+    stalled = running(job)
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert ledger.reap_expired_leases() == 1 and Job.objects.get(pk=job.pk).state == State.DEAD
+    ledger.requeue_dead(str(job.id))
+    owner = running(job, "w2")
+    assert (owner.attempts, stalled.attempts) == (1, 1)
+    assert owner.dispatch_token == stalled.dispatch_token + 1  # requeue_dead did not reset it
+
+    assert not ledger.renew_lease(stalled)
+    assert not ledger.defer(stalled, 5, "rate limit")
+    with pytest.raises(LeaseLost, match=f"fence {stalled.dispatch_token}"), transaction.atomic():
+        ledger.complete(stalled)
+    with pytest.raises(LeaseLost):
+        ledger.fail(stalled, ConnectionError("late"))
+    with pytest.raises(LeaseLost):
+        ledger.ensure_owned(stalled)
+    assert ledger.release_lost(str(job.id), stalled.dispatch_token, "w1", "pool process exited") is None
+    after = Job.objects.get(pk=job.pk)
+    assert (after.state, after.worker, after.attempts, after.dispatch_token) == (
+        State.RUNNING, "w2", 1, owner.dispatch_token)
+    assert JobFailure.objects.filter(job=job).count() == 1  # the reaper's only
+    ledger.ensure_owned(owner)
+    with transaction.atomic():
+        ledger.complete(owner)
+    assert Job.objects.get(pk=job.pk).state == State.SUCCEEDED

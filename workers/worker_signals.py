@@ -129,6 +129,10 @@ _CELERY_CONTROL = (Ignore, Reject, Retry)
 
 # run_job's outcomes that are a failed attempt (see workers.runner).
 FAILED_OUTCOMES = frozenset({"retry", "dead", "lost"})
+# Outcomes of a message that did not run the job's attempt (a duplicate or stale message, a start
+# deferred by the rate limit, a late attempt refused): its Celery result must not replace the stored
+# result of the attempt that did run (one TaskResult row per job id).
+NOT_THE_JOBS_RESULT = frozenset({"skipped", "deferred", "lost"})
 
 
 class LedgerJobTask(Task):
@@ -149,6 +153,8 @@ class LedgerJobTask(Task):
             # Stored with Celery's result (django-celery-results reads request.meta into TaskResult.meta),
             # so the admin shows the runtime without a second write per task for a STARTED state.
             self.request.meta = {"runtime_seconds": round(time.monotonic() - started, 6)}
+        if outcome in NOT_THE_JOBS_RESULT:
+            self.request.ignore_result = True  # read by Celery's tracer when it stores the outcome
         if outcome in FAILED_OUTCOMES:
             raise JobAttemptFailed(f"attempt failed, job is now {outcome}: {_last_error(args[0])}")
         return outcome

@@ -67,3 +67,15 @@ def test_real_workers_store_each_jobs_result_under_its_id(processes):
         for secret in SECRETS:
             assert secret not in (text or ""), text
     assert "[redacted]" in leaked.traceback
+
+    # A stale copy of the finished job's message (a redelivery) is skipped, and leaves the stored
+    # result of the run that did the work as it was.
+    from workers.dispatcher import publish
+    from workers.ledger import Dispatch
+
+    done = Job.objects.get(id=good.id)
+    publish(Dispatch(str(done.id), done.task, QUEUE, done.dispatch_token))
+    assert wait_for(lambda: f"job {done.id} token {done.dispatch_token}: already claimed" in
+                    processes.logs(400), 20), processes.logs()
+    again = TaskResult.objects.get(task_id=str(done.id))
+    assert (again.status, json.loads(again.result), again.date_done) == ("SUCCESS", "succeeded", ok.date_done)

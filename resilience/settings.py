@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "leads",
     "dlq",
     "access",
+    "delivery",
     "axes",  # login throttling: its lock-outs are listed in the admin under Axes
     "django_celery_results",  # Celery's own result of each task execution (see CELERY_RESULT_BACKEND)
 ]

@@ -19,6 +19,8 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return "–"
     seconds = (end - start).total_seconds()
+    if seconds < 10:
+        return f"{seconds:.2f} s"
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 

@@ -9,7 +9,6 @@ interrupted (or failed) step runs a second time.
 """
 import re
 import signal
-import sys
 import time
 
 import pytest
@@ -32,12 +31,7 @@ POOLS = ("primary", "backup")
 def start_pools(processes) -> None:
     processes.configure(LOG_LEVEL="INFO")
     for pool in POOLS:
-        name = f"{QUEUE}@{pool}"
-        processes.start(name, [
-            sys.executable, "-m", "celery", "-A", "resilience", "worker", "-Q", QUEUE, "-c", "1",
-            "-n", f"{name}.%h", "--without-gossip", "--without-mingle", "-l", "info",
-            "--include", "tests.system.delivery_steps",
-        ])
+        processes.worker(QUEUE, pool, 1, include="tests.system.delivery_steps")
     processes.dispatcher("primary")
     for pool in POOLS:
         processes.wait_ready(f"{QUEUE}@{pool}")

@@ -10,13 +10,16 @@ one: each is one function to wire, with plain arguments.
 """
 from __future__ import annotations
 
+import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from leads.models import Lead
 from workers.errors import PermanentError
@@ -85,12 +88,33 @@ def send_handover_email(ctx: StepContext, called: dict[str, Any]) -> dict[str, A
 
 # --- notify the team ------------------------------------------------------------------------------
 
+NOTIFY_TIMEOUT_SECONDS = 10
+
+
 def notify_team(ctx: StepContext) -> dict[str, Any]:
-    """The team hears of the handover: a log line (WARNING, so it shows at the default level).
-    A webhook would go here, sending ctx.idempotency_key."""
-    logger.warning("delivery run %s: lead %s (%s) is handed over; team notified", ctx.run_id, ctx.lead_id,
-                   ctx.lead_email)
-    return {"notified": "log", "at": timezone.now().isoformat()}
+    """Tell the team the lead is handed over: a POST to DELIVERY_NOTIFY_WEBHOOK_URL with the step's
+    Idempotency-Key (MOCK_MODE off), else a log line. 4xx but 408/429 is permanent; the rest retried."""
+    url = settings.DELIVERY_NOTIFY_WEBHOOK_URL
+    if settings.MOCK_MODE or not url:
+        logger.warning("delivery run %s: lead %s (%s) is handed over; team notified", ctx.run_id, ctx.lead_id,
+                       ctx.lead_email)
+        return {"notified": "log"}
+    body = {"event": "delivery.handed_over", "run_id": ctx.run_id, "lead_id": ctx.lead_id,
+            "text": f"Lead {ctx.lead_email} is handed over (delivery run {ctx.run_id})."}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key})
+    # The URL is not quoted in any error: a webhook URL usually carries its secret.
+    try:
+        with urllib.request.urlopen(request, timeout=NOTIFY_TIMEOUT_SECONDS) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        if 400 <= exc.code < 500 and exc.code not in (408, 429):
+            raise PermanentError(f"the team webhook refused the notification: HTTP {exc.code}") from None
+        raise ConnectionError(f"the team webhook answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(f"the team webhook cannot be reached: {type(reason).__name__}") from None
+    return {"notified": "webhook", "status": status}
 
 
 # --- mark delivered -------------------------------------------------------------------------------

@@ -138,8 +138,9 @@ def _finish_step(step: DeliveryStep, result: dict[str, Any]) -> None:
 
 def fail_run_at_step(step_id: Any, entry: DeadLetter) -> None:
     """The step's job is dead: the run is failed at that step, and the entry says which step."""
-    step = DeliveryStep.objects.select_for_update().select_related("run").filter(pk=step_id).first() \
-        if isinstance(step_id, int) else None
+    if not isinstance(step_id, int):
+        return
+    step = DeliveryStep.objects.select_for_update().select_related("run").filter(pk=step_id).first()
     if step is None:
         return
     run = step.run

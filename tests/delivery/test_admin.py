@@ -34,6 +34,11 @@ def test_mark_won_starts_one_run_per_lead_and_says_so(admin_client, lead):
 
     page = mark_won(admin_client, lead).content.decode()
     assert "1 lead(s) already had a delivery run" in page and DeliveryRun.objects.count() == 2
+    run = DeliveryRun.objects.get(lead=lead)
+    change = admin_client.get(f"/admin/leads/lead/{lead.pk}/change/").content.decode()
+    assert f'<a href="/admin/delivery/deliveryrun/{run.pk}/change/">running, step 1</a>' in change
+    third = Lead.objects.create(email="third@acme.io", status="qualified", score=70)
+    assert "none (not marked won)" in admin_client.get(f"/admin/leads/lead/{third.pk}/change/").content.decode()
 
 
 def test_mark_won_needs_the_permission_to_start_runs(lead, redis_client):

@@ -1,1 +1,1 @@
-"""Service delivery (queue delivery): multi-step delivery workflows. Not built yet."""
+"""Service delivery (queue delivery): a won lead is delivered through a run of ordered steps, each its own job."""

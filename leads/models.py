@@ -54,6 +54,10 @@ class Lead(models.Model):
     score = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices)
     times_seen = models.PositiveIntegerField(default=1)
+    # The sale, apart from `status` (which scoring recomputes on every merge): set by "mark won",
+    # and by the delivery run's last step (delivery app).
+    won_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

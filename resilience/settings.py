@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "leads",
     "dlq",
     "access",
+    "delivery",
     "axes",  # login throttling: its lock-outs are listed in the admin under Axes
     "django_celery_results",  # Celery's own result of each task execution (see CELERY_RESULT_BACKEND)
 ]
@@ -249,6 +250,12 @@ SUBMISSION_RETENTION_DAYS = env_int("SUBMISSION_RETENTION_DAYS", 30, minimum=1)
 FLOWER_PUBLIC_URL = env_str("FLOWER_PUBLIC_URL", "")
 if FLOWER_PUBLIC_URL and not FLOWER_PUBLIC_URL.startswith(("http://", "https://")):
     raise ConfigError(f"FLOWER_PUBLIC_URL={FLOWER_PUBLIC_URL!r} must be an http:// or https:// URL")
+# Delivery's "notify the team" step posts to this webhook (e.g. a Slack incoming webhook) with MOCK_MODE off;
+# empty, or in MOCK_MODE, it writes a log line. The URL often is the secret: it is never shown whole.
+DELIVERY_NOTIFY_WEBHOOK_URL = env_str("DELIVERY_NOTIFY_WEBHOOK_URL", "")
+if DELIVERY_NOTIFY_WEBHOOK_URL and not DELIVERY_NOTIFY_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ConfigError(f"DELIVERY_NOTIFY_WEBHOOK_URL must be an http:// or https:// URL, "
+                      f"not one starting {DELIVERY_NOTIFY_WEBHOOK_URL[:8]!r}")
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)

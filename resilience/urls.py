@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import path
 
+from delivery import views as delivery_views
 from dlq import views as dlq_views
 from leads.views import clay_webhook
 from workers import dashboard, views as worker_views
@@ -27,6 +28,7 @@ urlpatterns = [
     path("api/admin/workers/health", worker_views.workers_health, name="workers-health"),
     path("api/admin/dead-letter-queue", dlq_views.dead_letter_queue, name="dead-letter-queue"),
     path("api/admin/dead-letter-queue/requeue", dlq_views.requeue, name="dead-letter-requeue"),
+    path("api/admin/leads/<int:lead_id>/deliver", delivery_views.lead_delivery, name="lead-delivery"),
     path("metrics", worker_views.metrics, name="metrics"),
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),
     path("healthz", healthz, name="healthz"),

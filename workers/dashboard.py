@@ -32,6 +32,7 @@ ERROR_PREVIEW_CHARS = 300
 # The page shows the ledger's figures and the newest dead-letter entries (with their job data's
 # errors): a person needs the admin's permission to view both.
 DASHBOARD_PERMISSIONS = ("workers.view_job", "dlq.view_deadletter")
+DELIVERY_RUNS_SHOWN = 10
 
 
 def flower_url(request: HttpRequest) -> str:
@@ -66,6 +67,35 @@ def dead_letter_summary(entry: DeadLetter) -> dict[str, Any]:
     }
 
 
+def delivery_runs_summary(request: HttpRequest) -> dict[str, Any] | None:
+    """Delivery runs in progress, newest first, each at its current step; None (not shown) for a
+    user who may not view runs."""
+    if not request.user.has_perm("delivery.view_deliveryrun"):
+        return None
+    from delivery.services import runs_in_progress
+    from delivery.steps import step_title
+
+    runs, total = runs_in_progress(DELIVERY_RUNS_SHOWN)
+    shown = []
+    for run in runs:
+        steps = sorted(run.steps.all(), key=lambda step: step.position)
+        current = next((step for step in steps if step.position == run.current_step), None)
+        shown.append({
+            "id": run.pk,
+            "lead": run.lead.email,
+            "step": run.current_step,
+            "steps": len(steps),
+            "stepName": step_title(current.name) if current else "",
+            "stepState": current.state if current else "",
+            "stepAttempts": current.attempts if current else 0,
+            "lastError": (current.last_error if current else "")[:ERROR_PREVIEW_CHARS],
+            "startedAt": iso_utc(run.created_at),
+            "adminUrl": reverse("admin:delivery_deliveryrun_change", args=[run.pk]),
+        })
+    return {"inProgress": total, "runs": shown,
+            "listUrl": reverse("admin:delivery_deliveryrun_changelist") + "?state__exact=running"}
+
+
 def dashboard_payload(request: HttpRequest) -> dict[str, Any]:
     now = db_now()
     unresolved = DeadLetter.objects.filter(resolved=False)
@@ -77,6 +107,7 @@ def dashboard_payload(request: HttpRequest) -> dict[str, Any]:
         "workers": worker_report(now),
         "deadLetters": [dead_letter_summary(entry) for entry in newest],
         "deadLetterUnresolved": unresolved.count(),
+        "deliveryRuns": delivery_runs_summary(request),
         "flowerUrl": flower_url(request),
         "generatedAt": iso_utc(now),
     }

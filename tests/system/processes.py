@@ -45,10 +45,12 @@ class ProcessGroup:
         self.procs[name] = proc
         return proc
 
-    def worker(self, queue: str, pool: str, concurrency: int) -> subprocess.Popen:
+    def worker(self, queue: str, pool: str, concurrency: int, *, include: str = "") -> subprocess.Popen:
+        """include: a module the worker imports at start (a test's tasks or stand-ins), as --include."""
         return self.start(f"{queue}@{pool}", [
             sys.executable, "-m", "celery", "-A", "resilience", "worker", "-Q", queue, "-c", str(concurrency),
             "-n", f"{queue}@{pool}.%h", "--without-gossip", "--without-mingle", "-l", "info",
+            *(["--include", include] if include else []),
         ])
 
     def dispatcher(self, pool: str) -> subprocess.Popen:

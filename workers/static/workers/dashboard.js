@@ -145,6 +145,7 @@
     renderQueues(health, data.generatedAt);
     renderWorkers(data.workers || [], data.generatedAt);
     renderDeadLetters(data.deadLetters || [], data.deadLetterUnresolved || 0, data.generatedAt);
+    renderDeliveryRuns(data.deliveryRuns, data.generatedAt);
     document.getElementById("content-main").dataset.generatedAt = data.generatedAt || "";
   }
 
@@ -304,6 +305,30 @@
     });
     if (!rows.length) rows = [emptyRow(6, "Nothing to look at: every failed job has been resolved.")];
     replaceChildren(document.querySelector("#wd-dead-letters tbody"), rows);
+  }
+
+  function renderDeliveryRuns(summary, now) {
+    var section = document.getElementById("wd-deliveries");
+    section.hidden = !summary; // null: this user may not view delivery runs
+    if (!summary) return;
+    var runs = summary.runs || [];
+    var all = link(summary.listUrl, "all runs in progress");
+    replaceChildren(document.getElementById("wd-deliveries-caption"), [
+      formatCount(summary.inProgress) + " in progress" +
+        (runs.length < summary.inProgress ? "; the newest " + runs.length + " are shown" : "") + ". (", all, ")",
+    ]);
+    var rows = runs.map(function (run) {
+      return el("tr", {data: {runId: String(run.id)}},
+        timeCell(run.startedAt, now),
+        el("td", {}, link(run.adminUrl, run.lead)),
+        el("td", {data: {field: "step"}, text: run.step + " of " + run.steps + ": " + run.stepName}),
+        el("td", {data: {field: "stepState"}, text: run.stepState}),
+        num("stepAttempts", run.stepAttempts, undefined, run.stepAttempts > 1 ? "wd-warn" : ""),
+        el("td", {className: "wd-error", text: run.lastError || ""})
+      );
+    });
+    if (!rows.length) rows = [emptyRow(6, "No delivery is running.")];
+    replaceChildren(document.querySelector("#wd-delivery-runs tbody"), rows);
   }
 
   function shortId(id) {

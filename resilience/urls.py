@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 from dlq import views as dlq_views
 from leads.views import clay_webhook
@@ -30,4 +30,5 @@ urlpatterns = [
     path("metrics", worker_views.metrics, name="metrics"),
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),
     path("healthz", healthz, name="healthz"),
+    path("email/", include("emails.urls")),  # tracking and unsubscribe links inside emails
 ]

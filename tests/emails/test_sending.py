@@ -169,3 +169,31 @@ def test_mock_mode_writes_an_eml_file_a_person_can_open(settings, tmp_path):
     assert parsed["To"] == "jane@acme.io" and parsed["Message-ID"].startswith("<msg-")
     assert Message.objects.get().status == "sent"
 
+
+
+def test_a_4xx_on_every_attempt_dead_letters_then_a_requeue_sends_it(smtp_sink):
+    lead = make_lead("grey@acme.io")
+    services.queue_outreach(lead.id, SITE)
+    smtp_sink.data_replies["grey@acme.io"] = "451 4.7.1 greylisted"
+    assert run_due_email_jobs() == ["retry", "retry", "dead"]
+    assert Message.objects.get().status == "failed"
+    assert not Suppression.objects.exists()  # temporary refusals bounce nobody
+
+    smtp_sink.data_replies.clear()
+    from workers import ledger
+    ledger.requeue_dead(str(Job.objects.get().id))
+    assert Message.objects.get().status == "pending"
+    assert run_due_email_jobs() == ["succeeded"]
+    assert len(smtp_sink.to("grey@acme.io")) == 1
+
+
+def test_a_worker_lost_on_the_last_attempt_while_sending_leaves_it_unknown(smtp_sink):
+    lead = make_lead("jane@acme.io")
+    services.queue_outreach(lead.id, SITE)
+    from workers import ledger
+    [d] = ledger.take_due_jobs("email-sending", 1)
+    ledger.claim(d.job_id, d.token, "w")
+    Job.objects.update(max_attempts=1, lease_expires_at="2000-01-01T00:00Z")
+    Message.objects.update(status="sending", fence=d.token)  # claimed, then the worker died
+    assert ledger.reap_expired_leases() == 1
+    assert Job.objects.get().state == "dead" and Message.objects.get().status == "unknown"

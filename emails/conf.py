@@ -47,8 +47,13 @@ def smtp_settings() -> dict:
             "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
             "EMAIL_USE_TLS": flag("tls", tls),
             "EMAIL_USE_SSL": scheme == "smtps" or flag("ssl", False),
-            "EMAIL_TIMEOUT": float(query.get("timeout", timeout)),
+            "EMAIL_TIMEOUT": timeout,
         }
+        if "timeout" in query:
+            try:
+                config["EMAIL_TIMEOUT"] = float(query["timeout"])
+            except ValueError:
+                raise ConfigError(f"EMAIL_URL's timeout={query['timeout']!r} is not a number of seconds") from None
     if config["EMAIL_USE_TLS"] and config["EMAIL_USE_SSL"]:
         raise ConfigError("EMAIL_USE_TLS and EMAIL_USE_SSL are both on: STARTTLS (port 587) or implicit TLS "
                           "(port 465, smtps://), not both")

@@ -153,8 +153,10 @@ def queue_message(*, key: str, to: str, template: str, context: dict[str, Any], 
     about. Transactional by default: no unsubscribe link, not held back by an unsubscribe (a bounced
     address is). Returns the message: its `status` says pending / sent / failed / skipped ...
     Raises InvalidData for an address that is not one, TemplateDoesNotExist for an unknown template."""
+    if not key or len(key) > 255:
+        raise ValueError(f"key must be 1 to 255 characters, not {len(key)}")
     subject, text, html = template_sources(template)
-    return _create(key[:255], to=to, subject=subject, text=text, html=html, context=context,
+    return _create(key, to=to, subject=subject, text=text, html=html, context=context,
                    marketing=marketing, kind=Message.Kind.TRANSACTIONAL, lead_id=lead_id)
 
 
@@ -279,16 +281,21 @@ def record_open(message_id: uuid.UUID) -> bool:
         open_count=F("open_count") + 1, first_opened_at=Coalesce(F("first_opened_at"), Now())))
 
 
-def record_click(message_id: uuid.UUID, link: int) -> str | None:
-    """The target of the message's link number `link`, counted as a click (and as an open: images
-    may be blocked); None when the message has no such link."""
+def link_target(message_id: uuid.UUID, link: int) -> str | None:
+    """The message's link number `link`, or None when the message has no such link."""
     links = Message.objects.filter(pk=message_id).values_list("links", flat=True).first()
-    if links is None or not 0 <= link < len(links):
+    return links[link] if links is not None and 0 <= link < len(links) else None
+
+
+def record_click(message_id: uuid.UUID, link: int) -> str | None:
+    """link_target, counted as a click (and as an open: images may be blocked)."""
+    target = link_target(message_id, link)
+    if target is None:
         return None
     Message.objects.filter(pk=message_id).update(
         click_count=F("click_count") + 1, first_clicked_at=Coalesce(F("first_clicked_at"), Now()),
         first_opened_at=Coalesce(F("first_opened_at"), Now()))
-    return links[link]
+    return target
 
 
 def unsubscribe(message_id: uuid.UUID) -> str | None:

@@ -42,7 +42,9 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     message_id, link = _read(tracking.CLICK, token)
     if link is None:
         raise Http404("unknown link")
-    target = services.record_click(message_id, link) if request.method == "GET" else None
+    # HEAD (a link checker) learns where it leads without counting a click.
+    count = services.record_click if request.method == "GET" else services.link_target
+    target = count(message_id, link)
     if target is None:
         raise Http404("unknown link")
     return _no_store(HttpResponseRedirect(target))

@@ -158,3 +158,6 @@ def test_admin_resolves_unknown_messages_with_its_permission(client, smtp_sink):
     run_due_email_jobs()
     assert smtp_sink.count_by_recipient() == {b.email: 1}
     assert Message.objects.get(pk=mb.pk).status == "sent" and Message.objects.get(pk=mb.pk).resends == 1
+    page = client.get(f"/admin/emails/message/{mb.pk}/change/").content.decode()
+    assert f"&lt;msg-{mb.id}@" in page and "resends" in page.lower()
+    assert client.get("/admin/emails/suppression/").status_code == 200

@@ -44,6 +44,7 @@ def test_open_pixel_records_first_time_and_count(client, sent):
 
 def test_click_redirects_to_the_link_the_message_contained(client, sent):
     message, links = sent
+    assert client.head(links["click"])["Location"] == SITE  # a link checker: not a click
     response = client.get(links["click"])
     assert response.status_code == 302 and response["Location"] == SITE
     message.refresh_from_db()

@@ -134,6 +134,11 @@ def classify(exc: BaseException, *, data_started: bool) -> BaseException:
         # 4xx anywhere; 5xx for the sender, the login or the greeting: our side or the server's, not
         # the mailbox's, so retried (and dead-lettered if it persists) without marking anyone bounced.
         return NotSent(f"server answered {exc.smtp_code} {exc.smtp_error!r}")
+    if type(exc).__name__ == "AnymailRecipientsRefused":  # django-anymail: the provider refused every recipient
+        return Bounced(f"provider refused the recipient: {exc}")
+    status = getattr(exc, "status_code", None)  # django-anymail: the provider's HTTP answer, if any
+    if isinstance(status, int) and 400 <= status < 500:
+        return NotSent(f"provider answered {status}: {exc}")
     if not data_started:  # connection refused or lost, a bad login, a message that did not build ...
         return NotSent(f"failed before the message was sent: {type(exc).__name__}: {exc}")
     return exc

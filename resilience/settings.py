@@ -196,6 +196,8 @@ from emails.conf import public_base_url, smtp_settings  # noqa: E402
 globals().update(smtp_settings())
 EMAIL_BACKEND = "emails.backends.FileBackend" if MOCK_MODE else env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend")
 EMAIL_FILE_PATH = VAR_DIR / "mail"
+# django-anymail's settings from ANYMAIL_<NAME> variables (ANYMAIL_POSTMARK_SERVER_TOKEN=...).
+ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Resilience <hello@localhost>")
 # The right-hand side of every Message-ID (<msg-<message id>@DOMAIN>): the sender's domain by default.
 EMAIL_MESSAGE_ID_DOMAIN = env_str("EMAIL_MESSAGE_ID_DOMAIN", DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip("> ") or "localhost")

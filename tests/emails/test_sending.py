@@ -71,7 +71,8 @@ def test_a_4xx_puts_the_message_back_and_the_job_retries_then_sends_once(smtp_si
 def test_connection_refused_is_temporary(smtp_sink, settings):
     lead = make_lead("jane@acme.io")
     services.queue_outreach(lead.id, SITE)
-    settings.EMAIL_PORT = smtp_sink.port + 1 if smtp_sink.port < 65535 else 1  # nothing listens there
+    from tests.system.processes import free_port
+    settings.EMAIL_PORT = free_port()  # nothing listens there
     assert run_once() == ["retry"]
     assert Message.objects.get().status == "pending"
 
@@ -197,3 +198,21 @@ def test_a_worker_lost_on_the_last_attempt_while_sending_leaves_it_unknown(smtp_
     Message.objects.update(status="sending", fence=d.token)  # claimed, then the worker died
     assert ledger.reap_expired_leases() == 1
     assert Job.objects.get().state == "dead" and Message.objects.get().status == "unknown"
+
+
+def test_provider_errors_through_anymail_are_placed_by_what_the_provider_said():
+    """django-anymail's errors, by their documented shape (its package is not installed here)."""
+    from emails.sending import Bounced, NotSent, classify
+
+    class AnymailRecipientsRefused(Exception):
+        pass
+
+    class AnymailRequestsAPIError(Exception):
+        def __init__(self, status_code):
+            super().__init__(f"status {status_code}")
+            self.status_code = status_code
+
+    assert isinstance(classify(AnymailRecipientsRefused("all refused"), data_started=True), Bounced)
+    assert isinstance(classify(AnymailRequestsAPIError(429), data_started=True), NotSent)
+    timed_out = AnymailRequestsAPIError(None)  # no answer: it may have been accepted
+    assert classify(timed_out, data_started=True) is timed_out

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.db import IntegrityError, transaction
 
-from emails import services, tracking
+from emails import services
 from emails.models import Campaign, Message, Suppression
 from tests.emails.helpers import make_lead, run_due_email_jobs
 from workers.models import Job

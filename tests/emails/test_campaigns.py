@@ -161,3 +161,30 @@ def test_admin_resolves_unknown_messages_with_its_permission(client, smtp_sink):
     page = client.get(f"/admin/emails/message/{mb.pk}/change/").content.decode()
     assert f"&lt;msg-{mb.id}@" in page and "resends" in page.lower()
     assert client.get("/admin/emails/suppression/").status_code == 200
+
+
+def test_queue_outreach_joins_the_callers_transaction():
+    lead = make_lead("jane@acme.io")
+
+    class SiteStepFailed(Exception):
+        pass
+
+    with pytest.raises(SiteStepFailed), transaction.atomic():
+        services.queue_outreach(lead.id, "https://sites.example.com/sites/x/")
+        raise SiteStepFailed  # the site's record step rolled back: no message, no job
+    assert not Message.objects.exists() and not Job.objects.exists()
+    services.queue_outreach(lead.id, "https://sites.example.com/sites/x/")
+    assert Message.objects.count() == 1 and Job.objects.get().payload == {"message_id": str(Message.objects.get().id)}
+
+
+def test_bad_input_to_the_services_is_refused_clearly():
+    from workers.errors import InvalidData, MissingResource
+    with pytest.raises(MissingResource):
+        services.queue_outreach(999999, "https://sites.example.com/sites/x/")
+    with pytest.raises(InvalidData):
+        services.queue_outreach(make_lead("jane@acme.io").id, "javascript:alert(1)")
+    with pytest.raises(InvalidData):
+        services.queue_message(key="k", to="not an address", template="handover", context={})
+    with pytest.raises(ValueError):
+        services.queue_message(key="k" * 256, to="a@acme.io", template="handover", context={})
+    assert not Message.objects.exists()

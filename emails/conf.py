@@ -61,7 +61,9 @@ def smtp_settings() -> dict:
 
 
 def public_base_url() -> str:
-    url = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    # By default the web app itself, on WEB_PORT: links in MOCK_MODE's .eml files then work locally.
+    local = f"http://127.0.0.1:{env_int('WEB_PORT', 8000, minimum=1, maximum=65535)}"
+    url = env_str("PUBLIC_BASE_URL", local).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(f"PUBLIC_BASE_URL={url!r} must be an http:// or https:// URL such as https://jobs.example.com")

@@ -9,7 +9,7 @@ from tests.test_settings import MANAGE, start
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for name in ("EMAIL_URL", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS",
-                 "EMAIL_USE_SSL", "EMAIL_TIMEOUT", "PUBLIC_BASE_URL"):
+                 "EMAIL_USE_SSL", "EMAIL_TIMEOUT", "PUBLIC_BASE_URL", "WEB_PORT"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -50,6 +50,8 @@ def test_bad_email_url(monkeypatch, url, message):
 
 def test_public_base_url(monkeypatch):
     assert public_base_url() == "http://127.0.0.1:8000"
+    monkeypatch.setenv("WEB_PORT", "8080")
+    assert public_base_url() == "http://127.0.0.1:8080"
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://jobs.example.com/")
     assert public_base_url() == "https://jobs.example.com"
     monkeypatch.setenv("PUBLIC_BASE_URL", "jobs.example.com")

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "delivery",
     "axes",  # login throttling: its lock-outs are listed in the admin under Axes
     "django_celery_results",  # Celery's own result of each task execution (see CELERY_RESULT_BACKEND)
+    "emails",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,29 @@ WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1_048_576, minimum=1024)
 WEBHOOK_MAX_LEADS = env_int("WEBHOOK_MAX_LEADS", 500, minimum=1)
 LEAD_MIN_SCORE = env_int("LEAD_MIN_SCORE", 50, minimum=0, maximum=100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
+
+# --- Email (emails/) ----------------------------------------------------------------------------
+# SMTP from EMAIL_URL (smtp://user:pass@host:587?tls=1) or EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
+# EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail: set
+# EMAIL_BACKEND (and its ANYMAIL settings) and nothing else changes. MOCK_MODE sends nothing: each
+# message is written as an .eml file under var/mail/ that a person can open.
+from emails.conf import public_base_url, smtp_settings  # noqa: E402
+
+globals().update(smtp_settings())
+EMAIL_BACKEND = "emails.backends.FileBackend" if MOCK_MODE else env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend")
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+# django-anymail's settings from ANYMAIL_<NAME> variables (ANYMAIL_POSTMARK_SERVER_TOKEN=...).
+ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Resilience <hello@localhost>")
+# The right-hand side of every Message-ID (<msg-<message id>@DOMAIN>): the sender's domain by default.
+EMAIL_MESSAGE_ID_DOMAIN = env_str("EMAIL_MESSAGE_ID_DOMAIN", DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip("> ") or "localhost")
+# Links in emails (tracking, unsubscribe) point here: the address the public reaches this app at.
+PUBLIC_BASE_URL = public_base_url()
+# Signs the tracking and unsubscribe tokens (each purpose with its own salt). Its own key, so that
+# SECRET_KEY can be rotated without breaking the links in mail already sent.
+EMAIL_SIGNING_KEY = env_str("EMAIL_SIGNING_KEY", SECRET_KEY)
+if len(EMAIL_SIGNING_KEY) < 32:
+    raise ConfigError("EMAIL_SIGNING_KEY must be at least 32 characters")
 
 # --- Job ledger, retries and the dispatcher ---------------------------------------------------
 # Attempts per queue: a job that fails this many times goes to the dead-letter queue.

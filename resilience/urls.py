@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 from delivery import views as delivery_views
 from dlq import views as dlq_views
@@ -32,4 +32,5 @@ urlpatterns = [
     path("metrics", worker_views.metrics, name="metrics"),
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),
     path("healthz", healthz, name="healthz"),
+    path("email/", include("emails.urls")),  # tracking and unsubscribe links inside emails
 ]

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from emails import views
+
+urlpatterns = [
+    path("open/<str:token>.gif", views.open_pixel, name="email-open"),
+    path("click/<str:token>", views.click, name="email-click"),
+    path("unsubscribe/<str:token>", views.unsubscribe, name="email-unsubscribe"),
+]

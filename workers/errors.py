@@ -29,3 +29,11 @@ def is_permanent(exc: BaseException) -> bool:
     database refuses (DataError: integer out of range, text too long, invalid JSON), because the
     same data is refused the same way on every attempt."""
     return isinstance(exc, (PermanentError, DataError))
+
+
+class RetryLater(Exception):
+    """TEMP stand-in: a temporary failure asking to be retried after `seconds`."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        super().__init__(message or f"retry in {seconds} s")
+        self.seconds = seconds

@@ -4,6 +4,7 @@ from django.urls import path
 
 from dlq import views as dlq_views
 from leads.views import clay_webhook
+from sites.views import site_page
 from workers import dashboard, views as worker_views
 
 handler404 = "resilience.http.api_not_found"
@@ -30,4 +31,5 @@ urlpatterns = [
     path("metrics", worker_views.metrics, name="metrics"),
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),
     path("healthz", healthz, name="healthz"),
+    path("sites/<str:public_id>/", site_page, name="site-page"),
 ]

@@ -98,13 +98,15 @@ def spend_by_day_and_model(since: date | None = None) -> list[dict]:
     rows = Site.objects.all()
     if since is not None:
         rows = rows.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=dt_timezone.utc))
-    return list(
+    grouped = (
         rows.annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day", "model")
         .annotate(sites=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
                   cache_write_tokens=Sum("cache_write_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
-                  tokens=Sum(_TOKENS), cost=Sum("cost_usd"))
+                  cost=Sum("cost_usd"))
         .order_by("-day", "model")
     )
+    return [{**row, "tokens": row["input_tokens"] + row["output_tokens"] + row["cache_write_tokens"]
+             + row["cache_read_tokens"]} for row in grouped]
 
 
 def site_line(site: Site) -> str:

@@ -7,10 +7,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-import anthropic
 from django.conf import settings
 
-from sites.content import SITE_TOOL, SYSTEM_PROMPT, TOOL_NAME, LeadBrief, MalformedAnswer, SiteContent
+from sites.content import SITE_TOOL, SYSTEM_PROMPT, TOOL_NAME, LeadBrief, MalformedAnswer, SiteContent, Usage
 from sites.content import mock_answer, validate_content
 from workers.errors import PermanentError, RetryLater
 
@@ -30,29 +29,6 @@ class ClaudeRejected(PermanentError):
 
 
 @dataclass(frozen=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_read_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(
-            (self.input_tokens, self.output_tokens, self.cache_write_tokens, self.cache_read_tokens),
-            (other.input_tokens, other.output_tokens, other.cache_write_tokens, other.cache_read_tokens))))
-
-    @property
-    def total(self) -> int:
-        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
-
-    @classmethod
-    def from_api(cls, usage: Any) -> Usage:
-        get = (lambda name: usage.get(name)) if isinstance(usage, dict) else (lambda name: getattr(usage, name, None))
-        return cls(int(get("input_tokens") or 0), int(get("output_tokens") or 0),
-                   int(get("cache_creation_input_tokens") or 0), int(get("cache_read_input_tokens") or 0))
-
-
-@dataclass(frozen=True)
 class Answer:
     content: SiteContent
     usage: Usage  # every request's, the malformed one included: it was paid for
@@ -61,17 +37,20 @@ class Answer:
 
 
 @functools.lru_cache(maxsize=4)
-def _client(api_key: str, base_url: str, timeout: float) -> anthropic.Anthropic:
+def _client(api_key: str, base_url: str, timeout: float) -> "anthropic.Anthropic":  # noqa: F821
+    # Imported here: every worker imports every app's tasks, and only site-generation's calls Claude.
+    import anthropic
+
     # max_retries=0: the ledger retries, with backoff, visibly; the SDK's own retries would hide a
     # 429 and multiply the calls behind one attempt.
     return anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
 
-def client() -> anthropic.Anthropic:
+def client() -> "anthropic.Anthropic":  # noqa: F821
     return _client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_TIMEOUT_SECONDS)
 
 
-def _api_message(exc: anthropic.APIStatusError) -> str:
+def _api_message(exc: Any) -> str:
     """The API's own error text ({"error": {"type", "message"}}), not the request (which holds no key
     anyway: the SDK sends it in a header that error texts never quote)."""
     body = exc.body if isinstance(exc.body, dict) else {}
@@ -80,7 +59,7 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
     return f"Claude API {exc.status_code}" + (f" {kind}" if kind else "") + (f": {text}" if text else "")
 
 
-def _retry_after(exc: anthropic.APIStatusError) -> float:
+def _retry_after(exc: Any) -> float:
     raw = exc.response.headers.get("retry-after", "") if exc.response is not None else ""
     try:
         return max(0.0, float(raw))
@@ -90,6 +69,8 @@ def _retry_after(exc: anthropic.APIStatusError) -> float:
 
 def _request(brief: LeadBrief, idempotency_key: str) -> tuple[Any, Usage]:
     """One API request: (the tool input, or None when the answer has no tool call; its usage)."""
+    import anthropic
+
     try:
         message = client().messages.create(
             model=settings.ANTHROPIC_MODEL,

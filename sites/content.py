@@ -98,6 +98,31 @@ class SiteContent:
         }
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Tokens as the API's `usage` reports them (the cache fields may be absent or null)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(
+            (self.input_tokens, self.output_tokens, self.cache_write_tokens, self.cache_read_tokens),
+            (other.input_tokens, other.output_tokens, other.cache_write_tokens, other.cache_read_tokens))))
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+    @classmethod
+    def from_api(cls, usage: Any) -> Usage:
+        get = (lambda name: usage.get(name)) if isinstance(usage, dict) else (lambda name: getattr(usage, name, None))
+        return cls(int(get("input_tokens") or 0), int(get("output_tokens") or 0),
+                   int(get("cache_creation_input_tokens") or 0), int(get("cache_read_input_tokens") or 0))
+
+
 def _text(value: Any, where: str, limit: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise MalformedAnswer(f"{where} must be a non-empty string")

@@ -13,8 +13,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.template.loader import render_to_string
 
 from leads.models import Lead
-from sites.claude import Usage
-from sites.content import LeadBrief, SiteContent
+from sites.content import LeadBrief, SiteContent, Usage
 from sites.models import Site
 from workers import ledger
 from workers.models import Job
@@ -121,3 +120,17 @@ def log_cost_lines(site: Site) -> None:
     """After the site's transaction committed: the total then includes it, and every other pool's."""
     logger.info(site_line(site))
     logger.info(total_line(total_spend()))
+
+
+def spend_today_summary(now: datetime) -> dict:
+    """The day's spend (UTC) for the worker dashboard: total, per model, and the budget."""
+    day_start = utc_day_start(now)
+    spend = total_spend(since=day_start)
+    budget = settings.AI_DAILY_BUDGET_USD
+    return {
+        "day": day_start.date().isoformat(),
+        "sites": spend.sites, "tokens": spend.tokens, "cost": usd(spend.cost), "costUsd": str(spend.cost),
+        "budget": usd(budget) if budget is not None else None,
+        "byModel": [{"model": row["model"], "sites": row["sites"], "tokens": row["tokens"], "cost": usd(row["cost"])}
+                    for row in spend_by_day_and_model(day_start.date())],
+    }

@@ -9,8 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from leads.models import Lead
-from sites.claude import Usage
-from sites.content import LeadBrief, MalformedAnswer, validate_content
+from sites.content import LeadBrief, MalformedAnswer, Usage, validate_content
 from sites.models import Site
 from sites.services import DESIGNS, cost_of, design_for, render_site, usd
 from tests.sites.fake_anthropic import site_input
@@ -130,3 +129,26 @@ def test_an_unknown_model_with_its_prices_starts():
                     "print(settings.AI_MODEL_PRICES[settings.ANTHROPIC_MODEL])"],
                    ANTHROPIC_MODEL="claude-new", ANTHROPIC_MODEL_PRICES="1,2,0.5,0.1")
     assert result.stdout.strip() == "('1', '2', '0.5', '0.1')", result.stderr
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_the_days_spend_per_model(admin_client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.AI_DAILY_BUDGET_USD = Decimal("5")
+    for n, model in enumerate(["claude-3-haiku-20240307", "claude-3-haiku-20240307", "claude-sonnet-4-5"]):
+        Site.objects.create(job_id=f"00000000-0000-0000-0000-00000000000{n}", design="bold", content={}, html="",
+                            model=model, input_tokens=2000, output_tokens=500, cost_usd=Decimal("0.001125"))
+    Site.objects.create(job_id="00000000-0000-0000-0000-000000000009", design="bold", content={}, html="",
+                        model="claude-3-haiku-20240307", input_tokens=1, cost_usd=Decimal("9"),
+                        created_at=timezone.now() - timedelta(days=1))  # yesterday's: not today's spend
+    data = admin_client.get("/admin/workers/data").json()["aiSpendToday"]
+    assert (data["sites"], data["tokens"], data["cost"], data["budget"]) == (3, 7500, "$0.003375", "$5.0000")
+    assert data["byModel"] == [
+        {"model": "claude-3-haiku-20240307", "sites": 2, "tokens": 5000, "cost": "$0.00225"},
+        {"model": "claude-sonnet-4-5", "sites": 1, "tokens": 2500, "cost": "$0.001125"},
+    ]
+    page = admin_client.get("/admin/workers/").content.decode()
+    assert "$0.003375</strong>" in page and "claude-sonnet-4-5 $0.001125" in page and "daily budget $5.0000" in page

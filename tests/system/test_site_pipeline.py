@@ -78,3 +78,49 @@ def test_every_qualified_lead_ends_with_exactly_one_site(live_server, processes)
             assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     finally:
         fake.stop()
+
+
+def test_the_budget_pauses_the_queue_and_the_dispatcher_resumes_it_the_next_day(processes):
+    """MOCK_MODE, a budget of about two sites: the queue pauses itself with jobs still waiting (none
+    dead), spend past the budget stays within the calls in flight, and when the day's sites become
+    yesterday's the leading dispatcher resumes the queue by itself."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from dlq.models import DeadLetter
+    from sites.budget import BUDGET_PAUSED_BY
+    from sites.services import enqueue_site_generation
+    from workers.models import QueuePause
+
+    processes.configure(LOG_LEVEL="INFO", MOCK_MODE="true", AI_DAILY_BUDGET_USD="0.002",
+                        SITE_GENERATION_CONCURRENCY="2", WORKER_POOLS="2")
+    for pool in ("primary", "backup"):
+        processes.worker(SITE_QUEUE, pool, 2)
+    processes.dispatcher("primary")
+    for pool in ("primary", "backup"):
+        processes.wait_ready(f"{SITE_QUEUE}@{pool}")
+    for n in range(12):
+        enqueue_site_generation(Lead.objects.create(email=f"ceo{n}@acme{n}.io", title="CEO", company=f"Acme {n}",
+                                                    industry="logistics", score=90, status="qualified"))
+
+    paused = lambda: QueuePause.objects.filter(queue=SITE_QUEUE, paused_by=BUDGET_PAUSED_BY).exists()  # noqa: E731
+    idle = lambda: not Job.objects.filter(queue=SITE_QUEUE, state__in=["dispatched", "running"]).exists()  # noqa: E731
+    assert wait_for(lambda: paused() and idle(), 60), processes.logs()
+    first_day = Site.objects.count()
+    spent = total_spend().cost
+    in_flight = 2 * 2
+    most_per_site = max(Site.objects.values_list("cost_usd", flat=True))
+    assert spent >= Decimal("0.002") and first_day < 12
+    assert spent < Decimal("0.002") + in_flight * most_per_site  # the bound: calls already running
+    waiting = Job.objects.filter(queue=SITE_QUEUE, state="pending")
+    assert waiting.count() == 12 - first_day and set(waiting.values_list("attempts", flat=True)) <= {0}
+    assert not DeadLetter.objects.exists()
+    print(f"paused after {first_day} sites, {spent} spent")
+
+    # The next UTC day: the dispatcher's sweep lifts its own pause, the queue runs again.
+    Site.objects.update(created_at=timezone.now() - timedelta(days=1))
+    assert wait_for(lambda: Site.objects.count() > first_day, 30), processes.logs()
+    assert "site-generation resumed" in processes.log_text("dispatcher-primary")
+    assert not DeadLetter.objects.exists()

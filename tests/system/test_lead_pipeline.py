@@ -93,5 +93,5 @@ def test_fifty_leads_end_to_end(live_server, processes):
     counts = {s: LeadSubmission.objects.filter(status=s).count() for s in ("duplicate", "failed")}
     assert counts == {"duplicate": 8, "failed": 6}
     # Both pools did work.
-    workers = set(Job.objects.values_list("worker", flat=True))
+    workers = set(lead_jobs.values_list("worker", flat=True))
     assert {w.split("@")[1].split(".")[0] for w in workers} == {"primary", "backup"}, workers

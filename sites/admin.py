@@ -31,6 +31,9 @@ class SiteAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the site row is the record of what was spent: withdraw it instead (status)
+
     @admin.display(description="preview")
     def preview(self, obj: Site) -> str:
         return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', obj.get_absolute_url(),

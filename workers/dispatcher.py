@@ -86,7 +86,10 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
     if recover:
         stats.reaped += ledger.reap_expired_leases()
         stats.redispatched += ledger.redispatch_stale()
-        enforce_daily_budget()  # pauses site-generation at AI_DAILY_BUDGET_USD, lifts its own pause below it
+        try:  # pauses site-generation at AI_DAILY_BUDGET_USD, lifts its own pause below it
+            enforce_daily_budget()
+        except Exception:  # the other queues must not wait on it; it is checked again next second
+            logger.warning("the AI budget check failed", exc_info=True)
     in_flight = in_flight_counts()
     paused = set(QueuePause.objects.values_list("queue", flat=True))
     for queue in settings.QUEUE_NAMES:

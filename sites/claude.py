@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from sites.content import SITE_TOOL, SYSTEM_PROMPT, TOOL_NAME, LeadBrief, MalformedAnswer, SiteContent, Usage
 from sites.content import mock_answer, validate_content
 from workers.errors import PermanentError, RetryLater
+
+if TYPE_CHECKING:
+    import anthropic
 
 # Retried by the ledger: too many requests (429, handled apart), request timeout, conflict, and 5xx
 # (529 is the API's "overloaded"). Any other 4xx means this request will never succeed.
@@ -37,7 +40,7 @@ class Answer:
 
 
 @functools.lru_cache(maxsize=4)
-def _client(api_key: str, base_url: str, timeout: float) -> "anthropic.Anthropic":  # noqa: F821
+def _client(api_key: str, base_url: str, timeout: float) -> "anthropic.Anthropic":
     # Imported here: every worker imports every app's tasks, and only site-generation's calls Claude.
     import anthropic
 
@@ -46,7 +49,7 @@ def _client(api_key: str, base_url: str, timeout: float) -> "anthropic.Anthropic
     return anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
 
-def client() -> "anthropic.Anthropic":  # noqa: F821
+def client() -> "anthropic.Anthropic":
     return _client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_TIMEOUT_SECONDS)
 
 

@@ -1,7 +1,6 @@
 """Cost, formatting, validation, rendering and the public page, with no broker."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from decimal import Decimal
 

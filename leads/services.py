@@ -15,6 +15,7 @@ from django.utils import timezone
 from dlq.redaction import redact
 from leads.fields import EMPLOYEE_COUNT_MAX, pick
 from leads.models import Lead, LeadSubmission
+from sites.services import enqueue_site_generation
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
 
@@ -241,6 +242,10 @@ def process_submission(submission_id: int) -> LeadSubmission:
     if submission.status != LeadSubmission.Status.RECEIVED:
         return submission
     lead, created = upsert_lead(normalize_lead(submission.payload))
+    if lead.status == Lead.Status.QUALIFIED:
+        # In this transaction: the site job exists if and only if the qualification committed. Its
+        # key is the lead's, so a duplicate merged into a qualified lead gets no second site.
+        enqueue_site_generation(lead)
     submission.lead = lead
     submission.status = lead.status if created else LeadSubmission.Status.DUPLICATE
     submission.processed_at = timezone.now()

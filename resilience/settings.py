@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from resilience.env import (
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "dlq",
     "access",
     "delivery",
+    "sites",
     "axes",  # login throttling: its lock-outs are listed in the admin under Axes
     "django_celery_results",  # Celery's own result of each task execution (see CELERY_RESULT_BACKEND)
     "emails",
@@ -180,6 +183,37 @@ CLAY_WEBHOOK_SECRET = env_str("CLAY_WEBHOOK_SECRET", "")
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 if not MOCK_MODE and not ANTHROPIC_API_KEY:
     raise ConfigError("ANTHROPIC_API_KEY is not set and MOCK_MODE is off: set the key, or MOCK_MODE=true")
+
+# --- Site generation with Claude (sites/) ----------------------------------------------------
+ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-3-haiku-20240307")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")  # empty: the SDK's own (https://api.anthropic.com)
+ANTHROPIC_TIMEOUT_SECONDS = env_float("ANTHROPIC_TIMEOUT_SECONDS", 60.0, minimum=1.0, maximum=600.0)
+ANTHROPIC_MAX_TOKENS = env_int("ANTHROPIC_MAX_TOKENS", 2048, minimum=256)
+# USD per million tokens: input, output, cache write, cache read. A model missing here could not be
+# costed, so it stops start-up; ANTHROPIC_MODEL_PRICES prices one the table does not know.
+AI_MODEL_PRICES = {
+    "claude-3-haiku-20240307": ("0.25", "1.25", "0.30", "0.03"),
+    "claude-3-5-haiku-20241022": ("0.80", "4", "1", "0.08"),
+    "claude-haiku-4-5": ("1", "5", "1.25", "0.10"),
+    "claude-sonnet-4-5": ("3", "15", "3.75", "0.30"),
+}
+if _model_prices := env_str("ANTHROPIC_MODEL_PRICES", ""):
+    _parts = [part.strip() for part in _model_prices.split(",")]
+    if len(_parts) != 4 or not all(re.fullmatch(r"\d+(\.\d+)?", part) for part in _parts):
+        raise ConfigError(f"ANTHROPIC_MODEL_PRICES={_model_prices!r} must be four USD prices per million tokens: "
+                          "input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)")
+    AI_MODEL_PRICES[ANTHROPIC_MODEL] = tuple(_parts)
+if ANTHROPIC_MODEL not in AI_MODEL_PRICES:
+    raise ConfigError(f"ANTHROPIC_MODEL={ANTHROPIC_MODEL!r} has no price (known: {', '.join(AI_MODEL_PRICES)}); "
+                      "set ANTHROPIC_MODEL_PRICES=input,output,cache write,cache read in USD per million tokens")
+# The day's AI spend (UTC) at which the site-generation queue pauses itself until the next day; empty: no cap.
+_budget = env_str("AI_DAILY_BUDGET_USD", "")
+try:
+    AI_DAILY_BUDGET_USD = Decimal(_budget) if _budget else None
+except InvalidOperation:
+    raise ConfigError(f"AI_DAILY_BUDGET_USD={_budget!r} is not an amount in USD (e.g. 5 or 0.50)") from None
+if AI_DAILY_BUDGET_USD is not None and not (AI_DAILY_BUDGET_USD.is_finite() and AI_DAILY_BUDGET_USD > 0):
+    raise ConfigError(f"AI_DAILY_BUDGET_USD={_budget!r} must be above 0 (leave it empty for no budget)")
 
 # --- Lead intake ------------------------------------------------------------------------------
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1_048_576, minimum=1024)

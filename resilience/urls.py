@@ -5,6 +5,7 @@ from django.urls import include, path
 from delivery import views as delivery_views
 from dlq import views as dlq_views
 from leads.views import clay_webhook
+from sites.views import site_page
 from workers import dashboard, views as worker_views
 
 handler404 = "resilience.http.api_not_found"
@@ -33,4 +34,5 @@ urlpatterns = [
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),
     path("healthz", healthz, name="healthz"),
     path("email/", include("emails.urls")),  # tracking and unsubscribe links inside emails
+    path("sites/<str:public_id>/", site_page, name="site-page"),
 ]

@@ -1,1 +1,2 @@
-"""Site generation (queue site-generation): Claude writes a site, templates render it, token cost is tracked. Not built yet."""
+"""Site generation (queue site-generation): Claude writes a site's content, templates render it, every
+token it costs is recorded with the site."""

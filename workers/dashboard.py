@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET
 from access.auth import missing_permission, permission_error
 from dlq.models import DeadLetter
 from resilience.http import iso_utc
+from sites.services import spend_today_summary
 from workers.health import db_now, health_report, worker_report
 
 REFRESH_SECONDS = 10
@@ -109,6 +110,7 @@ def dashboard_payload(request: HttpRequest) -> dict[str, Any]:
         "deadLetterUnresolved": unresolved.count(),
         "deliveryRuns": delivery_runs_summary(request),
         "flowerUrl": flower_url(request),
+        "aiSpendToday": spend_today_summary(now),
         "generatedAt": iso_utc(now),
     }
 
@@ -121,7 +123,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Worker dashboard",
-        "dashboard_data": dashboard_payload(request),
+        "dashboard_data": (data := dashboard_payload(request)),
+        "ai_spend": data["aiSpendToday"],
         "dashboard_config": {
             "dataUrl": reverse("workers-dashboard-data"),
             "requeueUrl": reverse("dead-letter-requeue"),

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Count
 
+from sites.budget import enforce_daily_budget
 from workers import ledger, ratelimit, wakeup
 from workers.heartbeat import LeaderHeartbeat
 from workers.leader import Leadership, dispatcher_leadership
@@ -85,6 +86,10 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
     if recover:
         stats.reaped += ledger.reap_expired_leases()
         stats.redispatched += ledger.redispatch_stale()
+        try:  # pauses site-generation at AI_DAILY_BUDGET_USD, lifts its own pause below it
+            enforce_daily_budget()
+        except Exception:  # the other queues must not wait on it; it is checked again next second
+            logger.warning("the AI budget check failed", exc_info=True)
     in_flight = in_flight_counts()
     paused = set(QueuePause.objects.values_list("queue", flat=True))
     for queue in settings.QUEUE_NAMES:

@@ -45,3 +45,4 @@ def is_permanent(exc: BaseException) -> bool:
     database refuses (DataError: integer out of range, text too long, invalid JSON), because the
     same data is refused the same way on every attempt."""
     return isinstance(exc, (PermanentError, DataError))
+

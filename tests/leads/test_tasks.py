@@ -34,7 +34,35 @@ def test_leads_are_stored_scored_and_merged():
     assert Lead.objects.get(email="bob@gmail.com").status == "disqualified"
     statuses = sorted(LeadSubmission.objects.values_list("status", flat=True))
     assert statuses == ["disqualified", "duplicate", "qualified"]
-    assert set(Job.objects.values_list("state", flat=True)) == {"succeeded"}
+    assert set(Job.objects.filter(queue="lead-processing").values_list("state", flat=True)) == {"succeeded"}
+    # The qualified lead got one site-generation job, in the transaction that qualified it; the merged
+    # duplicate did not get a second one.
+    site_jobs = Job.objects.filter(queue="site-generation")
+    assert [(j.payload, j.state, j.idempotency_key) for j in site_jobs] == [
+        ({"lead_id": jane.pk}, "pending", f"site-generation:lead:{jane.pk}")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lead_that_qualifies_on_a_merge_gets_its_site_job_then_and_a_failed_qualification_none(monkeypatch):
+    accept_leads([{"email": "sam@acme.io", "first_name": "Sam", "last_name": "Roe"}], source="test")
+    assert run_due_jobs() == ["succeeded"]
+    assert Lead.objects.get().status == "disqualified" and not Job.objects.filter(queue="site-generation").exists()
+    accept_leads([{"email": "sam@acme.io", "title": "Founder", "company": "Acme", "phone": "+1 555 0100 200"}],
+                 source="test")
+    assert run_due_jobs() == ["succeeded"]
+    assert Lead.objects.get().status == "qualified" and Job.objects.filter(queue="site-generation").count() == 1
+
+    # The job is written in the qualifying transaction: when that transaction fails, neither exists.
+    from leads import services
+
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("database went away")
+    monkeypatch.setattr(services.LeadSubmission, "save", broken_save)
+    accept_leads([{"email": "kim@beta.io", "first_name": "Kim", "last_name": "Lee", "title": "CEO",
+                   "company": "Beta", "phone": "+1 555 0100 300"}], source="test")
+    assert run_due_jobs() == ["retry"]
+    assert not Lead.objects.filter(email="kim@beta.io").exists()
+    assert Job.objects.filter(queue="site-generation").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,82 @@
+"""AI_DAILY_BUDGET_USD: when the day's spend (UTC, by the database's clock) reaches it, the
+site-generation queue pauses itself (a QueuePause with reason `budget`): its jobs wait in the ledger,
+none is dead-lettered, health shows it paused, not unhealthy. The leading dispatcher lifts the pause
+itself at its next sweep once the spend is below the budget again: the next UTC day, or a raised
+budget after a restart.
+
+Spend past the budget is bounded by the calls already running when it was reached: every job checks
+the budget before it is claimed, so only calls that had passed that check (at most concurrency x pools
+of them, the dispatcher's in-flight bound) can still add to it.
+"""
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+
+from sites.services import SITE_QUEUE, total_spend, usd, utc_day_start
+from workers import ledger
+from workers.health import db_now
+from workers.models import QueuePause
+from workers.pausing import pause_queue, resume_queue
+
+logger = logging.getLogger(__name__)
+
+# Who paused: the budget's own pause is told apart from a person's, which it never lifts.
+BUDGET_PAUSED_BY = "AI_DAILY_BUDGET_USD"
+
+
+def spend_today() -> Decimal:
+    return total_spend(since=utc_day_start(db_now())).cost
+
+
+def over_budget() -> tuple[bool, Decimal]:
+    budget = settings.AI_DAILY_BUDGET_USD
+    if budget is None:
+        return False, Decimal(0)
+    spent = spend_today()
+    return spent >= budget, spent
+
+
+def _pause(spent: Decimal) -> None:
+    _, created = pause_queue(
+        SITE_QUEUE,
+        f"budget: {usd(spent)} spent today (UTC) reached AI_DAILY_BUDGET_USD={usd(settings.AI_DAILY_BUDGET_USD)}; "
+        "resumes by itself at 00:00 UTC or when the budget is raised",
+        paused_by=BUDGET_PAUSED_BY,
+    )
+    if created:
+        logger.warning("site-generation paused: the day's AI spend %s reached the budget %s", usd(spent),
+                       usd(settings.AI_DAILY_BUDGET_USD))
+
+
+def enforce_daily_budget() -> str | None:
+    """The leading dispatcher's check, once a second: pause at the budget, resume below it. Returns
+    'paused', 'resumed' or None."""
+    pause = QueuePause.objects.filter(queue=SITE_QUEUE).first()
+    ours = pause is not None and pause.paused_by == BUDGET_PAUSED_BY
+    if pause is not None and not ours:
+        return None  # a person paused it: theirs to lift
+    over, spent = over_budget()
+    if over and pause is None:
+        _pause(spent)
+        return "paused"
+    if not over and ours:
+        resume_queue(SITE_QUEUE)
+        logger.warning("site-generation resumed: the day's AI spend %s is below the budget %s", usd(spent),
+                       usd(settings.AI_DAILY_BUDGET_USD) if settings.AI_DAILY_BUDGET_USD else "(none)")
+        return "resumed"
+    return None
+
+
+def hold_if_over_budget(job_id: str, dispatch_token: int) -> bool:
+    """Before a job is claimed: over the budget, pause the queue and put this message's job back to
+    waiting, its attempt never made (so never counted, never dead-lettered). True when held."""
+    over, spent = over_budget()
+    if not over:
+        return False
+    _pause(spent)
+    ledger.undo_dispatch(ledger.Dispatch(job_id, "", SITE_QUEUE, dispatch_token))
+    logger.info("site-generation job %s waits: the day's AI budget is spent", job_id)
+    return True

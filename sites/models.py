@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+_PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_public_id() -> str:
+    """site_ + 12 random characters (62 bits): the public URL is unlisted, so it must not be guessable."""
+    return "site_" + "".join(secrets.choice(_PUBLIC_ID_ALPHABET) for _ in range(12))
+
+
+class Site(models.Model):
+    """A generated site and what it cost: the cost lives on the site row itself, written in the one
+    transaction that completes its job, so the totals can never disagree with the sites."""
+
+    class Status(models.TextChoices):
+        PUBLISHED = "published", "published"  # served at /sites/<public_id>/
+        WITHDRAWN = "withdrawn", "withdrawn"  # taken down by a person: 404
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_public_id, editable=False)
+    # SET_NULL: a deleted lead takes its site offline with it, but the money spent stays on record.
+    lead = models.ForeignKey("leads.Lead", null=True, blank=True, on_delete=models.SET_NULL, related_name="sites")
+    # Plain id, not a foreign key: the ledger is pruned, the site is not. Unique: a second record of
+    # the same job (a late or redelivered attempt) is refused by the database, not by luck.
+    job_id = models.UUIDField(unique=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PUBLISHED)
+    design = models.CharField(max_length=20)
+    content = models.JSONField()  # the validated structured answer the html was rendered from
+    html = models.TextField()
+    model = models.CharField(max_length=100)
+    mock = models.BooleanField(default=False)  # MOCK_MODE: no API call was made
+    api_requests = models.PositiveSmallIntegerField(default=1)  # 2 when a malformed answer was asked again
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=10)  # exact: prices per million x tokens
+    duration_ms = models.PositiveIntegerField(default=0)  # the API call(s) alone
+    created_at = models.DateTimeField(db_default=Now(), editable=False)  # the database's clock: one day for every host
+
+    class Meta:
+        verbose_name, verbose_name_plural = "site", "sites"
+        ordering = ["-created_at"]
+        constraints = [
+            # One site per lead: a duplicate that merged into a qualified lead never gets a second one.
+            models.UniqueConstraint(fields=["lead"], condition=Q(lead__isnull=False), name="site_one_per_lead"),
+        ]
+        indexes = [models.Index(fields=["created_at", "model"], name="site_spend_idx")]
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+    def get_absolute_url(self) -> str:
+        return f"/sites/{self.public_id}/"
+
+    def __str__(self) -> str:
+        return self.public_id

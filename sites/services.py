@@ -1,0 +1,136 @@
+"""Site generation's plain functions: enqueue, cost, rendering, spend figures and the cost lines."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone as dt_timezone
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, F, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.template.loader import render_to_string
+
+from leads.models import Lead
+from sites.content import LeadBrief, SiteContent, Usage
+from sites.models import Site
+from workers import ledger
+from workers.models import Job
+
+logger = logging.getLogger(__name__)
+
+SITE_QUEUE = "site-generation"
+SITE_TASK = "sites.generate_site"
+DESIGNS = ("bold", "classic")
+_MILLION = Decimal(1_000_000)
+
+
+def enqueue_site_generation(lead: Lead) -> Job:
+    """Call in the transaction that qualifies `lead`. One job per lead, ever: the key makes a merged
+    duplicate (or a second qualification) return the first job."""
+    return ledger.enqueue(SITE_QUEUE, SITE_TASK, {"lead_id": lead.pk}, idempotency_key=f"site-generation:lead:{lead.pk}")
+
+
+def brief_for(lead: Lead) -> LeadBrief:
+    return LeadBrief(company=lead.company, role=lead.title, industry=lead.industry, first_name=lead.first_name,
+                     domain=lead.domain, country=lead.country, employee_count=lead.employee_count)
+
+
+def design_for(lead_id: int) -> str:
+    """The same lead always gets the same design; leads spread evenly over the designs."""
+    return DESIGNS[hashlib.sha256(f"lead:{lead_id}".encode()).digest()[0] % len(DESIGNS)]
+
+
+def render_site(content: SiteContent, design: str, brief: LeadBrief) -> str:
+    """Django templates with autoescape: nothing from the lead or the model is ever marked safe; the
+    colours, the one thing in CSS, were checked as #rrggbb by validate_content."""
+    return render_to_string(f"sites/designs/{design}.html", {"content": content, "brief": brief})
+
+
+# --- cost ------------------------------------------------------------------------------------------
+
+def prices(model: str) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """USD per million tokens: input, output, cache write, cache read (settings.AI_MODEL_PRICES)."""
+    return tuple(Decimal(p) for p in settings.AI_MODEL_PRICES[model])  # type: ignore[return-value]
+
+
+def cost_of(usage: Usage, model: str) -> Decimal:
+    """Exact: integers times decimal prices, divided by a power of ten; no float on the way."""
+    p_in, p_out, p_write, p_read = prices(model)
+    return (usage.input_tokens * p_in + usage.output_tokens * p_out + usage.cache_write_tokens * p_write
+            + usage.cache_read_tokens * p_read) / _MILLION
+
+
+def usd(amount: Decimal) -> str:
+    """$0.0125 as the contract writes it: at least 4 decimals, and every digit an exact amount has."""
+    amount = amount.normalize()
+    if amount.as_tuple().exponent > -4:  # type: ignore[operator]
+        amount = amount.quantize(Decimal("0.0001"))
+    return f"${amount:f}"
+
+
+_TOKENS = F("input_tokens") + F("output_tokens") + F("cache_write_tokens") + F("cache_read_tokens")
+
+
+@dataclass(frozen=True)
+class Spend:
+    sites: int
+    tokens: int
+    cost: Decimal
+
+
+def total_spend(since: datetime | None = None) -> Spend:
+    """Every site of every pool and host, counted by the database (one aggregate query)."""
+    rows = Site.objects.all() if since is None else Site.objects.filter(created_at__gte=since)
+    agg = rows.aggregate(sites=Count("id"), tokens=Coalesce(Sum(_TOKENS), 0),
+                         cost=Coalesce(Sum("cost_usd"), Decimal(0)))
+    return Spend(agg["sites"], agg["tokens"], agg["cost"])
+
+
+def utc_day_start(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(dt_timezone.utc).date(), time.min, tzinfo=dt_timezone.utc)
+
+
+def spend_by_day_and_model(since: date | None = None) -> list[dict]:
+    """[{day, model, sites, input/output/cache tokens, tokens, cost}], newest day first (UTC days)."""
+    rows = Site.objects.all()
+    if since is not None:
+        rows = rows.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=dt_timezone.utc))
+    grouped = (
+        rows.annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day", "model")
+        .annotate(sites=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+                  cache_write_tokens=Sum("cache_write_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
+                  cost=Sum("cost_usd"))
+        .order_by("-day", "model")
+    )
+    return [{**row, "tokens": row["input_tokens"] + row["output_tokens"] + row["cache_write_tokens"]
+             + row["cache_read_tokens"]} for row in grouped]
+
+
+def site_line(site: Site) -> str:
+    return f"✅ Site generated: {site.public_id} | {site.total_tokens} tokens | {usd(site.cost_usd)}"
+
+
+def total_line(spend: Spend) -> str:
+    return f"💰 Total: {spend.sites} sites | {spend.tokens} tokens | {usd(spend.cost)}"
+
+
+def log_cost_lines(site: Site) -> None:
+    """After the site's transaction committed: the total then includes it, and every other pool's."""
+    logger.info(site_line(site))
+    logger.info(total_line(total_spend()))
+
+
+def spend_today_summary(now: datetime) -> dict:
+    """The day's spend (UTC) for the worker dashboard: total, per model, and the budget."""
+    day_start = utc_day_start(now)
+    spend = total_spend(since=day_start)
+    budget = settings.AI_DAILY_BUDGET_USD
+    return {
+        "day": day_start.date().isoformat(),
+        "sites": spend.sites, "tokens": spend.tokens, "cost": usd(spend.cost), "costUsd": str(spend.cost),
+        "budget": usd(budget) if budget is not None else None,
+        "byModel": [{"model": row["model"], "sites": row["sites"], "tokens": row["tokens"], "cost": usd(row["cost"])}
+                    for row in spend_by_day_and_model(day_start.date())],
+    }

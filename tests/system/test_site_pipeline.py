@@ -1,0 +1,126 @@
+"""Leads flow lead-processing -> site-generation through real workers, the real `anthropic` client
+and a fake Anthropic API on loopback.
+
+Given: a lead-processing worker, site-generation workers in two pools, a dispatcher; the workers'
+client sent to the fake API (MOCK_MODE off, a test key).
+When: 30 fake leads (some duplicates, some invalid) are accepted as the webhook would, and after they
+are done every site job's old messages are published again.
+Then: every qualified lead has exactly one site, the API was asked once per site, each site logged
+the contract's two lines, the last total matches the database, and the public page answers.
+"""
+import random
+import re
+import urllib.request
+
+import pytest
+
+from leads.fake import make_fake_leads
+from leads.models import Lead
+from leads.services import accept_leads
+from resilience.celery import app
+from sites.models import Site
+from sites.services import SITE_QUEUE, SITE_TASK, total_line, total_spend
+from tests.sites.conftest import TEST_KEY
+from tests.sites.fake_anthropic import FakeAnthropic
+from tests.system.processes import wait_for
+from workers.models import Job
+
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+
+
+def test_every_qualified_lead_ends_with_exactly_one_site(live_server, processes):
+    fake = FakeAnthropic().start()
+    try:
+        processes.configure(LOG_LEVEL="INFO", MOCK_MODE="false", ANTHROPIC_API_KEY=TEST_KEY,
+                            ANTHROPIC_BASE_URL=fake.url, SITE_GENERATION_CONCURRENCY="2")
+        processes.worker("lead-processing", "primary", 2)
+        for pool in ("primary", "backup"):
+            processes.worker(SITE_QUEUE, pool, 2)
+        processes.dispatcher("primary")
+        for name in ("lead-processing@primary", f"{SITE_QUEUE}@primary", f"{SITE_QUEUE}@backup"):
+            processes.wait_ready(name)
+
+        accept_leads(make_fake_leads(30, rng=random.Random(3)), source="test")
+
+        def settled() -> bool:
+            return (not Job.objects.exclude(state__in=["succeeded", "dead"]).exists()
+                    and Job.objects.filter(queue=SITE_QUEUE).count()
+                    == Lead.objects.filter(status="qualified").count() > 0)
+
+        assert wait_for(settled, 120), processes.logs()
+        qualified = set(Lead.objects.filter(status="qualified").values_list("id", flat=True))
+        assert 5 <= len(qualified) < 30
+        site_jobs = Job.objects.filter(queue=SITE_QUEUE)
+        assert set(site_jobs.values_list("state", flat=True)) == {"succeeded"}
+        assert sorted(Site.objects.values_list("lead_id", flat=True)) == sorted(qualified)
+        assert fake.count == len(qualified)
+
+        # Redelivered messages (every token each job was published with) change nothing.
+        for job in site_jobs:
+            for token in range(1, job.dispatch_token + 1):
+                app.send_task(SITE_TASK, args=[str(job.id), token], task_id=str(job.id), queue=SITE_QUEUE,
+                              routing_key=SITE_QUEUE)
+        executions = lambda: sum(processes.log_text(n).count("succeeded in") for n in processes.procs  # noqa: E731
+                              if n.startswith(SITE_QUEUE))
+        assert wait_for(lambda: executions() >= 2 * len(qualified), 60), processes.logs()
+        assert Site.objects.count() == len(qualified) and fake.count == len(qualified)
+
+        # The contract's lines: one per site, and the last total is the database's.
+        logs = "\n".join(processes.log_text(n) for n in processes.procs if n.startswith(SITE_QUEUE))
+        generated = re.findall(r"✅ Site generated: (site_[a-z0-9]{12}) \| (\d+) tokens \| \$([0-9.]+)", logs)
+        assert sorted(g[0] for g in generated) == sorted(Site.objects.values_list("public_id", flat=True))
+        assert total_line(total_spend()) in logs
+        print(total_line(total_spend()))
+
+        site = Site.objects.first()
+        with urllib.request.urlopen(f"{live_server.url}/sites/{site.public_id}/", timeout=10) as response:
+            assert response.status == 200
+            assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    finally:
+        fake.stop()
+
+
+def test_the_budget_pauses_the_queue_and_the_dispatcher_resumes_it_the_next_day(processes):
+    """MOCK_MODE, a budget of about two sites: the queue pauses itself with jobs still waiting (none
+    dead), spend past the budget stays within the calls in flight, and when the day's sites become
+    yesterday's the leading dispatcher resumes the queue by itself."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from dlq.models import DeadLetter
+    from sites.budget import BUDGET_PAUSED_BY
+    from sites.services import enqueue_site_generation
+    from workers.models import QueuePause
+
+    processes.configure(LOG_LEVEL="INFO", MOCK_MODE="true", AI_DAILY_BUDGET_USD="0.002",
+                        SITE_GENERATION_CONCURRENCY="2", WORKER_POOLS="2")
+    for pool in ("primary", "backup"):
+        processes.worker(SITE_QUEUE, pool, 2)
+    processes.dispatcher("primary")
+    for pool in ("primary", "backup"):
+        processes.wait_ready(f"{SITE_QUEUE}@{pool}")
+    for n in range(12):
+        enqueue_site_generation(Lead.objects.create(email=f"ceo{n}@acme{n}.io", title="CEO", company=f"Acme {n}",
+                                                    industry="logistics", score=90, status="qualified"))
+
+    paused = lambda: QueuePause.objects.filter(queue=SITE_QUEUE, paused_by=BUDGET_PAUSED_BY).exists()  # noqa: E731
+    idle = lambda: not Job.objects.filter(queue=SITE_QUEUE, state__in=["dispatched", "running"]).exists()  # noqa: E731
+    assert wait_for(lambda: paused() and idle(), 60), processes.logs()
+    first_day = Site.objects.count()
+    spent = total_spend().cost
+    in_flight = 2 * 2
+    most_per_site = max(Site.objects.values_list("cost_usd", flat=True))
+    assert spent >= Decimal("0.002") and first_day < 12
+    assert spent < Decimal("0.002") + in_flight * most_per_site  # the bound: calls already running
+    waiting = Job.objects.filter(queue=SITE_QUEUE, state="pending")
+    assert waiting.count() == 12 - first_day and set(waiting.values_list("attempts", flat=True)) <= {0}
+    assert not DeadLetter.objects.exists()
+    print(f"paused after {first_day} sites, {spent} spent")
+
+    # The next UTC day: the dispatcher's sweep lifts its own pause, the queue runs again.
+    Site.objects.update(created_at=timezone.now() - timedelta(days=1))
+    assert wait_for(lambda: Site.objects.count() > first_day, 30), processes.logs()
+    assert "site-generation resumed" in processes.log_text("dispatcher-primary")
+    assert not DeadLetter.objects.exists()

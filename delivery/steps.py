@@ -5,8 +5,8 @@ Each step is its own ledger job (delivery.services.StepWork): `call` runs with n
 the step's idempotency key), `record` runs in the transaction that marks the step done, enqueues
 the next one and completes the job (the database effect: it commits once, or not at all).
 
-The functions marked SEAM stand in for the sites/ and emails/ apps, which are built beside this
-one: each is one function to wire, with plain arguments.
+The site comes from sites/ (find_site, mark_site_published) and the handover email goes through
+emails/ (queue_message, idempotent by the step's key).
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from typing import Any
 from django.conf import settings
 from django.db.models.functions import Now
 
+from emails.services import queue_message
 from leads.models import Lead
+from sites.models import Site
 from workers.errors import PermanentError
 
 logger = logging.getLogger(__name__)
@@ -54,16 +56,18 @@ class SiteNotReady(Exception):
 
 # --- publish the site -----------------------------------------------------------------------------
 
-def find_site(lead_id: int) -> Any | None:
-    """SEAM (sites/): the lead's Site, locked for this transaction, or None when it has none yet.
-    Wire as: `return Site.objects.select_for_update().filter(lead_id=lead_id).first()`."""
-    return None
+def find_site(lead_id: int) -> Site | None:
+    """The lead's site, locked for this transaction, or None when it has none yet."""
+    return Site.objects.select_for_update().filter(lead_id=lead_id).first()
 
 
-def mark_site_published(site: Any) -> dict[str, Any]:
-    """SEAM (sites/): mark `site` published (idempotent: already published is fine) and say where it
-    is, e.g. {"site_id": site.pk, "url": f"/sites/{site.public_id}/"}."""
-    raise NotImplementedError("sites/ is not wired into delivery.steps.mark_site_published")
+def mark_site_published(site: Site) -> dict[str, Any]:
+    """A generated site is served from the moment it is recorded (the outreach email links to it):
+    publishing confirms it is. One a person withdrew stays withdrawn: that is their call to undo."""
+    if site.status != Site.Status.PUBLISHED:
+        raise PermanentError(f"site {site.public_id} is {site.status}: publish it again in the admin, then "
+                             f"requeue this delivery")
+    return {"site_id": site.pk, "url": site.public_url}
 
 
 def publish_site(ctx: StepContext, called: dict[str, Any]) -> dict[str, Any]:
@@ -76,14 +80,15 @@ def publish_site(ctx: StepContext, called: dict[str, Any]) -> dict[str, Any]:
 # --- send the handover email ----------------------------------------------------------------------
 
 def send_handover_email(ctx: StepContext, called: dict[str, Any]) -> dict[str, Any]:
-    """SEAM (emails/): enqueue the handover email to the lead through emails' idempotent service,
-    in this transaction, with ctx.idempotency_key (a second call with the key returns the first
-    message), e.g. `message = send_templated("delivery-handover", lead_id=ctx.lead_id,
-    key=ctx.idempotency_key); return {"message_id": message.pk}`. Until then it records the intent."""
-    logger.info("delivery run %s: handover email to lead %s intended (emails/ not wired yet), key %s",
-                ctx.run_id, ctx.lead_id, ctx.idempotency_key)
-    return {"email": "handover", "sent": False, "intent": "recorded; emails/ not wired yet",
-            "idempotency_key": ctx.idempotency_key}
+    """Queue the handover email in the transaction that marks this step done; the step's key makes a
+    second run of the step find the first message instead of sending another."""
+    site = find_site(ctx.lead_id)
+    if site is None:
+        raise SiteNotReady(f"lead {ctx.lead_id} has no site to hand over")
+    lead = Lead.objects.get(pk=ctx.lead_id)
+    message = queue_message(key=ctx.idempotency_key, to=lead.email, template="handover", lead_id=lead.pk,
+                            context={"first_name": lead.first_name, "site_url": site.public_url})
+    return {"email": "handover", "message_id": str(message.pk), "idempotency_key": ctx.idempotency_key}
 
 
 # --- notify the team ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 import secrets
 import string
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -59,6 +60,11 @@ class Site(models.Model):
 
     def get_absolute_url(self) -> str:
         return f"/sites/{self.public_id}/"
+
+    @property
+    def public_url(self) -> str:
+        """The link emails carry: the public base URL (behind the proxy) and the page's path."""
+        return settings.PUBLIC_BASE_URL + self.get_absolute_url()
 
     def __str__(self) -> str:
         return self.public_id

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from emails.services import queue_outreach
 from leads.models import Lead
 from sites import claude
 from sites.content import LeadBrief, SiteContent
@@ -81,4 +82,6 @@ class SiteWork:
             # This job's (or this lead's) site is already recorded: a success, not a second row.
             logger.info("job %s: the site of lead %s was already recorded", attempt.job_id, prepared.lead_id)
             return
+        # The outreach email with the site's link, in the transaction that records the site: both or neither.
+        queue_outreach(prepared.lead_id, site.public_url)
         transaction.on_commit(lambda: log_cost_lines(site))

@@ -1,5 +1,5 @@
-"""Delivery test helpers: the sites/ seam stubbed (a site exists), each step's outside effect counted,
-and a way to make a step fail."""
+"""Delivery test helpers: the lead's generated site, each step's outside effect counted, and a way to
+make a step fail."""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,9 +8,12 @@ from dataclasses import dataclass, field, replace
 import pytest
 from django.db.models.functions import Now
 
+import uuid
+
 from delivery import steps
 from delivery.tasks import run_step
 from leads.models import Lead
+from sites.models import Site
 from workers import ledger
 from workers.models import Job
 
@@ -21,14 +24,22 @@ class Executions:
     failing: dict[str, BaseException] = field(default_factory=dict)  # step name -> raised by its call
 
 
+def make_site(lead: Lead) -> Site:
+    """The site that site generation recorded for `lead` (what delivery publishes and links to)."""
+    return Site.objects.create(lead=lead, job_id=uuid.uuid4(), design="bold", content={}, html="<p>site</p>",
+                               model="claude-3-haiku-20240307", cost_usd=0)
+
+
 @pytest.fixture
-def site_ready(monkeypatch):
+def site_ready(monkeypatch, lead) -> list[int]:
+    """The lead has its site; returns the ids of the sites the publish step published, in order."""
+    make_site(lead)
     published: list[int] = []
-    monkeypatch.setattr(steps, "find_site", lambda lead_id: {"lead_id": lead_id})
+    real = steps.mark_site_published
 
     def mark(site):
-        published.append(site["lead_id"])
-        return {"url": f"/sites/fake-{site['lead_id']}/"}
+        published.append(site.pk)
+        return real(site)
 
     monkeypatch.setattr(steps, "mark_site_published", mark)
     return published

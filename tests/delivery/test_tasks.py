@@ -10,7 +10,9 @@ from delivery.models import DeliveryRun, DeliveryStep
 from delivery.tasks import run_step
 from dlq import actions
 from dlq.models import DeadLetter
+from emails.models import Message
 from leads.models import Lead
+from sites.models import Site
 from tests.delivery.conftest import run_due_steps
 from workers import ledger
 from workers.errors import PermanentError
@@ -34,12 +36,18 @@ def test_a_won_lead_is_delivered_through_every_step_in_order(lead, executions, s
     run.refresh_from_db()
     assert run.state == "delivered" and run.current_step == 4 and run.finished_at is not None
     assert executions.counts == {name: 1 for name in STEP_NAMES}
-    assert site_ready == [lead.pk]  # published once
+    site = Site.objects.get(lead=lead)
+    assert site_ready == [site.pk]  # published once
     steps = list(run.steps.order_by("position"))
     assert [(s.state, s.attempts) for s in steps] == [("done", 1)] * 4
     assert all(s.started_at <= s.finished_at for s in steps)
-    assert steps[0].result == {"url": f"/sites/fake-{lead.pk}/"}
-    assert steps[1].result["idempotency_key"] == f"delivery-run-{run.pk}-send_handover_email"
+    assert steps[0].result == {"site_id": site.pk, "url": site.public_url}
+    key = f"delivery-run-{run.pk}-send_handover_email"
+    assert steps[1].result["idempotency_key"] == key
+    # The handover email is queued once, to the lead, with the site's link.
+    [handover] = Message.objects.filter(key=key)
+    assert handover.to_email == lead.email and steps[1].result["message_id"] == str(handover.pk)
+    assert handover.links == [site.public_url]  # tracked: the click leads to the site
     # One job per step, each started by the completion of the one before.
     jobs = Job.objects.filter(queue="delivery").order_by("created_at")
     assert [j.payload["step"] for j in jobs] == STEP_NAMES and {j.state for j in jobs} == {"succeeded"}

@@ -1,7 +1,6 @@
 """Loaded into a test's delivery workers with `celery worker --include tests.system.delivery_steps`
 (imported by the main process before it forks its pool): every execution of a step is counted in
-Redis (outside any transaction, so an execution cut short by a kill counts too), the lead has a site,
-and a test can make a step slow or fail permanently through Redis keys, without restarting a worker."""
+Redis (outside any transaction, so an execution cut short by a kill counts too), and a test can make a step slow or fail permanently through Redis keys, without restarting a worker."""
 from __future__ import annotations
 
 import time
@@ -38,5 +37,3 @@ def _counted(step: steps.Step) -> steps.Step:
 
 
 steps.STEPS = tuple(_counted(step) for step in steps.STEPS)
-steps.find_site = lambda lead_id: {"lead_id": lead_id}
-steps.mark_site_published = lambda site: {"url": f"/sites/test-{site['lead_id']}/"}

@@ -19,6 +19,7 @@ from dlq import actions
 from dlq.models import DeadLetter
 from leads.models import Lead
 from resilience.celery import app
+from tests.delivery.conftest import make_site
 from tests.system.delivery_steps import FAIL, SLOW, executions
 from tests.system.processes import wait_for
 from workers.models import Job
@@ -47,6 +48,7 @@ def skipped_messages(processes) -> int:
 
 def won_lead(email: str) -> DeliveryRun:
     lead = Lead.objects.create(email=email, company="Acme", status="qualified", score=80)
+    make_site(lead)
     run, created = start_delivery(lead.pk, by="test")
     assert created
     return run

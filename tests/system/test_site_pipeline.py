@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from emails.models import Message
 from leads.fake import make_fake_leads
 from leads.models import Lead
 from leads.services import accept_leads
@@ -43,7 +44,8 @@ def test_every_qualified_lead_ends_with_exactly_one_site(live_server, processes)
         accept_leads(make_fake_leads(30, rng=random.Random(3)), source="test")
 
         def settled() -> bool:
-            return (not Job.objects.exclude(state__in=["succeeded", "dead"]).exists()
+            # (email-sending has no worker here: the outreach emails wait in the ledger)
+            return (not Job.objects.exclude(queue="email-sending").exclude(state__in=["succeeded", "dead"]).exists()
                     and Job.objects.filter(queue=SITE_QUEUE).count()
                     == Lead.objects.filter(status="qualified").count() > 0)
 
@@ -54,6 +56,10 @@ def test_every_qualified_lead_ends_with_exactly_one_site(live_server, processes)
         assert set(site_jobs.values_list("state", flat=True)) == {"succeeded"}
         assert sorted(Site.objects.values_list("lead_id", flat=True)) == sorted(qualified)
         assert fake.count == len(qualified)
+        # Each site queued its lead's outreach email, with its link, in the transaction that recorded it.
+        outreach = Message.objects.filter(kind=Message.Kind.OUTREACH)
+        assert sorted(outreach.values_list("lead_id", flat=True)) == sorted(qualified)
+        assert {m.site_url for m in outreach} == {site.public_url for site in Site.objects.all()}
 
         # Redelivered messages (every token each job was published with) change nothing.
         for job in site_jobs:

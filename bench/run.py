@@ -310,9 +310,9 @@ def bench_health_queries(rows: int, rounds: int = 30) -> list[list[str]]:
     from django.db import connection
     from django.test import RequestFactory
 
-    from workers.dashboard import dashboard_payload
-    from workers.health import compact_job_counts, health_report
-    from workers.metrics import render
+    from monitoring.dashboard import dashboard_payload
+    from monitoring.health import compact_job_counts, health_report
+    from monitoring.metrics import render
 
     queues = "ARRAY[" + ",".join(f"'{q}'" for q in QUEUES) + "]"
     with connection.cursor() as cur:

@@ -6,7 +6,7 @@ from delivery import views as delivery_views
 from dlq import views as dlq_views
 from leads.views import clay_webhook
 from sites.views import site_page
-from workers import dashboard, views as worker_views
+from monitoring import dashboard, views as worker_views
 
 handler404 = "resilience.http.api_not_found"
 handler500 = "resilience.http.api_server_error"

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from sites.services import SITE_QUEUE, total_spend, usd, utc_day_start
 from workers import ledger
-from workers.health import db_now
+from monitoring.health import db_now
 from workers.models import QueuePause
 from workers.pausing import pause_queue, resume_queue
 

@@ -17,7 +17,7 @@ from django.db.models import Count
 
 from sites.budget import enforce_daily_budget
 from workers import ledger, ratelimit, wakeup
-from workers.heartbeat import LeaderHeartbeat
+from monitoring.heartbeat import LeaderHeartbeat
 from workers.leader import Leadership, dispatcher_leadership
 from workers.models import Job, QueuePause
 from workers.retention import prune_ledger

@@ -13,7 +13,7 @@ Every task of this app runs one ledger job with arguments (job_id, dispatch_toke
 as its task id, so the Celery app uses LedgerJobTask as its task class (resilience/celery.py).
 This module must stay importable before Django is set up: ledger imports happen inside functions.
 
-The same request class counts each job's outcome for the worker's heartbeat (workers.heartbeat.JOBS):
+The same request class counts each job's outcome for the worker's heartbeat (monitoring.heartbeat.JOBS):
 the main process is where every result arrives, including the death of a pool child.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def count_outcome(request: Request, returned: object = None, *, failed: bool = F
     """Count a finished task for this worker's heartbeat. Never raises: bookkeeping must not break
     the worker's event loop."""
     try:
-        from workers.heartbeat import JOBS
+        from monitoring.heartbeat import JOBS
 
         queue = (request.delivery_info or {}).get("routing_key") or ""
         if failed:

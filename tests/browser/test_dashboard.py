@@ -15,7 +15,7 @@ from django.utils import timezone
 from dlq.models import DeadLetter
 from tests.browser.conftest import log_in, screenshot
 from workers.errors import InvalidData, PermanentError
-from workers.health import health_report
+from monitoring.health import health_report
 from workers.ledger import take_due_jobs
 from workers.models import Job, JobFailure, QueuePause, WorkerHeartbeat
 from workers.probe import enqueue_probe, run_probe
@@ -270,7 +270,7 @@ def test_dashboard_says_when_it_cannot_refresh_and_keeps_trying(live_server, pag
                                                                 redis_client, monkeypatch):
     from playwright.sync_api import expect
 
-    monkeypatch.setattr("workers.dashboard.REFRESH_SECONDS", 2)  # three rounds below, not 30 s of waiting
+    monkeypatch.setattr("monitoring.dashboard.REFRESH_SECONDS", 2)  # three rounds below, not 30 s of waiting
     log_in(page, live_server)
     expect(page.locator("#wd-overall")).to_have_text(re.compile(r"\w+"))
     banner = page.locator("#wd-banner")

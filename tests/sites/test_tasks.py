@@ -20,7 +20,7 @@ from tests.sites.conftest import TEST_KEY
 from tests.sites.fake_anthropic import error, ok, site_input
 from workers import ledger
 from workers.dispatcher import dispatch_due_jobs
-from workers.health import health_report
+from monitoring.health import health_report
 from workers.models import Job, JobFailure, QueuePause
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from django.db import connection
 
-from workers.heartbeat import child_pids
+from monitoring.heartbeat import child_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 

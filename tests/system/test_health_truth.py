@@ -8,7 +8,7 @@ import pytest
 
 from tests.system.checks import QUEUE
 from tests.system.processes import wait_for
-from workers.health import health_report
+from monitoring.health import health_report
 from workers.models import WorkerHeartbeat
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]

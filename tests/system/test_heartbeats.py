@@ -14,7 +14,7 @@ from django.conf import settings
 
 from tests.system.checks import QUEUE, resend_old_messages, skipped_messages
 from tests.system.processes import wait_for
-from workers.health import UNHEALTHY, db_now, health_report
+from monitoring.health import UNHEALTHY, db_now, health_report
 from workers.models import Job, JobFailure, WorkerHeartbeat
 from workers.probe import enqueue_probe
 

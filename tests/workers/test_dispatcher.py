@@ -126,7 +126,7 @@ def test_the_real_redis_has_a_run_id(redis_client):
 
 def test_the_leader_writes_a_heartbeat_from_its_loop_and_says_goodbye_when_it_stops(redis_client):
     from workers.dispatcher import Dispatcher
-    from workers.health import health_report
+    from monitoring.health import health_report
     from workers.models import WorkerHeartbeat
 
     d = Dispatcher(leadership=PostgresLeadership(), interval=0.01)

@@ -11,7 +11,7 @@ from django.db.models import Count
 from leads.services import InvalidLead
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
-from workers.health import compact_job_counts, db_now, health_report, worker_report
+from monitoring.health import compact_job_counts, db_now, health_report, worker_report
 from workers.models import Job, JobCount, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
@@ -365,7 +365,7 @@ def ledger_tuples_read() -> int:
 
 def test_the_health_report_and_metrics_read_the_recent_window_not_the_whole_ledger(consumers, now):
     """O(queues), not O(ledger): 8,000 old finished jobs are counted, never read."""
-    from workers.metrics import render
+    from monitoring.metrics import render
 
     for queue in ("lead-processing", "site-generation", "email-sending", "delivery"):
         jobs(S.SUCCEEDED, 1900, queue=queue, finished=now - timedelta(days=2))

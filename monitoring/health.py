@@ -138,7 +138,7 @@ def judge(q: QueueFigures) -> Verdict:
 
 @dataclass
 class LeaderFigures:
-    """The dispatcher leader's heartbeat (workers.heartbeat.LeaderHeartbeat)."""
+    """The dispatcher leader's heartbeat (monitoring.heartbeat.LeaderHeartbeat)."""
 
     name: str | None = None  # the live leader's row, else the last one seen
     live: bool = False

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from dlq.models import DeadLetter
-from workers.health import (HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, collect_leader, db_now, judge,
+from monitoring.health import (HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, collect_leader, db_now, judge,
                             worker_report)
 from workers.models import Job
 from workers.redis_client import shared_client

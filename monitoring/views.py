@@ -6,8 +6,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from access.auth import admin_api
-from workers.health import health_report
-from workers.metrics import render
+from monitoring.health import health_report
+from monitoring.metrics import render
 
 # The health figures are the job ledger's: a session caller needs to be allowed to view jobs.
 VIEW_JOBS = "workers.view_job"

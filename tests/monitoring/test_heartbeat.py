@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from resilience.celery import app
 from tests.system.processes import wait_for
-from workers import heartbeat, worker_signals
-from workers.health import db_now, health_report, worker_report
-from workers.heartbeat import HeartbeatThread, JobCounters, WorkerIdentity, beat, identities, say_goodbye
+from monitoring import heartbeat
+from workers import worker_signals
+from monitoring.health import db_now, health_report, worker_report
+from monitoring.heartbeat import HeartbeatThread, JobCounters, WorkerIdentity, beat, identities, say_goodbye
 from workers.models import WorkerHeartbeat
 from workers.probe import PROBE_TASK
 from workers.tasks import probe
@@ -309,7 +310,7 @@ def test_a_database_outage_is_logged_once_and_the_beats_go_on(monkeypatch, caplo
         real_beat(**kwargs)
 
     monkeypatch.setattr(heartbeat, "beat", flaky_beat)
-    caplog.set_level(logging.WARNING, logger="workers.heartbeat")
+    caplog.set_level(logging.WARNING, logger="monitoring.heartbeat")
     thread = start_thread(rows(QUEUE))
     try:
         assert wait_for(lambda: calls["failed"] >= 4, 5)  # it kept trying, and did not die
@@ -384,7 +385,7 @@ def fake_worker(state: int | None, started: int, steps: int = 3, connection: obj
 def test_consumer_running_reads_the_celery_consumers_blueprint_and_connection():
     from celery.bootsteps import CLOSE, RUN, TERMINATE
 
-    from workers.heartbeat import consumer_running
+    from monitoring.heartbeat import consumer_running
 
     assert consumer_running(fake_worker(RUN, 3)) is True
     assert consumer_running(fake_worker(RUN, 1)) is False  # restarting: blocked reconnecting in step 1

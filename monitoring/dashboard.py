@@ -24,7 +24,7 @@ from access.auth import missing_permission, permission_error
 from dlq.models import DeadLetter
 from resilience.http import iso_utc
 from sites.services import spend_today_summary
-from workers.health import db_now, health_report, worker_report
+from monitoring.health import db_now, health_report, worker_report
 
 REFRESH_SECONDS = 10
 DEAD_LETTERS_SHOWN = 10

@@ -1,7 +1,7 @@
 """Worker heartbeats: every Celery worker's main process writes its WorkerHeartbeat row every
 HEARTBEAT_INTERVAL_SECONDS with an expiry HEARTBEAT_TTL_SECONDS ahead, so a worker that goes silent
 (SIGKILL, OOM, a lost host) drops out of the health rules' live consumers by itself; a warm shutdown
-says goodbye at once. The reader side is workers/health.py.
+says goodbye at once. The reader side is monitoring/health.py.
 
 beat_at and expires_at are the database's clock (Now()), so workers on hosts whose clocks disagree
 are judged alike; started_at and last_job_at are the worker host's clock and only for display.
@@ -383,7 +383,7 @@ class LeaderHeartbeat:
     """The dispatcher leader's heartbeat row (pool WorkerHeartbeat.DISPATCHER_POOL, no queue), written
     from the leader's own loop (Dispatcher.tick) every HEARTBEAT_INTERVAL_SECONDS: a leader whose loop
     is stuck stops beating, and no live leader makes the whole system unhealthy. At each beat the
-    leader also folds the ledger's count deltas (workers.health.compact_job_counts). Never raises."""
+    leader also folds the ledger's count deltas (monitoring.health.compact_job_counts). Never raises."""
 
     def __init__(self, interval: float | None = None) -> None:
         self.interval = settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
@@ -395,7 +395,7 @@ class LeaderHeartbeat:
         self.failing = False
 
     def beat_if_due(self) -> None:
-        from workers.health import compact_job_counts
+        from monitoring.health import compact_job_counts
 
         now = time.monotonic()
         if self.last_beat is not None and now - self.last_beat < self.interval:

@@ -200,9 +200,11 @@ def _rest(sv: Supervisor) -> Footprint:
     return Footprint(len(rest), sum(r for r, _ in sums), sum(p for _, p in sums))
 
 
-def backlog_peak(sv: Supervisor, seconds: float, per_queue: dict[str, int], sleep: float) -> dict[str, Footprint]:
+def backlog_peak(sv: Supervisor, seconds: float, per_queue: dict[str, int],
+                 sleep: float) -> tuple[dict[str, Footprint], dict[tuple[str, str], int]]:
     """Enqueue a backlog on every queue (limits lifted by the caller's env), then sample the memory
-    every second for `seconds`; the highest PSS seen per part."""
+    and the running jobs every second for `seconds`: the highest PSS seen per part, and the most
+    jobs seen running at once per (queue, pool)."""
     from django.db import transaction
 
     from workers.probe import enqueue_probe
@@ -212,13 +214,18 @@ def backlog_peak(sv: Supervisor, seconds: float, per_queue: dict[str, int], slee
             for _ in range(count):
                 enqueue_probe(queue, sleep=sleep)
     peak: dict[str, Footprint] = {}
+    busiest: dict[tuple[str, str], int] = {}
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for name, figure in memory_rows(sv).items():
             if name not in peak or figure.pss_kb > peak[name].pss_kb:
                 peak[name] = figure
+        for queue, by_worker in running_counts().items():
+            for worker, n in by_worker.items():
+                key = (queue, worker.split("@", 1)[-1].split(".", 1)[0])
+                busiest[key] = max(busiest.get(key, 0), n)
         time.sleep(1)
-    return peak
+    return peak, busiest
 
 
 def running_counts() -> dict[str, dict[str, int]]:
@@ -282,3 +289,94 @@ def recovery(svs: list[Supervisor], queue: str, how: str, kills: int) -> list[fl
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+# --- the sections of make bench ----------------------------------------------------------------
+
+RATE_ENV = {"lead-processing": "LEAD_PROCESSING_RATE", "site-generation": "SITE_GENERATION_RATE",
+            "email-sending": "EMAIL_SENDING_RATE", "delivery": "DELIVERY_RATE"}
+# One kill per queue in turn: both kinds of worker (prefork, threads) are killed.
+KILL_QUEUES = ("lead-processing", "email-sending", "delivery", "site-generation")
+
+
+def system_env(*, lift_limits: bool) -> dict[str, str]:
+    """What deploy/common.sh exports for supervisord.conf's %(ENV_...)s, from the settings."""
+    from django.conf import settings
+
+    conc = settings.QUEUE_CONCURRENCY
+    env = {
+        "LEAD_PROCESSING_CONCURRENCY": str(conc["lead-processing"]), "DELIVERY_CONCURRENCY": str(conc["delivery"]),
+        "SITE_GENERATION_CONCURRENCY": str(conc["site-generation"]),
+        "EMAIL_SENDING_CONCURRENCY": str(conc["email-sending"]),
+        "LOCAL_QUEUES_CONCURRENCY": str(conc["lead-processing"] + conc["delivery"]),
+        "NETWORK_QUEUES_CONCURRENCY": str(conc["site-generation"] + conc["email-sending"]),
+        "WORKER_MAX_MEMORY_PER_CHILD_KB": os.environ.get("WORKER_MAX_MEMORY_PER_CHILD_KB", "1048576"),
+        "WORKER_STOP_WAIT_SECONDS": str(settings.CELERY_TASK_TIME_LIMIT + 30),
+        "WEB_PORT": str(free_port()), "FLOWER_PORT": str(free_port()),
+        "FLOWER_BASIC_AUTH": "bench:" + "b" * 24, "LOG_LEVEL": "INFO",
+    }
+    if lift_limits:
+        env.update({name: "0" for name in RATE_ENV.values()})
+    return env
+
+
+def kill_plan(kills: int) -> list[str]:
+    return [KILL_QUEUES[i % len(KILL_QUEUES)] for i in range(kills)]
+
+
+def bench_system(kills: int, backlog_seconds: float, log) -> dict:
+    """The whole system as make up starts it: idle memory, crash recovery (supervisord events; the
+    lease path), memory and concurrency under a full backlog on all four queues."""
+    from django.conf import settings
+
+    sv = Supervisor(system_env(lift_limits=True))
+    out: dict = {}
+    try:
+        sv.start()
+        time.sleep(15)  # heartbeats written, Flower connected, the pools' first child each
+        out["idle"] = memory_rows(sv)
+        log(f"system idle: {out['idle']['whole system'].pss_mb:.0f} MB PSS; {kills} worker kills")
+        out["kills"] = [(queue, kill_and_time([sv], queue, "kill")) for queue in kill_plan(kills)]
+        log("recovery by the lease alone (a frozen worker: nothing local sees it die)")
+        out["lease"] = kill_and_time([sv], "lead-processing", "freeze", timeout=settings.JOB_LEASE_SECONDS * 3 + 30)
+        per_queue = {q: c * len(POOLS) * 4 for q, c in settings.QUEUE_CONCURRENCY.items()}
+        log(f"full backlog on every queue for {backlog_seconds:g}s: {per_queue}")
+        out["backlog"], out["busiest"] = backlog_peak(sv, backlog_seconds, per_queue, sleep=5)
+    finally:
+        sv.stop()
+    out["logs"] = sv.tmp
+    return out
+
+
+def bench_two_hosts(kills: int, windows: int, log, poll_starts, reuse_ratio) -> dict:
+    """The two pools as two hosts (hostA runs primary, hostB backup, each with its own supervisord
+    and event listener) on the same PostgreSQL and Redis: crash recovery across hosts, then the
+    global rate limits at their configured values with a backlog on every queue."""
+    from django.conf import settings
+
+    from workers import ratelimit
+    from workers.probe import enqueue_probe
+
+    env = system_env(lift_limits=False)
+    hosts = [Supervisor(env, only=("primary",), host="hostA"), Supervisor(env, only=("backup",), host="hostB")]
+    out: dict = {}
+    try:
+        for sv in hosts:
+            sv.start()
+        out["kills"] = [(queue, kill_and_time(hosts, queue, "kill")) for queue in kill_plan(kills)]
+        limits = {q: settings.QUEUE_RATE_LIMITS[q] for q in settings.QUEUE_NAMES}
+        period = max(p for _, p in limits.values())
+        for queue, (count, _) in limits.items():
+            for _ in range(count * (windows + 3)):
+                enqueue_probe(queue)
+        log(f"two hosts: rate limits for {windows} window(s) of {period:g}s after the first")
+        seen = poll_starts(period * (windows + 1))
+        out["limits"] = []
+        for queue, (count, p) in limits.items():
+            starts = sorted(seen[queue].values())
+            out["limits"].append([queue, f"{count}/{p:g}s", str(ratelimit.max_starts_in_any_window(starts, p)),
+                                  f"{reuse_ratio(starts, count, p):.1%}"])
+    finally:
+        for sv in hosts:
+            sv.stop()
+    return out

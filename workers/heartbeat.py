@@ -363,7 +363,9 @@ class Heartbeat(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         queues = list(worker.app.amqp.queues.consume_from)
         rows = identities(worker.hostname, queues)
-        self.thread = HeartbeatThread(rows, pid=os.getpid(), concurrency=worker.concurrency or 0,
+        # With --autoscale, what the worker may grow to (its -c is then unused).
+        concurrency = getattr(worker, "max_concurrency", None) or worker.concurrency or 0
+        self.thread = HeartbeatThread(rows, pid=os.getpid(), concurrency=concurrency,
                                       started_at=getattr(worker, "startup_time", None),
                                       consuming=lambda: consumer_running(worker))
         self.thread.start()

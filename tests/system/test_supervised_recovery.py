@@ -53,9 +53,11 @@ def test_sigkill_of_a_worker_main_process_is_recovered_well_before_the_lease(sup
 
     # Without the listener: supervisord starts the worker again, which releases its previous life's job.
     supervised.ctl("stop", "worker-exits")
+    assert supervised.states()["worker-exits"] == "STOPPED"
     took = kill_and_time([supervised], queue, "kill", timeout=LEASE + 10)
     print(f"MEASURED restart release: {queue} job started again {took:.2f}s after the kill (lease {LEASE} s)")
     assert took < 10, logs(supervised)
+    assert "1 job(s) of this worker's previous process end their lease now" in logs(supervised)
 
     jobs = list(Job.objects.exclude(id__in=before))
     assert len(jobs) == 2

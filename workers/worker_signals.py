@@ -19,7 +19,10 @@ the main process is where every result arrives, including the death of a pool ch
 from __future__ import annotations
 
 import functools
+import gc
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -194,8 +197,6 @@ class FreezeHeapBeforeFork(bootsteps.Step):
     label = "FreezeHeapBeforeFork"
 
     def __init__(self, worker, **kwargs) -> None:
-        import gc
-
         super().__init__(worker, **kwargs)
         gc.collect()  # what is garbage now need not be kept forever
         gc.freeze()
@@ -243,21 +244,20 @@ class MemoryCapWithoutChildren(bootsteps.StartStopStep):
     label = "MemoryCapWithoutChildren"
 
     def start(self, worker) -> None:
-        import os
-
         if type(worker.pool).__module__.endswith("prefork"):
             return  # the prefork pool applies --max-memory-per-child to its children itself
         cap_kb = worker.max_memory_per_child or 0  # the same command-line option, KiB
         if cap_kb <= 0 or getattr(worker, "timer", None) is None:
             return
 
+        asked = []
+
         def check() -> None:
             from workers.heartbeat import process_tree_rss
 
             rss_kb = process_tree_rss(os.getpid()) // 1024
-            if rss_kb > cap_kb:
-                import signal
-
+            if rss_kb > cap_kb and not asked:  # once: the warm shutdown is under way
+                asked.append(rss_kb)
                 logger.warning("%s: resident memory %d KiB is above the cap of %d KiB: warm shutdown, "
                                "supervisord starts it again", worker.hostname, rss_kb, cap_kb)
                 os.kill(os.getpid(), signal.SIGTERM)

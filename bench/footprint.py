@@ -320,6 +320,17 @@ def system_env(*, lift_limits: bool) -> dict[str, str]:
     return env
 
 
+def fresh_start() -> None:
+    """An empty ledger and Redis db: what an earlier phase left waiting would make an idle system busy."""
+    import redis
+    from django.conf import settings
+
+    from workers.models import Job
+
+    Job.objects.all().delete()
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
 def kill_plan(kills: int) -> list[str]:
     return [KILL_QUEUES[i % len(KILL_QUEUES)] for i in range(kills)]
 
@@ -329,6 +340,7 @@ def bench_system(kills: int, backlog_seconds: float, log) -> dict:
     lease path), memory and concurrency under a full backlog on all four queues."""
     from django.conf import settings
 
+    fresh_start()
     sv = Supervisor(system_env(lift_limits=True))
     out: dict = {}
     try:
@@ -357,6 +369,7 @@ def bench_two_hosts(kills: int, windows: int, log, poll_starts, reuse_ratio) -> 
     from workers import ratelimit
     from workers.probe import enqueue_probe
 
+    fresh_start()
     env = system_env(lift_limits=False)
     hosts = [Supervisor(env, only=("primary",), host="hostA"), Supervisor(env, only=("backup",), host="hostB")]
     out: dict = {}

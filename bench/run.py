@@ -4,9 +4,11 @@ Runs its own worker and dispatcher processes against a bench database and Redis 
 system started by `make up`), so it can kill them. Phases:
   1. rate limits at their configured values (50/20/100/10 per minute by default), all four queues
      with a backlog, both pools for --windows periods, then the primary pool SIGKILLed for as long;
-  2. crash recovery: a job whose worker main process is SIGKILLed mid-job, seconds until it runs
-     again on the other pool (default lease);
-  3. idle RSS of each pool;
+  2. the whole system as deploy/supervisord.conf runs it (bench/footprint.py): RSS and PSS per pool
+     and in all, idle and under a full backlog; crash recovery (worker main processes SIGKILLed
+     mid-job, --kills times; a frozen worker, which only the lease recovers);
+  3. two hosts: the pools under two supervisords with different host names, crash recovery and
+     the rate limits;
   4. end-to-end throughput of no-op jobs with limits lifted: ledger + dispatcher + one worker,
      beside bare Celery (same Redis, same worker, same concurrency) in the same run;
   5. the health API, the dashboard's data and /metrics with a large ledger (--health-rows finished
@@ -95,23 +97,6 @@ class Processes:
         self.procs.clear()
 
 
-def rss_mb(pid: int) -> float:
-    """RSS of a process and its children, MB."""
-    total = 0
-    pids = [pid]
-    while pids:
-        current = pids.pop()
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-            pids.extend(int(c) for c in children)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / 1024
-
-
 def prepare() -> None:
     import django
     import psycopg2
@@ -151,6 +136,25 @@ def reuse_ratio(starts: list[float], limit: int, period: float) -> float:
     return period / (sum(gaps) / len(gaps)) if gaps else 0.0
 
 
+def poll_starts(seconds: float, seen: dict[str, dict[bytes, float]] | None = None) -> dict[str, dict[bytes, float]]:
+    """Every start in each queue's limiter log (member -> Redis time in s), read every 0.5 s for
+    `seconds` (the log forgets starts older than its period)."""
+    import redis
+    from workers import ratelimit
+
+    client = redis.Redis.from_url(BENCH_REDIS)
+    seen = {q: {} for q in QUEUES} if seen is None else seen
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for queue in QUEUES:
+            # Up to "(+inf": the log's trust marker, scored +inf, is not a start.
+            for member, score in client.zrangebyscore(ratelimit.KEY_PREFIX + queue, "-inf", "(+inf",
+                                                      withscores=True):
+                seen[queue][member] = score / 1000
+        time.sleep(0.5)
+    return seen
+
+
 def start_both_pools(procs: Processes) -> None:
     """Every queue's worker and a dispatcher candidate in each pool, at the configured concurrency."""
     from django.conf import settings
@@ -178,25 +182,14 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
                 enqueue_probe(queue)
         client = redis.Redis.from_url(BENCH_REDIS)
         seen: dict[str, dict[bytes, float]] = {q: {} for q in QUEUES}
-
-        def poll_for(seconds: float) -> None:
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                for queue in QUEUES:
-                    # Up to "(+inf": the log's trust marker, scored +inf, is not a start.
-                    log = client.zrangebyscore(ratelimit.KEY_PREFIX + queue, "-inf", "(+inf", withscores=True)
-                    for member, score in log:
-                        seen[queue][member] = score / 1000
-                time.sleep(0.5)
-
         log(f"rate limits: both pools, {windows} window(s) of {period:g}s after the first")
-        poll_for(period * (windows + 1))
+        poll_starts(period * (windows + 1), seen)
         t_kill = float(client.time()[0])
         for queue in QUEUES:
             procs.kill_group(f"{queue}@primary")
         procs.kill_group("dispatcher-primary")
         log(f"rate limits: primary pool killed; backup alone for {windows} window(s) after the first")
-        poll_for(period * (windows + 1))
+        poll_starts(period * (windows + 1), seen)
         t_end = float(client.time()[0])
     finally:
         procs.stop()
@@ -210,49 +203,6 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
         rows.append([queue, f"{count}/{p:g}s", str(ratelimit.max_starts_in_any_window(starts, p)),
                      f"{reuse_ratio(both, count, p):.1%}", f"{reuse_ratio(alone, count, p):.1%}"])
     return rows
-
-
-def bench_recovery(log_dir: Path) -> float:
-    from django.conf import settings
-    from workers.models import Job
-    from workers.probe import enqueue_probe
-
-    procs = Processes(log_dir, LEAD_PROCESSING_RATE="0")
-    try:
-        for pool in ("primary", "backup"):
-            procs.worker("lead-processing", pool, 1)
-            procs.dispatcher(pool)
-        procs.wait_ready(["lead-processing@primary", "lead-processing@backup"])
-        procs.kill_group("lead-processing@backup")  # so the job starts on primary
-        job = enqueue_probe("lead-processing", sleep=60)
-        while Job.objects.get(pk=job.pk).state != "running":
-            time.sleep(0.1)
-        procs.procs.pop("lead-processing@backup")
-        procs.worker("lead-processing", "backup", 1)
-        procs.wait_ready(["lead-processing@backup"])
-        Job.objects.filter(pk=job.pk).update(payload={"sleep": 0, "fail": ""})  # the rerun finishes quickly
-        os.kill(procs.procs["lead-processing@primary"].pid, signal.SIGKILL)  # the main process only
-        killed = time.monotonic()
-        while True:
-            job.refresh_from_db()
-            if job.state == "succeeded" or time.monotonic() - killed > 180:
-                break
-            time.sleep(0.1)
-        log(f"recovery: lease {settings.JOB_LEASE_SECONDS:g}s, job {job.state} on {job.worker}")
-        return time.monotonic() - killed
-    finally:
-        procs.stop()
-
-
-def bench_idle_rss(log_dir: Path) -> dict[str, float]:
-    procs = Processes(log_dir)
-    try:
-        start_both_pools(procs)
-        time.sleep(5)
-        return {pool: sum(rss_mb(p.pid) for name, p in procs.procs.items() if name.endswith(pool))
-                for pool in ("primary", "backup")}
-    finally:
-        procs.stop()
 
 
 def bench_throughput(log_dir: Path, jobs: int, concurrency: int) -> tuple[float, float]:
@@ -359,6 +309,55 @@ def bench_health_queries(rows: int, rounds: int = 30) -> list[list[str]]:
     return out
 
 
+def print_footprint(system: dict, hosts: dict | None, settings) -> None:
+    """The memory, recovery and two-hosts tables, each target beside its measured figure."""
+    from bench.footprint import median
+
+    idle, busy = system["idle"], system["backlog"]
+    targets = {"primary": 200, "backup": 200, "whole system": 600}
+    rows = []
+    for part, figure in idle.items():
+        loaded = busy[part]
+        target = targets.get(part)
+        ratio = loaded.pss_kb / figure.pss_kb if figure.pss_kb else 0
+        verdict = "" if target is None else (
+            "met" if figure.pss_mb <= target and ratio <= 2 else "NOT met")
+        rows.append([part, str(figure.processes), f"{figure.rss_mb:.0f} MB", f"{figure.pss_mb:.0f} MB",
+                     f"{loaded.processes}", f"{loaded.pss_mb:.0f} MB", f"{ratio:.2f}",
+                     f"<= {target} MB, <= 2.00" if target else "", verdict])
+    print("Memory (sum of /proc/<pid>/smaps_rollup over every process; under backlog: the highest PSS "
+          "sampled each second with every queue full, limits lifted)")
+    print(table(["part", "procs idle", "RSS idle", "PSS idle", "procs busy", "PSS busy", "busy/idle",
+                 "target", ""], rows))
+    print()
+    rows = []
+    for queue in settings.QUEUE_NAMES:
+        most = [system["busiest"].get((queue, pool), 0) for pool in ("primary", "backup")]
+        rows.append([queue, str(settings.QUEUE_CONCURRENCY[queue]), str(most[0]), str(most[1])])
+    print("Jobs running at once under the backlog (ledger, sampled each second)")
+    print(table(["queue", "concurrency per pool", "most, primary", "most, backup"], rows))
+    print()
+    lease = settings.JOB_LEASE_SECONDS
+    kills = [t for _, t in system["kills"]]
+    rows = [[f"crash recovery: worker main process SIGKILLed, median of {len(kills)} (lease {lease:g}s)", "<= 3 s",
+             f"{median(kills):.2f} s", "met" if median(kills) <= 3 else "NOT met"],
+            ["  each kill", "", ", ".join(f"{q} {t:.2f}" for q, t in system["kills"]), ""],
+            ["crash recovery by the lease alone (worker frozen: a host gone)", f"lease {lease:g}s + reaper",
+             f"{system['lease']:.2f} s", ""]]
+    if hosts:
+        host_kills = [t for _, t in hosts["kills"]]
+        rows += [["two hosts: crash recovery, median", "<= 3 s", f"{median(host_kills):.2f} s",
+                  "met" if median(host_kills) <= 3 else "NOT met"],
+                 ["  each kill", "", ", ".join(f"{q} {t:.2f}" for q, t in hosts["kills"]), ""]]
+    print(table(["measure", "target", "figure", ""], rows))
+    print()
+    if hosts:
+        print("Two hosts (hostA runs primary, hostB backup; one supervisord each, same PostgreSQL and Redis): "
+              "global rate limits")
+        print(table(["queue", "limit", "most starts in any window", "achieved"], hosts["limits"]))
+        print()
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
@@ -373,6 +372,11 @@ def main() -> None:
     parser.add_argument("--health-rows", type=int, default=1_000_000,
                         help="finished jobs in the ledger while timing the health queries (default 1000000)")
     parser.add_argument("--health-only", action="store_true", help="run only the health-queries phase")
+    parser.add_argument("--kills", type=int, default=5, help="worker kills per crash-recovery median (default 5)")
+    parser.add_argument("--backlog-seconds", type=float, default=30,
+                        help="how long memory is sampled under a full backlog (default 30)")
+    parser.add_argument("--skip-hosts", action="store_true", help="skip the two-hosts phase (about 3 minutes)")
+    parser.add_argument("--host-windows", type=int, default=1, help="rate-limit windows measured on two hosts")
     args = parser.parse_args()
 
     prepare()
@@ -386,10 +390,14 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
     log(f"bench database {BENCH_DB}, redis {BENCH_REDIS}, logs {log_dir}")
     rate_rows = [] if args.skip_rates else bench_rate_limits(log_dir, args.windows)
-    log("crash recovery")
-    recovery = bench_recovery(log_dir)
-    log("idle RSS")
-    rss = bench_idle_rss(log_dir)
+    from bench import footprint
+
+    log("the whole system under supervisord (deploy/supervisord.conf): memory, crash recovery")
+    system = footprint.bench_system(args.kills, args.backlog_seconds, log)
+    hosts = None
+    if not args.skip_hosts:
+        log("two hosts (hostA: primary, hostB: backup) on the same PostgreSQL and Redis")
+        hosts = footprint.bench_two_hosts(args.kills, args.host_windows, log, poll_starts, reuse_ratio)
     log(f"throughput: {args.jobs} no-op jobs, one worker -c 4, limits lifted")
     ours, bare = bench_throughput(log_dir, args.jobs, 4)
 
@@ -400,10 +408,8 @@ def main() -> None:
         print(table(["queue", "limit", "most starts in any window", "achieved, both pools",
                      "achieved, primary killed"], rate_rows))
         print()
+    print_footprint(system, hosts, settings)
     print(table(["measure", "figure"], [
-        [f"crash recovery (worker main process SIGKILLed, lease {settings.JOB_LEASE_SECONDS:g}s)", f"{recovery:.1f} s"],
-        ["idle RSS, primary pool (4 workers + children + dispatcher)", f"{rss['primary']:.0f} MB"],
-        ["idle RSS, backup pool", f"{rss['backup']:.0f} MB"],
         ["no-op throughput: ledger + dispatcher + worker", f"{ours:.0f} jobs/s"],
         ["no-op throughput: bare Celery, same worker", f"{bare:.0f} jobs/s"],
         ["ratio ledger / bare", f"{ours / bare:.2f}"],

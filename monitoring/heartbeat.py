@@ -87,14 +87,15 @@ class WorkerIdentity:
 def identities(nodename: str, queues: Sequence[str]) -> list[WorkerIdentity]:
     """The heartbeat rows of one Celery worker, from its node name and the queues it consumes.
 
-    Production nodes are `<queue>@<pool>.<host>` and consume that one queue: one row named as the
-    node (the name Job.worker, Flower and `celery inspect` show). Any other node, such as the
-    development runner's `dev@<host>` consuming every queue, gets one row per queue named
-    `<node>/<queue>` with the part before the @ as its pool, because the health rules count live
-    rows per queue.
+    Production nodes are `<queue>@<pool>.<host>`, or `<queue>+<queue>@<pool>.<host>` for a worker
+    that consumes several queues (deploy/supervisord.conf). A node on one queue is one row named as
+    the node (the name Job.worker, Flower and `celery inspect` show). A node on several queues, such
+    as the development runner's `dev@<host>` consuming every queue, gets one row per queue named
+    `<node>/<queue>`, because the health rules count live rows per queue; its pool is the part
+    after the @ for a production name, else the part before it.
     """
     prefix, _, rest = nodename.partition("@")
-    if prefix in queues:  # <queue>@<pool>.<host>; a host name may hold dots itself
+    if set(prefix.split("+")) <= set(queues):  # <queues>@<pool>.<host>; a host name may hold dots itself
         pool, _, host = rest.partition(".")
     else:
         pool, host = prefix, rest
@@ -362,7 +363,9 @@ class Heartbeat(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         queues = list(worker.app.amqp.queues.consume_from)
         rows = identities(worker.hostname, queues)
-        self.thread = HeartbeatThread(rows, pid=os.getpid(), concurrency=worker.concurrency or 0,
+        # With --autoscale, what the worker may grow to (its -c is then unused).
+        concurrency = getattr(worker, "max_concurrency", None) or worker.concurrency or 0
+        self.thread = HeartbeatThread(rows, pid=os.getpid(), concurrency=concurrency,
                                       started_at=getattr(worker, "startup_time", None),
                                       consuming=lambda: consumer_running(worker))
         self.thread.start()

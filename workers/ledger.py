@@ -325,3 +325,14 @@ def requeue_dead(job_id: str) -> Job | None:
         wakeup.nudge_on_commit()
     logger.info("job %s (%s) requeued from the dead-letter queue", job.id, job.queue)
     return job
+
+
+def expire_leases_of(worker: str) -> int:
+    """The process named `worker` is known to be gone (its supervisor saw it exit, or a worker of
+    that name is starting again): end the leases of the jobs it was running now, so the reaper
+    returns them at its next sweep (within a second) rather than when the leases run out. The
+    reaper does the rest as for any expired lease (the attempt counts; the last one dead-letters).
+    Only attempts started before this call: call it before the new worker consumes anything.
+    deploy/supervisor_events.py runs the same UPDATE in SQL (that process does not load Django)."""
+    return Job.objects.filter(state=State.RUNNING, worker=worker[:200], started_at__lt=Now(),
+                              lease_expires_at__gt=Now()).update(lease_expires_at=Now(), updated_at=Now())

@@ -19,7 +19,10 @@ the main process is where every result arrives, including the death of a pool ch
 from __future__ import annotations
 
 import functools
+import gc
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -184,3 +187,85 @@ class NoticeDeadChildrenPromptly(bootsteps.StartStopStep):
         maintain = getattr(worker.pool, "maintain_pool", None)
         if getattr(worker, "hub", None) is not None and maintain is not None:  # prefork on the event loop
             worker.hub.call_repeatedly(CHILD_EXIT_CHECK_SECONDS, maintain)
+
+
+class FreezeHeapBeforeFork(bootsteps.Step):
+    """gc.freeze() in the worker's main process once every module is imported, before the pool forks.
+
+    A forked pool child shares the parent's memory until it writes to a page. CPython's cyclic
+    garbage collector writes to every object it examines (its gc header), so the first collection in
+    a child copied nearly the whole inherited heap: 36 MB private per child, measured. Frozen objects
+    sit in a permanent generation the collector never visits, so the pages stay shared. Done in the
+    step's constructor: the worker builds every step (after importing the task modules) before it
+    starts any, and the prefork pool forks when its step starts.
+    """
+
+    label = "FreezeHeapBeforeFork"
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        gc.collect()  # what is garbage now need not be kept forever
+        gc.freeze()
+
+
+class ReleasePreviousLife(bootsteps.Step):
+    """A worker starting under a node name (`lead-processing+delivery@primary.<host>`) ends the leases
+    of the jobs still `running` under that name: they belong to a previous process of the same name
+    that died (supervisord starts it again at once), and nothing renews them. The reaper then returns
+    them within a second instead of when their lease runs out. Done in the constructor, before any
+    step starts, so that this process has claimed nothing yet. Never fails the start: the lease is
+    still there for what this misses."""
+
+    label = "ReleasePreviousLife"
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        from django.db import connection
+
+        from workers import ledger
+
+        try:
+            released = ledger.expire_leases_of(worker.hostname)
+            if released:
+                logger.warning("%s: %d job(s) of this worker's previous process end their lease now",
+                               worker.hostname, released)
+        except Exception as exc:
+            logger.warning("%s: could not release the jobs of a previous process (%s); their leases will "
+                           "run out", worker.hostname, exc)
+        finally:
+            connection.close()  # the pool forks next: no child may inherit this connection
+
+
+# How often a worker without pool children checks its own memory against the per-child cap.
+MEMORY_CHECK_SECONDS = 10.0
+
+
+class MemoryCapWithoutChildren(bootsteps.StartStopStep):
+    """PM2's max_memory_restart for a worker whose jobs run in its own process (-P threads):
+    --max-memory-per-child only watches prefork children, so here the main process checks its own
+    resident memory against that same option and, above it, asks itself for a warm shutdown
+    (running jobs finish); supervisord starts it again (autorestart)."""
+
+    requires = ("celery.worker.components:Timer",)
+    label = "MemoryCapWithoutChildren"
+
+    def start(self, worker) -> None:
+        if type(worker.pool).__module__.endswith("prefork"):
+            return  # the prefork pool applies --max-memory-per-child to its children itself
+        cap_kb = worker.max_memory_per_child or 0  # the same command-line option, KiB
+        if cap_kb <= 0 or getattr(worker, "timer", None) is None:
+            return
+
+        asked = []
+
+        def check() -> None:
+            from monitoring.heartbeat import process_tree_rss
+
+            rss_kb = process_tree_rss(os.getpid()) // 1024
+            if rss_kb > cap_kb and not asked:  # once: the warm shutdown is under way
+                asked.append(rss_kb)
+                logger.warning("%s: resident memory %d KiB is above the cap of %d KiB: warm shutdown, "
+                               "supervisord starts it again", worker.hostname, rss_kb, cap_kb)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        worker.timer.call_repeatedly(MEMORY_CHECK_SECONDS, check)

@@ -34,17 +34,24 @@ def _conf() -> configparser.RawConfigParser:
     return parser
 
 
-def test_each_pool_runs_one_named_worker_per_queue_and_a_dispatcher():
+# Each pool: a prefork worker for the queues whose jobs work here, a threads worker for those that wait
+# on the network, and a dispatcher candidate (README, "Processes").
+LAYOUT = {"local": (("lead-processing", "delivery"), "LOCAL_QUEUES_CONCURRENCY"),
+          "network": (("site-generation", "email-sending"), "NETWORK_QUEUES_CONCURRENCY")}
+
+
+def test_each_pool_runs_its_two_named_workers_over_every_queue_and_a_dispatcher():
     groups, workers = helper.parse_config(CONF_TEXT)
     for pool in ("primary", "backup"):
         assert f"dispatcher-{pool}" in groups[pool]
-        pool_workers = [worker for worker in workers if worker.pool == pool]
-        assert sorted(worker.queues for worker in pool_workers) == sorted((queue,) for queue in settings.QUEUE_NAMES)
-        for worker in pool_workers:
-            assert worker.program == f"{worker.queues[0]}-{pool}"
-            assert worker.node == f"{worker.queues[0]}@{pool}.%h"
-            assert worker.node_name("host1") == f"{worker.queues[0]}@{pool}.host1"
-    assert len({worker.node for worker in workers}) == len(workers) == 8
+        pool_workers = {worker.program: worker for worker in workers if worker.pool == pool}
+        assert sorted(q for worker in pool_workers.values() for q in worker.queues) == sorted(settings.QUEUE_NAMES)
+        for kind, (queues, _) in LAYOUT.items():
+            worker = pool_workers[f"{kind}-{pool}"]
+            assert worker.queues == queues
+            assert worker.node == f"{'+'.join(queues)}@{pool}.%h"
+            assert worker.node_name("host1") == f"{'+'.join(queues)}@{pool}.host1"
+    assert len({worker.node for worker in workers}) == len(workers) == 4
 
 
 def test_worker_programs_carry_the_restart_memory_and_shutdown_settings():
@@ -52,8 +59,11 @@ def test_worker_programs_carry_the_restart_memory_and_shutdown_settings():
     _, workers = helper.parse_config(CONF_TEXT)
     for worker in workers:
         section = parser[f"program:{worker.program}"]
-        queue_var = worker.queues[0].upper().replace("-", "_") + "_CONCURRENCY"
-        assert f"-c %(ENV_{queue_var})s" in section["command"]
+        kind = worker.program.rsplit("-", 1)[0]
+        total = LAYOUT[kind][1]
+        # prefork: children on demand, up to the queues' concurrency summed; threads: that many threads
+        expected = f"--autoscale=%(ENV_{total})s,1" if kind == "local" else f"-P threads -c %(ENV_{total})s"
+        assert expected in section["command"]
         assert "--max-memory-per-child=%(ENV_WORKER_MAX_MEMORY_PER_CHILD_KB)s" in section["command"]
         assert section["autorestart"] == "true"
         assert section["startsecs"] == "10"
@@ -62,6 +72,19 @@ def test_worker_programs_carry_the_restart_memory_and_shutdown_settings():
         assert section["stopwaitsecs"] == "%(ENV_WORKER_STOP_WAIT_SECONDS)s"  # task time limit + 30 s
         assert section["stopasgroup"] == "false"  # no TERM to the pool children running tasks
         assert section["killasgroup"] == "true"
+
+
+def test_the_summed_concurrencies_are_exported_for_the_workers():
+    text = (ROOT / "deploy" / "common.sh").read_text()
+    assert "LOCAL_QUEUES_CONCURRENCY=$((LEAD_PROCESSING_CONCURRENCY + DELIVERY_CONCURRENCY))" in text
+    assert "NETWORK_QUEUES_CONCURRENCY=$((SITE_GENERATION_CONCURRENCY + EMAIL_SENDING_CONCURRENCY))" in text
+
+
+def test_an_event_listener_releases_the_jobs_of_workers_that_exit():
+    section = _conf()["eventlistener:worker-exits"]
+    assert "supervisor_events.py %(here)s/supervisord.conf" in section["command"]
+    assert set(section["events"].split(",")) == {"PROCESS_STATE_EXITED", "PROCESS_STATE_BACKOFF",
+                                                 "PROCESS_STATE_STOPPED"}
 
 
 def test_every_program_restarts_and_kills_its_whole_group_at_the_end():

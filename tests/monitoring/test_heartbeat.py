@@ -116,6 +116,14 @@ def test_the_development_worker_is_one_row_per_queue():
     ]
 
 
+def test_a_production_worker_on_several_queues_is_one_row_per_queue_in_its_pool():
+    rows = identities("lead-processing+delivery@backup.web-1", ["lead-processing", "delivery"])
+    assert [(r.name, r.pool, r.queue, r.host) for r in rows] == [
+        ("lead-processing+delivery@backup.web-1/delivery", "backup", "delivery", "web-1"),
+        ("lead-processing+delivery@backup.web-1/lead-processing", "backup", "lead-processing", "web-1"),
+    ]
+
+
 def test_another_node_name_on_one_queue_is_its_own_pool():
     assert identities("celery@box", ["delivery"]) == [WorkerIdentity("celery@box", "celery", "delivery", "box")]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,17 @@ JobHandler = Callable[[Job], None]
 # When Redis cannot be asked for a start slot, the job waits this long in the ledger rather than
 # starting unmetered: the limit protects the APIs behind the queue.
 LIMITER_DOWN_WAIT_SECONDS = 5.0
+# A job given back because its worker already runs its queue's concurrency waits this long; a job
+# finishing nudges the dispatcher sooner.
+WORKER_FULL_WAIT_SECONDS = 1.0
+
+
+def worker_at_concurrency(job: Job) -> bool:
+    """Does this worker already run its queue's configured concurrency, this job included? A worker
+    serving several queues has one pool for all of them (deploy/supervisord.conf), so Celery alone
+    would let one queue take every slot; the ledger knows what runs where."""
+    running = Job.objects.filter(queue=job.queue, state=Job.State.RUNNING, worker=job.worker).count()
+    return running > settings.QUEUE_CONCURRENCY[job.queue]
 
 
 def _start_slot(job: Job) -> ratelimit.Decision:
@@ -37,14 +49,21 @@ def keep_lease(job: Job) -> Iterator[None]:
     """Renew the job's lease from a side thread while the handler runs.
 
     The lease dies with the process that runs the job, which is what lets the reaper
-    recover work from a killed worker in seconds instead of Redis's visibility timeout.
+    recover work from a killed worker in seconds instead of Redis's visibility timeout. It also
+    stops at CELERY_TASK_TIME_LIMIT: a thread-pool worker cannot kill a hung job, so past the limit
+    the job goes back to the reaper and runs elsewhere, and the hung attempt's fence is refused.
     """
     stop = threading.Event()
     interval = settings.JOB_LEASE_SECONDS / 3
+    give_up_at = time.monotonic() + settings.CELERY_TASK_TIME_LIMIT
 
     def renew() -> None:
         try:
             while not stop.wait(interval):
+                if time.monotonic() >= give_up_at:
+                    logger.warning("job %s ran past CELERY_TASK_TIME_LIMIT (%ss): no longer renewing its lease",
+                                   job.id, settings.CELERY_TASK_TIME_LIMIT)
+                    return
                 try:
                     if not ledger.renew_lease(job):
                         return  # the job moved on without us; completion will notice
@@ -76,6 +95,10 @@ def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Calla
     if job is None:
         logger.info("job %s token %s: already claimed, finished or re-dispatched; skipping", job_id, dispatch_token)
         return "skipped"
+    if worker_at_concurrency(job):
+        ledger.defer(job, WORKER_FULL_WAIT_SECONDS, "worker at its queue's concurrency")
+        close_old_connections()
+        return "deferred"
     slot = _start_slot(job)
     if not slot.allowed:
         ledger.defer(job, slot.retry_after, "rate limit")

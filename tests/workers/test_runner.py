@@ -1,4 +1,5 @@
 """run_job: the one path every task takes, against real PostgreSQL."""
+import threading
 import time
 
 import pytest
@@ -79,3 +80,49 @@ def test_work_done_after_the_lease_was_lost_is_rolled_back():
     assert Lead.objects.count() == 0
     assert Job.objects.get(pk=job.pk).state == "pending"
     connection.close()
+
+
+def test_a_worker_already_running_its_queues_concurrency_gives_the_job_back_uncounted(settings):
+    # A worker that serves two queues has one pool: the ledger keeps each queue to its concurrency.
+    settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 2}
+    for _ in range(2):
+        ledger.enqueue("delivery", "test.task", {})
+    busy = ledger.take_due_jobs("delivery", 2)
+    for d in busy:
+        assert ledger.claim(d.job_id, d.token, "delivery+lead@primary.h") is not None
+    job, d = claimable()
+    ran = []
+
+    assert run_job(d.job_id, d.token, worker="delivery+lead@primary.h", handler=ran.append) == "deferred"
+    job.refresh_from_db()
+    assert (ran, job.state, job.attempts) == ([], "pending", 0)
+    # Another worker (the other pool) has room: it runs it.
+    [again] = ledger.take_due_jobs("delivery", 1) or [None]
+    if again is None:  # deferred by a second: make it due now
+        Job.objects.filter(pk=job.pk).update(next_attempt_at=job.created_at)
+        [again] = ledger.take_due_jobs("delivery", 1)
+    assert run_job(again.job_id, again.token, worker="delivery+lead@backup.h", handler=ran.append) == "succeeded"
+
+
+def test_the_lease_stops_being_renewed_past_the_task_time_limit(settings):
+    # A thread-pool worker cannot kill a hung job: past the time limit its lease runs out, so the
+    # reaper gives the job to another worker and the hung attempt is refused when it wakes.
+    settings.JOB_LEASE_SECONDS = 0.6
+    settings.CELERY_TASK_TIME_LIMIT = 0.3
+    job, d = claimable()
+    reaped = []
+
+    def reap_elsewhere() -> None:  # the leader's reaper, on its own connection
+        try:
+            reaped.append(ledger.reap_expired_leases())
+        finally:
+            connection.close()
+
+    def hung(j):
+        time.sleep(1.5)
+        reaper = threading.Thread(target=reap_elsewhere)
+        reaper.start()
+        reaper.join()
+
+    assert run_job(d.job_id, d.token, worker="w", handler=hung) == "lost"
+    assert reaped == [1] and Job.objects.get(pk=job.pk).state == "pending"

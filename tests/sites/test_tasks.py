@@ -238,9 +238,12 @@ def test_the_budget_never_lifts_a_pause_a_person_made(fake_api, settings):
     assert QueuePause.objects.get().paused_by == "ops"
 
 
-def test_spend_past_the_budget_is_bounded_by_the_calls_already_running(fake_api, settings):
+def test_spend_past_the_budget_is_bounded_by_the_calls_already_running(fake_api, settings, monkeypatch):
     """Six calls run at once (3 per pool x 2 pools, the dispatcher's in-flight bound) while the first
     to finish reaches the budget: those six complete, nothing after them starts."""
+    # The six threads here share one worker name; in production they are two pools of three, each
+    # within its own concurrency (workers.runner.worker_at_concurrency), which this test is not about.
+    monkeypatch.setattr("workers.runner.worker_at_concurrency", lambda job: False)
     settings.AI_DAILY_BUDGET_USD = Decimal("0.001")  # reached by the first site
     fake_api.default = ok(delay=1.0)
     jobs = [new_job(n) for n in range(10)]

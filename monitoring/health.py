@@ -31,7 +31,6 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
-from django.utils import timezone
 
 from resilience.http import iso_utc
 from workers import ratelimit
@@ -161,7 +160,7 @@ def consistent_snapshot() -> Iterator[None]:
     transaction, that transaction's isolation applies.)"""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
+        if outermost:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         yield
@@ -170,8 +169,6 @@ def consistent_snapshot() -> Iterator[None]:
 def db_now() -> datetime:
     """The database's clock: the ledger's and the heartbeats' times are all written with it, so
     comparing them with it is right whatever the web host's clock says."""
-    if connection.vendor != "postgresql":
-        return timezone.now()
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement_timestamp()")
         return cursor.fetchone()[0]
@@ -182,20 +179,12 @@ def compact_job_counts() -> int:
     heartbeats); returns the rows left. PostgreSQL deletes and re-inserts in one statement, so a
     delta committed meanwhile is either folded in or left as it is, never lost."""
     table = JobCount._meta.db_table
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f"""
-                    WITH gone AS (DELETE FROM {table} RETURNING queue, state, rejected, n)
-                    INSERT INTO {table} (queue, state, rejected, n)
-                    SELECT queue, state, rejected, sum(n) FROM gone GROUP BY 1, 2, 3 HAVING sum(n) <> 0""")
-                return cursor.rowcount
-        # SQLite: one writer at a time, so the read and the delete see the same rows.
-        sums = list(JobCount.objects.values("queue", "state", "rejected").annotate(total=Sum("n")).exclude(total=0))
-        JobCount.objects.all().delete()
-        JobCount.objects.bulk_create([JobCount(queue=r["queue"], state=r["state"], rejected=r["rejected"],
-                                               n=r["total"]) for r in sums])
-        return len(sums)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"""
+            WITH gone AS (DELETE FROM {table} RETURNING queue, state, rejected, n)
+            INSERT INTO {table} (queue, state, rejected, n)
+            SELECT queue, state, rejected, sum(n) FROM gone GROUP BY 1, 2, 3 HAVING sum(n) <> 0""")
+        return cursor.rowcount
 
 
 def _rate_limited_for(queue: str) -> float | None:

@@ -38,16 +38,6 @@ POSTGRES_REVERSE = [
     "DROP TRIGGER IF EXISTS workers_job_count_delete ON workers_job",
     "DROP FUNCTION IF EXISTS workers_job_count()",
 ]
-# SQLite (development) has row-level triggers only.
-_ROW = "INSERT INTO workers_jobcount (queue, state, rejected, n) VALUES ({0}.queue, {0}.state, {0}.rejected, {1});"
-SQLITE = [
-    f"CREATE TRIGGER workers_job_count_insert AFTER INSERT ON workers_job BEGIN {_ROW.format('NEW', 1)} END",
-    "CREATE TRIGGER workers_job_count_update AFTER UPDATE OF queue, state, rejected ON workers_job"
-    " WHEN OLD.queue IS NOT NEW.queue OR OLD.state IS NOT NEW.state OR OLD.rejected IS NOT NEW.rejected"
-    f" BEGIN {_ROW.format('OLD', -1)} {_ROW.format('NEW', 1)} END",
-    f"CREATE TRIGGER workers_job_count_delete AFTER DELETE ON workers_job BEGIN {_ROW.format('OLD', -1)} END",
-]
-SQLITE_REVERSE = [f"DROP TRIGGER IF EXISTS workers_job_count_{kind}" for kind in ("insert", "update", "delete")]
 # The jobs already in the ledger, counted once; the triggers (created in the same transaction, which
 # holds off writers until it commits) count every change after.
 FILL = ("INSERT INTO workers_jobcount (queue, state, rejected, n)"
@@ -55,14 +45,12 @@ FILL = ("INSERT INTO workers_jobcount (queue, state, rejected, n)"
 
 
 def create_triggers(apps, schema_editor):
-    statements = POSTGRES if schema_editor.connection.vendor == "postgresql" else SQLITE
-    for sql in statements + [FILL]:
+    for sql in POSTGRES + [FILL]:
         schema_editor.execute(sql)
 
 
 def drop_triggers(apps, schema_editor):
-    statements = POSTGRES_REVERSE if schema_editor.connection.vendor == "postgresql" else SQLITE_REVERSE
-    for sql in statements + ["DELETE FROM workers_jobcount"]:
+    for sql in POSTGRES_REVERSE + ["DELETE FROM workers_jobcount"]:
         schema_editor.execute(sql)
 
 

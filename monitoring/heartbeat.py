@@ -250,6 +250,7 @@ class HeartbeatThread:
         self.memory = memory
         self.consuming = consuming
         self.reported_consuming: bool | None = None  # what the last beat said
+        self.consumed_before = False  # has this worker's consumer run yet?
         self.started_at = started_at or timezone.now()
         self.failing_since: float | None = None
         self._stop = threading.Event()
@@ -314,11 +315,15 @@ class HeartbeatThread:
             return False
         finally:
             self._close_connection()
-        if consuming != self.reported_consuming and self.reported_consuming is not None:
+        # A starting worker is not consuming until its consumer is up: no news. A change is said when
+        # a consumer that ran stops, and when it runs again after that.
+        changed = self.reported_consuming is not None and consuming != self.reported_consuming
+        if changed and (self.consumed_before or not consuming):
             logger.warning("%s: consumer %s", ", ".join(row.name for row in self.rows),
                            "running again" if consuming else "not running (broker connection lost or consumer "
                            "stopped): not counted as a live consumer")
         self.reported_consuming = consuming
+        self.consumed_before = self.consumed_before or consuming
         if self.failing_since is not None:
             logger.warning("heartbeats written again after %.0f s", time.monotonic() - self.failing_since)
             self.failing_since = None

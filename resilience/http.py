@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
@@ -27,7 +29,24 @@ def api_not_found(request, exception=None):
     return page_not_found(request, exception)
 
 
+# Seconds a client is told to wait when the database cannot be reached: about how long a
+# PostgreSQL restart or failover takes.
+DATABASE_DOWN_RETRY_AFTER = 5
+
+
 def api_server_error(request):
+    # Django calls this inside its except block, so the exception is still at hand. A database that
+    # cannot be reached is an outage the client should wait out (503 with Retry-After; the webhook's
+    # Idempotency-Key makes a retry safe), not a fault of its request or of this code.
+    if isinstance(sys.exc_info()[1], (OperationalError, InterfaceError)):
+        message = "the database is unavailable; nothing was stored, try again shortly"
+        if request.path.startswith("/api/"):
+            response: HttpResponse = json_error(503, message)
+        else:
+            response = HttpResponse(f"Service unavailable: {message}.\n", status=503,
+                                    content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(DATABASE_DOWN_RETRY_AFTER)
+        return response
     if request.path.startswith("/api/"):
         return json_error(500, "internal error; it has been logged")
     from django.views.defaults import server_error

@@ -20,15 +20,36 @@ def json_error(status: int, message: str, **extra: Any) -> JsonResponse:
 
 
 def api_not_found(request, exception=None):
-    if request.path.startswith("/api/"):
+    if _is_api(request):
         return json_error(404, f"no API endpoint at {request.path}")
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
 
 
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/") or request.path in ("/metrics", "/healthz")
+
+
+def api_bad_request(request, exception=None):
+    """Django's own refusals before any view (a Host not in ALLOWED_HOSTS, too many fields ...)."""
+    if _is_api(request):
+        return json_error(400, f"bad request: {exception or 'refused'}"[:300])
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
+def api_permission_denied(request, exception=None):
+    if _is_api(request):
+        return json_error(403, f"forbidden: {exception or 'permission denied'}"[:300])
+    from django.views.defaults import permission_denied
+
+    return permission_denied(request, exception)
+
+
 def api_server_error(request):
-    if request.path.startswith("/api/"):
+    if _is_api(request):
         return json_error(500, "internal error; it has been logged")
     from django.views.defaults import server_error
 

@@ -10,6 +10,8 @@ from monitoring import dashboard, views as worker_views
 from resilience.http import allow_methods
 from resilience.openapi import openapi_view
 
+handler400 = "resilience.http.api_bad_request"
+handler403 = "resilience.http.api_permission_denied"
 handler404 = "resilience.http.api_not_found"
 handler500 = "resilience.http.api_server_error"
 

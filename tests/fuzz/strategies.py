@@ -97,9 +97,13 @@ def assert_answer_ok(response, method: str) -> None:
     assert response.status_code < 500, (response.status_code, response.content[:300])
     if response.status_code >= 400 and method != "HEAD":
         assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-        body = json.loads(response.content)
-        assert body["success"] is False
-        assert isinstance(body["error"], str) and len(body["error"]) > 5
+        assert_json_error(json.loads(response.content))
+
+
+def assert_json_error(body: dict) -> None:
+    """A refusal as the API writes them: {"success": false, "error": "<what is wrong>"}."""
+    assert body["success"] is False, body
+    assert isinstance(body["error"], str) and len(body["error"]) > 5, body
 
 
 @contextmanager

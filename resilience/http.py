@@ -48,6 +48,14 @@ def api_permission_denied(request, exception=None):
     return permission_denied(request, exception)
 
 
+def csrf_failure(request, reason: str = ""):
+    if _is_api(request):
+        return json_error(403, f"CSRF check failed: {reason or 'no valid token'}"[:300])
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason)
+
+
 def api_server_error(request):
     if _is_api(request):
         return json_error(500, "internal error; it has been logged")

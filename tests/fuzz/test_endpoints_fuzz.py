@@ -6,6 +6,7 @@ of emails with arbitrary, tampered and foreign tokens.
 Never a 500; an API refusal is a 4xx JSON whose `error` names the problem; a refused request stores and
 changes nothing (row counts and the tracking counters are compared before and after).
 """
+import json
 import uuid
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.db.models import Sum
-from django.test import Client
+from django.test import Client, RequestFactory
 from hypothesis import event, given, strategies as st
 
 from access.auth import create_token
@@ -23,6 +24,7 @@ from dlq.models import DeadLetter
 from emails import tracking
 from emails.models import Message, Suppression
 from leads.models import Lead, LeadSubmission, WebhookIdempotencyKey
+from resilience.http import csrf_failure
 from resilience.openapi import document
 from tests.fuzz.coverage import fuzzes
 from tests.fuzz.strategies import (assert_answer_ok, content_types, fuzz_settings, query_params, raw_bodies,
@@ -223,8 +225,19 @@ def test_tracking_links_with_any_token(client, method, data):
             assert response["Location"] == SITE, response["Location"]  # only ever a link the message had
         if genuine is False:
             assert response.status_code in (404, 405), (url, method, response.status_code)
-        if genuine is None:  # only the unsubscribe page (a button, no data) is shown
-            assert response.status_code in (404, 405) or (endpoint, method) in (("unsubscribe", "GET"),
-                                                                                   ("unsubscribe", "HEAD"))
+        if genuine is None:  # only what records nothing: the unsubscribe page (a button), the pixel to HEAD
+            assert response.status_code in (404, 405) or (endpoint, method) in (
+                ("unsubscribe", "GET"), ("unsubscribe", "HEAD"), ("open", "HEAD")), (url, method)
         if not genuine:
             assert stored() == before, f"a {kind} {endpoint} token changed something"
+
+
+def test_a_csrf_refusal_is_json_on_the_api_and_a_page_in_the_admin(django_user_model):
+    """Every API view handles CSRF itself today; one that did not would still answer JSON."""
+    api = csrf_failure(RequestFactory().post("/api/anything"), "CSRF token missing.")
+    assert api.status_code == 403 and api["Content-Type"] == "application/json"
+    assert json.loads(api.content)["error"] == "CSRF check failed: CSRF token missing."
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    page = client.post("/admin/logout/")
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")

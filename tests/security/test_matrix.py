@@ -20,6 +20,7 @@ import uuid
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
+from django.http import HttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver
 from django.utils import timezone
@@ -105,7 +106,7 @@ def view_only_staff() -> Client:
                  name="viewer")
 
 
-def call(client: Client, method: str, url: str) -> object:
+def call(client: Client, method: str, url: str) -> HttpResponse:
     return client.generic(method, url, b"{}", "application/json")
 
 

@@ -78,3 +78,27 @@ def test_the_document_is_served_to_tokens_and_staff_only(client, django_user_mod
     staff = Client()
     staff.force_login(django_user_model.objects.create_user("staffer", password="x", is_staff=True))
     assert staff.get("/api/openapi.json").status_code == 200  # no model permission needed
+
+
+def test_every_reference_resolves_and_every_path_parameter_is_declared():
+    spec = document()
+
+    def refs(node):
+        if isinstance(node, dict):
+            yield from ([node["$ref"]] if "$ref" in node else [])
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    for ref in refs(spec):
+        target = spec
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]  # KeyError: a reference to nothing
+    for path, item in spec["paths"].items():
+        declared = {p["name"] for p in item.get("parameters", []) if p["in"] == "path"}
+        assert declared == set(re.findall(r"\{(\w+)\}", path)), path
+        for method in (m for m in item if m in METHODS):
+            for scheme in item[method]["security"]:
+                assert set(scheme) <= set(spec["components"]["securitySchemes"]), (path, method)

@@ -9,8 +9,10 @@ was redacted once comes out of it unchanged.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 
@@ -67,6 +69,45 @@ _URL_PASSWORD_REVERSED = re.compile(
 )
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
+# --- this system's own secrets, by value ------------------------------------------------------------
+# A configured secret quoted bare (a lead whose "email" is the webhook secret, an error echoing a
+# password) has nothing around it a pattern could recognise: its value is looked for as it is.
+_SECRET_SETTINGS = ("SECRET_KEY", "EMAIL_SIGNING_KEY", "CLAY_WEBHOOK_SECRET", "ANTHROPIC_API_KEY",
+                    "EMAIL_HOST_PASSWORD", "DELIVERY_NOTIFY_WEBHOOK_URL")
+_SECRET_URL_SETTINGS = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+# Shorter values would redact ordinary words; every secret this system makes or asks for is longer.
+_MIN_SECRET_LENGTH = 8
+_configured: tuple[str, ...] | None = None
+
+
+def configured_secrets() -> tuple[str, ...]:
+    """The values of the secrets in the settings (and FLOWER_BASIC_AUTH's passwords), longest first.
+    Empty until the settings are loaded (a line logged while they load is redacted by pattern only)."""
+    global _configured
+    if _configured is None:
+        from django.conf import settings
+
+        if not settings.configured:
+            return ()
+        values = [getattr(settings, name, "") for name in _SECRET_SETTINGS]
+        values += [db.get("PASSWORD") for db in settings.DATABASES.values()]
+        values += [urlsplit(url).password for name in _SECRET_URL_SETTINGS
+                   if isinstance(url := getattr(settings, name, ""), str) and "@" in url]
+        values += [login.partition(":")[2] for login in os.environ.get("FLOWER_BASIC_AUTH", "").split(",")]
+        _configured = tuple(sorted({v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH},
+                                   key=len, reverse=True))
+    return _configured
+
+
+def _configured_spans(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for secret in configured_secrets():
+        start = text.find(secret)
+        while start != -1:
+            spans.append((start, start + len(secret)))
+            start = text.find(secret, start + len(secret))
+    return spans
+
 
 def redact(value: Any) -> Any:
     """Copy of `value` with secret-named keys and secret-looking strings replaced."""
@@ -97,6 +138,7 @@ def redact_text(text: str) -> str:
         size = len(lower)
         for match in _URL_PASSWORD_REVERSED.finditer(lower[::-1]):
             spans.append((size - match.end("s"), size - match.start("s")))
+    spans.extend(_configured_spans(text))
     if not spans:
         return text
     spans.sort()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import sys
@@ -16,38 +17,81 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+logger = logging.getLogger(__name__)
+
 
 def json_error(status: int, message: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"success": False, "error": message, **extra}, status=status)
 
 
 def api_not_found(request, exception=None):
-    if request.path.startswith("/api/"):
+    if _is_api(request):
         return json_error(404, f"no API endpoint at {request.path}")
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
 
 
-# Seconds a client is told to wait when the database cannot be reached: about how long a
-# PostgreSQL restart or failover takes.
-DATABASE_DOWN_RETRY_AFTER = 5
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/") or request.path in ("/metrics", "/healthz")
+
+
+def api_bad_request(request, exception=None):
+    """Django's own refusals before any view (a Host not in ALLOWED_HOSTS, too many fields ...)."""
+    if _is_api(request):
+        return json_error(400, f"bad request: {exception or 'refused'}"[:300])
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
+def api_permission_denied(request, exception=None):
+    if _is_api(request):
+        return json_error(403, f"forbidden: {exception or 'permission denied'}"[:300])
+    from django.views.defaults import permission_denied
+
+    return permission_denied(request, exception)
+
+
+def csrf_failure(request, reason: str = ""):
+    if _is_api(request):
+        return json_error(403, f"CSRF check failed: {reason or 'no valid token'}"[:300])
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason)
+
+
+# Seconds a client is told to wait before it tries again while the database cannot be reached: about
+# how long a PostgreSQL restart or failover takes.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_unavailable(request: HttpRequest, exception: BaseException) -> HttpResponse:
+    """503 with Retry-After for a request PostgreSQL could not serve (down, restarting, failing over):
+    an outage to wait out, not a fault of the request (that is DataError or IntegrityError) nor a 500.
+    Nothing was stored, so a sender that retries (the webhook's Idempotency-Key) loses nothing. Logged
+    here as one warning, not as Django's ERROR line and traceback for every 5xx."""
+    reason = printable(str(exception).splitlines()[0] if str(exception) else type(exception).__name__, 200)
+    logger.warning("%s %s: the database is unavailable (%s); answered 503", request.method,
+                   printable(request.path, 200), reason)
+    message = f"the database is unavailable; nothing was stored, try again in {DATABASE_RETRY_AFTER_SECONDS} s"
+    if _is_api(request):
+        response: HttpResponse = json_error(503, message)
+    else:
+        response = HttpResponse(f"Service unavailable: {message}.\n", status=503,
+                                content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log.log_response's mark
+    return response
 
 
 def api_server_error(request):
-    # Django calls this inside its except block, so the exception is still at hand. A database that
-    # cannot be reached is an outage the client should wait out (503 with Retry-After; the webhook's
-    # Idempotency-Key makes a retry safe), not a fault of its request or of this code.
-    if isinstance(sys.exc_info()[1], (OperationalError, InterfaceError)):
-        message = "the database is unavailable; nothing was stored, try again shortly"
-        if request.path.startswith("/api/"):
-            response: HttpResponse = json_error(503, message)
-        else:
-            response = HttpResponse(f"Service unavailable: {message}.\n", status=503,
-                                    content_type="text/plain; charset=utf-8")
-        response["Retry-After"] = str(DATABASE_DOWN_RETRY_AFTER)
-        return response
-    if request.path.startswith("/api/"):
+    # Django calls this inside its except block, so the exception is at hand: a database out of reach
+    # while a middleware looked up a session or a user, outside any view, is a 503 too.
+    if isinstance(exception := sys.exc_info()[1], DATABASE_ERRORS):
+        return database_unavailable(request, exception)
+    if _is_api(request):
         return json_error(500, "internal error; it has been logged")
     from django.views.defaults import server_error
 

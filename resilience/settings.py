@@ -39,6 +39,8 @@ if len(SECRET_KEY) < 32:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# On the API a CSRF refusal is JSON like every other error there (the admin keeps Django's page).
+CSRF_FAILURE_VIEW = "resilience.http.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

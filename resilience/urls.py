@@ -1,13 +1,18 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
 
 from delivery import views as delivery_views
 from dlq import views as dlq_views
 from leads.views import clay_webhook
 from sites.views import site_page
 from monitoring import dashboard, views as worker_views
+from resilience.http import allow_methods
+from resilience.openapi import openapi_view
 
+handler400 = "resilience.http.api_bad_request"
+handler403 = "resilience.http.api_permission_denied"
 handler404 = "resilience.http.api_not_found"
 handler500 = "resilience.http.api_server_error"
 
@@ -15,6 +20,8 @@ admin.site.site_header = "Resilience"
 admin.site.site_title = "Resilience admin"
 
 
+@csrf_exempt  # no session, nothing to protect: a POST is answered 405 like any other method
+@allow_methods("GET")
 def healthz(request):
     """Liveness for process supervision: answers without touching the database."""
     return JsonResponse({"status": "ok"})
@@ -32,6 +39,7 @@ urlpatterns = [
     path("api/admin/leads/<int:lead_id>/deliver", delivery_views.lead_delivery, name="lead-delivery"),
     path("metrics", worker_views.metrics, name="metrics"),
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),
+    path("api/openapi.json", openapi_view, name="openapi"),
     path("healthz", healthz, name="healthz"),
     path("email/", include("emails.urls")),  # tracking and unsubscribe links inside emails
     path("sites/<str:public_id>/", site_page, name="site-page"),

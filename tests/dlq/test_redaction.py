@@ -188,3 +188,15 @@ def test_a_real_postgresql_error_quoting_a_secret_is_logged_redacted(payload):
         logger.removeHandler(handler)
     logged = stream.getvalue()
     assert "unsupported Unicode escape sequence" in logged and "PgSecret1" not in logged
+
+
+def test_the_configured_secrets_are_redacted_by_value_wherever_they_are():
+    from django.conf import settings
+
+    from dlq.redaction import configured_secrets, redact, redact_text
+
+    assert settings.CLAY_WEBHOOK_SECRET in configured_secrets() and settings.SECRET_KEY in configured_secrets()
+    bare = f"email '{settings.CLAY_WEBHOOK_SECRET}' is not an email address"
+    assert redact_text(bare) == "email '[redacted]' is not an email address"
+    assert redact({"lead": {"email": settings.CLAY_WEBHOOK_SECRET}}) == {"lead": {"email": "[redacted]"}}
+    assert all(len(secret) >= 8 for secret in configured_secrets())  # a short value would eat ordinary words

@@ -32,6 +32,31 @@ def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def flower_paths() -> list[str]:
+    """A concrete path for each of Flower's routes, its static files left out."""
+    import re
+
+    from flower.urls import handlers
+
+    patterns = [handler[0] if isinstance(handler, tuple) else handler.regex.pattern for handler in handlers]
+    paths = [re.sub(r"\(\.[+*]\)", "probe-1", pattern).rstrip("$").replace("/?", "/")
+             for pattern in patterns if not pattern.startswith("/static/")]
+    # Logging in and out need no login (/login/ is OAuth's, 404 without a provider; /logout clears a cookie),
+    # and the catch-all answers 404 to anyone: it shows nothing.
+    return [path for path in paths if path not in ("/login/", "/logout", ".*")]
+
+
+def send(url: str, auth: tuple[str, str] | None, data: bytes | None) -> int:
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def start_flower(processes) -> str:
     port = free_port()
     processes.configure(FLOWER_BASIC_AUTH=":".join(LOGIN))
@@ -85,6 +110,18 @@ def test_flower_needs_its_login_and_shows_each_job_as_the_ledger_does(processes)
         status, body = get(f"{url}{path}")
         assert status == 401 and b"workers.probe" not in body and f"{QUEUE}@primary".encode() not in body
         assert get(f"{url}{path}", ("ops", "wrong"))[0] == 401
+    # Every page and API Flower registers (derived from its URL table, so a new one is walked too), read or
+    # written, without the login or with a wrong one. Only its static files (CSS and scripts) are open.
+    # Tornado turns away a method a page does not serve (405) before anything else; the one it serves
+    # must ask for the login.
+    wrong = []
+    for path in flower_paths():
+        for auth in (None, ("ops", "wrong"), ("nobody", LOGIN[1])):
+            statuses = {send(f"{url}{path}", auth, data) for data in (None, b"{}")}
+            if 401 not in statuses or not statuses <= {401, 405}:
+                wrong.append((path, auth, statuses))
+    assert not wrong, wrong
+
     status, metrics = get(f"{url}/metrics", LOGIN)
     assert status == 200 and b'task="workers.probe"' in metrics
     assert get(f"{url}/healthcheck", LOGIN) == (200, b"OK")

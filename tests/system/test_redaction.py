@@ -8,11 +8,16 @@ Then: the job's last error, its failure history, the dead-letter entry, the subm
 task-failed events' exception and traceback, and the worker's and dispatcher's captured output all
 carry the redacted text, and none of them a secret.
 """
+from http.cookiejar import CookieJar
 import json
+import re
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from dlq.models import DeadLetter
 from dlq.redaction import REDACTED
@@ -99,3 +104,131 @@ def test_a_failing_jobs_secrets_reach_no_sink_of_a_real_worker(processes):
     # The failures are in the worker's output, redacted: the ledger's line and Celery's own.
     assert output.count("dead-lettered after 1 attempt(s): InvalidLead: email") == len(SAMPLES), output
     assert output.count("raised expected: JobAttemptFailed(") == len(SAMPLES), output
+
+
+# --- a run with known secrets -------------------------------------------------------------------------
+
+# Each configured secret of the system, with a value of its own that nothing else contains.
+KNOWN_SECRETS = {
+    "webhook secret": "whk-Known-Webhook-Secret-5f3a9c",
+    "admin password": "Admin-Known-Password-7c1e42",
+    "SMTP password": "Smtp-Known-Password-2b8d61",
+    "Anthropic key": "sk-ant-api03-KnownAnthropicKey-9e7d0c",
+    "database password": "Db-Known-Password-4a6f13",
+    "SECRET_KEY": "Known-Django-Secret-Key-" + "3d" * 16,
+}
+
+
+def http(url: str, data: bytes | None = None, headers: dict | None = None, opener=None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with (opener or urllib.request.build_opener()).open(request, timeout=20) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def admin_login(url: str, password: str) -> int:
+    """Log in through the admin's form as a browser would; the status of the page it ends on."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    page = opener.open(f"{url}/admin/login/", timeout=20).read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"username": "ops", "password": password, "csrfmiddlewaretoken": csrf,
+                                   "next": "/admin/"}).encode()
+    return http(f"{url}/admin/login/", form, {"Referer": f"{url}/admin/login/"}, opener)[0]
+
+
+def rows_text() -> dict[str, str]:
+    """Every row of every table a failure, a refusal or a login is recorded in, as text."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    from django.contrib.admin.models import LogEntry
+
+    # A job's payload and a submission's are the sender's data, kept as sent (the job needs it); what
+    # the system wrote about them (errors, the dead-letter entry with its copy of the data) is checked.
+    tables = {"dead letters": DeadLetter.objects.values(), "job errors": Job.objects.values("last_error"),
+              "job failures": JobFailure.objects.values(), "submission errors": LeadSubmission.objects.values("error"),
+              "axes attempts": AccessAttempt.objects.values(), "axes failures": AccessFailureLog.objects.values(),
+              "axes log": AccessLog.objects.values(), "admin history": LogEntry.objects.values()}
+    return {name: json.dumps(list(rows), default=str) for name, rows in tables.items()}
+
+
+def test_a_run_with_known_secrets_leaves_none_of_them_in_any_log_row_event_or_answer(processes, tmp_path):
+    """Web server, worker and dispatcher run with known values for every secret; requests then use them
+    rightly and wrongly (a wrong webhook secret or token that contains the right one, a wrong admin
+    password), and failing jobs quote them bare. No log, answer, event, ledger, dead-letter or login row
+    may hold one."""
+    from django.contrib.auth.models import User
+
+    from access.auth import create_token
+    from tests.system.processes import free_port, wait_for as wait
+    from tests.system.test_web_server import web_command
+
+    secrets = dict(KNOWN_SECRETS)
+    _, secrets["API token"] = create_token("ops")
+    User.objects.create_superuser("ops", "ops@example.com", secrets["admin password"])
+    db = connection.settings_dict
+    (tmp_path / "log").mkdir()
+    processes.configure(
+        LOG_LEVEL="DEBUG", CLAY_WEBHOOK_SECRET=secrets["webhook secret"], ANTHROPIC_API_KEY=secrets["Anthropic key"],
+        SECRET_KEY=secrets["SECRET_KEY"], VAR_DIR=str(tmp_path),
+        EMAIL_URL=f"smtp://mailer:{secrets['SMTP password']}@127.0.0.1:{free_port()}",
+        # PostgreSQL here trusts local connections: the password is sent and ignored, as a real one is used.
+        TEST_DATABASE_URL=f"postgres://{db['USER']}:{secrets['database password']}@{db['HOST']}:{db['PORT'] or 5432}"
+                          f"/{db['NAME']}",
+    )
+    answers = []
+    with EventLog() as events:
+        port = free_port()
+        processes.start("web", web_command(port, tmp_path))
+        processes.worker(services.LEAD_QUEUE, "primary", 2)
+        processes.dispatcher("primary")
+        url = f"http://127.0.0.1:{port}"
+        assert wait(lambda: http_ok(f"{url}/healthz"), 30), processes.logs()
+        processes.wait_ready(f"{services.LEAD_QUEUE}@primary")
+
+        webhook = f"{url}/api/webhooks/clay"
+        good_lead = json.dumps([{"email": "known@acme.io", "company": "Acme", "employee_count": 50}]).encode()
+        for secret in (secrets["webhook secret"], secrets["webhook secret"] + "x", secrets["webhook secret"].upper()):
+            answers.append(http(webhook, good_lead, {"Content-Type": "application/json", "X-Clay-Secret": secret}))
+        assert [status for status, _ in answers] == [202, 401, 401], answers
+        # A sender that puts the configured ones in leads (the answer may quote the sender's own value back
+        # to it: not collected); they fail as leads and are dead-lettered. The admin password is no setting
+        # (only its hash is stored, nothing could know it in text): it is checked through the logins below.
+        configured = {name: secret for name, secret in secrets.items() if name != "admin password"}
+        for name, secret in configured.items():
+            http(webhook, json.dumps({"email": secret, "company": name}).encode(),
+                 {"Content-Type": "application/json", "X-Clay-Secret": secrets["webhook secret"]})
+        dlq = f"{url}/api/admin/dead-letter-queue"
+        for token in (secrets["API token"], secrets["API token"] + "x", secrets["admin password"]):
+            answers.append(http(dlq, headers={"Authorization": f"Bearer {token}"}))
+        assert answers[-3][0] == 200 and answers[-2][0] == 401 and answers[-1][0] == 401, answers[-3:]
+        assert admin_login(url, secrets["admin password"] + "x") == 200  # the form again, with its error
+        assert admin_login(url, secrets["admin password"]) == 200  # the admin's index
+
+        # Failing jobs that quote every configured secret bare (no key, no shape to recognise).
+        jobs = []
+        with transaction.atomic():
+            for name, secret in configured.items():
+                submission = LeadSubmission.objects.create(source="test", payload={"email": secret, "note": name})
+                jobs.append(str(ledger.enqueue(services.LEAD_QUEUE, services.LEAD_TASK,
+                                               {"submission_id": submission.pk, "lead": submission.payload}).id))
+        assert wait(lambda: Job.objects.filter(id__in=jobs, state="dead").count() == len(jobs), 60), processes.logs()
+        assert wait(lambda: set(jobs) <= set(events.failed()), 20), processes.logs()
+        captured = json.dumps(list(events.events), default=str)
+
+    processes.stop_all()
+    sinks = {f"log {path.name}": path.read_text(errors="replace") for path in tmp_path.rglob("*.log")}
+    sinks.update(rows_text())
+    sinks["Celery events"] = captured
+    sinks["HTTP answers"] = "\n".join(body.decode(errors="replace") for _, body in answers)
+    assert "dead-lettered after 1 attempt(s)" in "".join(sinks.values())  # the failures were recorded
+    assert any("web" in name for name in sinks) and len(sinks["Celery events"]) > 1000
+    found = [f"{what} in {where}" for what, secret in secrets.items() for where, text in sinks.items() if secret in text]
+    assert not found, "\n".join(found)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return http(url)[0] == 200
+    except OSError:
+        return False

@@ -48,7 +48,7 @@ def test_while_postgresql_is_unreachable_the_webhook_and_admin_answer_503_with_r
     assert status == 503, raw
     assert response_headers["Retry-After"] == "5"
     assert json.loads(raw) == {"success": False,
-                               "error": "the database is unavailable; nothing was stored, try again shortly"}
+                               "error": "the database is unavailable; nothing was stored, try again in 5 s"}
     # Checking a token needs the database too.
     status, response_headers, raw = answer(f"{web}/api/admin/workers/health",
                                            headers={"Authorization": "Bearer some-token"})

@@ -24,7 +24,7 @@ def answer_while_raising(exception: Exception, path: str):
 def test_a_database_out_of_reach_is_a_503_with_retry_after(exception):
     api = answer_while_raising(exception, "/api/admin/workers/health")
     assert (api.status_code, api["Retry-After"], api["Content-Type"]) == (503, "5", "application/json")
-    assert json.loads(api.content)["error"] == "the database is unavailable; nothing was stored, try again shortly"
+    assert json.loads(api.content)["error"] == "the database is unavailable; nothing was stored, try again in 5 s"
     page = answer_while_raising(exception, "/admin/leads/lead/")
     assert (page.status_code, page["Retry-After"]) == (503, "5")
     assert page["Content-Type"].startswith("text/plain") and b"database is unavailable" in page.content

@@ -1,0 +1,143 @@
+"""The HTTP API described as OpenAPI 3.1, served at GET /api/openapi.json.
+
+Written by hand: the views check their input in code, not through a schema library. tests/security checks
+that every URL pattern under api/ (and /metrics, /healthz) is described here with the methods its view
+serves, and tests/fuzz that every operation here is fuzzed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+
+from access.auth import admin_api
+from leads.idempotency import MAX_KEY_LENGTH
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+ADMIN_AUTH = [{"bearerToken": []}, {"staffSession": []}]
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {400: "Invalid input; `error` names the problem", 401: "Not authenticated",
+               403: "Authenticated, but not allowed (read-only token, not staff, or a missing permission)",
+               404: "Not found", 405: "Method not allowed (`Allow` lists the methods)", 409: "Conflict",
+               413: "Body too large", 415: "Content-Type is not application/json",
+               422: "Idempotency-Key reused with another body", 503: "Not configured"}
+    return {str(code): {"description": reasons[code], "content": {"application/json": {"schema": ERROR}}}
+            for code in codes}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None, status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description,
+                     "content": {"application/json": {"schema": schema or {"type": "object"}}}}}
+
+
+def _json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+UUID_STRING = {"type": "string", "format": "uuid"}
+ENTRY = {"type": "object", "properties": {
+    "id": UUID_STRING, "queue_name": {"type": "string"}, "job_id": {"type": "string"}, "job_data": {},
+    "error_message": {"type": "string"}, "error_stack": {"type": "string"}, "attempts_made": {"type": "integer"},
+    "failed_at": {"type": "string", "format": "date-time"},
+    "resolved": {"type": "boolean"}, "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+    "resolved_by": {"type": ["string", "null"]}, "notes": {"type": ["string", "null"]}}}
+LEAD = {"type": "object", "required": ["email"], "properties": {
+    "email": {"type": "string", "format": "email"}, "employee_count": {"type": "integer", "minimum": 0}},
+    "additionalProperties": True}
+
+
+def document() -> dict[str, Any]:
+    admin_errors = (401, 403, 405)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Resilience HTTP API", "version": "1",
+                 "description": "The Clay webhook, the admin API, Prometheus metrics and the liveness check. "
+                                "Every error is JSON: {\"success\": false, \"error\": \"<what is wrong>\"}."},
+        "components": {
+            "securitySchemes": {
+                "bearerToken": {"type": "http", "scheme": "bearer",
+                                "description": "manage.py create_api_token NAME [--read-only]"},
+                "staffSession": {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME,
+                                 "description": "An admin login; changes also need the X-CSRFToken header"},
+                "claySecret": {"type": "apiKey", "in": "header", "name": "X-Clay-Secret"},
+            },
+            "schemas": {"Error": {"type": "object", "required": ["success", "error"], "properties": {
+                "success": {"const": False}, "error": {"type": "string"}}}},
+        },
+        "paths": {
+            "/api/webhooks/clay": {"post": {
+                "operationId": "clayWebhook", "summary": "Accept one lead (an object) or a batch (an array)",
+                "security": [{"claySecret": []}],
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH}}],
+                "requestBody": _json_body({"oneOf": [LEAD, {"type": "array", "items": LEAD, "minItems": 1}]}),
+                "responses": {**_ok("Accepted: one job per lead", status="202"),
+                              **_errors(400, 401, 405, 413, 415, 422, 503)},
+            }},
+            "/api/admin/dead-letter-queue": {
+                "get": {"operationId": "listDeadLetters", "summary": "Unresolved entries, newest first",
+                        "security": ADMIN_AUTH,
+                        "parameters": [{"name": "queue", "in": "query", "schema": {"type": "string"}},
+                                       {"name": "limit", "in": "query",
+                                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                        "responses": {**_ok("The entries and per-queue counts"), **_errors(400, *admin_errors)}},
+                "patch": {"operationId": "resolveDeadLetter", "summary": "Resolve or re-open an entry",
+                          "security": ADMIN_AUTH,
+                          "requestBody": _json_body({"type": "object", "required": ["id", "resolved"], "properties": {
+                              "id": UUID_STRING, "resolved": {"type": "boolean"}, "resolvedBy": {"type": "string"},
+                              "notes": {"type": "string"}}}),
+                          "responses": {**_ok("The entry", {"type": "object", "properties": {"job": ENTRY}}),
+                                        **_errors(400, *admin_errors, 404, 413, 415)}},
+                "delete": {"operationId": "deleteDeadLetter", "summary": "Delete an entry",
+                           "security": ADMIN_AUTH,
+                           "parameters": [{"name": "id", "in": "query", "required": True, "schema": UUID_STRING}],
+                           "responses": {**_ok("Deleted"), **_errors(400, *admin_errors, 404)}},
+            },
+            "/api/admin/dead-letter-queue/requeue": {"post": {
+                "operationId": "requeueDeadLetter", "summary": "Run the entry's job again and resolve the entry",
+                "security": ADMIN_AUTH,
+                "requestBody": _json_body({"type": "object", "required": ["id"], "properties": {
+                    "id": UUID_STRING, "notes": {"type": "string"}}}),
+                "responses": {**_ok("Requeued"), **_errors(400, *admin_errors, 404, 409, 413, 415)},
+            }},
+            "/api/admin/leads/{lead_id}/deliver": {
+                "parameters": [{"name": "lead_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 0}}],
+                "get": {"operationId": "readDelivery", "summary": "The lead's delivery run and its steps",
+                        "security": ADMIN_AUTH,
+                        "responses": {**_ok("The run"), **_errors(*admin_errors, 404)}},
+                "post": {"operationId": "startDelivery", "summary": "Mark the lead won and start its delivery run",
+                         "security": ADMIN_AUTH,
+                         "requestBody": _json_body({"type": "object", "maxProperties": 0}, required=False),
+                         "responses": {**_ok("Started", status="201"), **_ok("The run it already has"),
+                                       **_errors(400, *admin_errors, 404, 413, 415)}},
+            },
+            "/api/admin/workers/health": {"get": {
+                "operationId": "workersHealth", "summary": "Queues, workers and the dispatcher: the health report",
+                "security": ADMIN_AUTH, "responses": {**_ok("The report"), **_errors(*admin_errors)},
+            }},
+            "/api/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document", "security": ADMIN_AUTH,
+                "responses": {**_ok("OpenAPI 3.1"), **_errors(*admin_errors)},
+            }},
+            "/metrics": {"get": {
+                "operationId": "metrics", "summary": "Prometheus exposition", "security": ADMIN_AUTH,
+                "responses": {"200": {"description": "Prometheus text format",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **_errors(*admin_errors)},
+            }},
+            "/healthz": {"get": {
+                "operationId": "healthz", "summary": "Liveness: answers without touching the database",
+                "security": [], "responses": {**_ok("Alive"), **_errors(405)},
+            }},
+        },
+    }
+
+
+# Any API token or staff session may read it: it describes, it holds no data (so no model permission).
+@admin_api({"GET": ""})
+def openapi_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(document())

@@ -1,0 +1,315 @@
+"""The security matrix: every protected page and endpoint against every kind of caller that must be refused.
+
+Pages and endpoints are derived, not listed: every URL the admin site serves (each registered ModelAdmin's
+changelist, add, change, delete and history pages and its own extra URLs, the workers dashboard and its
+data), every operation of the OpenAPI document (the admin API, /metrics; the webhook), and the tracking
+links. A new admin model or endpoint is walked without touching this file.
+
+Callers: anonymous, a wrong bearer token, a read-only token writing, a logged-in user who is not staff, a
+staff user without the permission (and one with view permissions only, writing). Each refusal is checked
+for its status and, on the API, for a JSON error naming the problem; and nothing may change.
+
+Flower's login (every page, /metrics and /healthcheck included) is checked against real workers in
+tests/system/test_flower.py; the configured secrets' absence from every log in tests/system/test_redaction.py.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission, User
+from django.http import HttpResponse
+from django.test import Client
+from django.urls import URLPattern, URLResolver
+from django.utils import timezone
+
+from access.auth import create_token
+from dlq.models import DeadLetter
+from emails import tracking
+from emails.models import Message
+from leads.models import Lead
+from resilience.openapi import document
+from tests.fuzz.test_endpoints_fuzz import stored
+from workers.models import Job
+
+pytestmark = pytest.mark.django_db
+
+# --- what is walked -----------------------------------------------------------------------------------
+
+# Admin URLs anyone may reach: the login page, and logging out (nothing to protect).
+PUBLIC_ADMIN_NAMES = {"login", "logout"}
+# Admin URLs a staff user needs no model permission for: the index (it lists only what the user may see),
+# the admin's translations, changing one's own password, and "view on site" (a redirect to a public page).
+STAFF_ADMIN_NAMES = {"index", "jsi18n", "password_change", "password_change_done", "view_on_site"}
+
+
+def admin_urls() -> list[tuple[str, str]]:
+    """(concrete URL, its name) for every URL of the admin site (admin.site.get_urls, with every
+    ModelAdmin's URLs in it) and the pages added beside it in the URLconf (the workers dashboard)."""
+    found = []
+
+    def walk(patterns, prefix: str) -> None:
+        for entry in patterns:
+            route = prefix + str(entry.pattern)
+            if isinstance(entry, URLResolver):
+                walk(entry.url_patterns, route)
+            elif isinstance(entry, URLPattern) and "(?P<url>" not in route:  # the catch-all 404
+                found.extend((concrete_admin_url(route, app), entry.name or route) for app in app_labels(route))
+
+    walk(admin.site.get_urls(), "/admin/")
+    return found + [("/admin/workers/", "workers-dashboard"), ("/admin/workers/data", "workers-dashboard-data")]
+
+
+def app_labels(route: str) -> list[str | None]:
+    match = re.search(r"\(\?P<app_label>([^)]+)\)", route)
+    return match.group(1).split("|") if match else [None]
+
+
+def concrete_admin_url(route: str, app_label: str | None) -> str:
+    if app_label:
+        return "/admin/" + app_label + "/"
+    route = re.sub(r"<(?:\w+:)?(object_id|pk|id|content_type_id)>", "1", route)
+    assert "<" not in route and "(?P" not in route, f"a new kind of admin URL parameter: {route}"
+    return route
+
+
+ADMIN_URLS = admin_urls()
+MODEL_ADMIN_URLS = [(url, name) for url, name in ADMIN_URLS
+                    if name not in PUBLIC_ADMIN_NAMES | STAFF_ADMIN_NAMES]
+
+API_OPERATIONS = [(method.upper(), path.replace("{lead_id}", "1"))
+                  for path, item in document()["paths"].items() for method in item if method != "parameters"]
+ADMIN_API = [(method, path) for method, path in API_OPERATIONS
+             if path not in ("/api/webhooks/clay", "/healthz")]  # their own gates, below
+WRITES = [(method, path) for method, path in ADMIN_API if method not in ("GET", "HEAD")]
+
+
+# --- who asks -------------------------------------------------------------------------------------------
+
+def session(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def staff(*codenames: str, name: str = "staffer") -> Client:
+    user = User.objects.create_user(name, password="x", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return session(user)
+
+
+def view_only_staff() -> Client:
+    """Every view permission the project has, and no other."""
+    return staff(*Permission.objects.filter(codename__startswith="view_").values_list("codename", flat=True),
+                 name="viewer")
+
+
+def call(client: Client, method: str, url: str) -> HttpResponse:
+    return client.generic(method, url, b"{}", "application/json")
+
+
+def refusal(response) -> str:
+    """The API's error text (it must be JSON naming the problem)."""
+    assert response["Content-Type"] == "application/json", response["Content-Type"]
+    body = response.json()
+    assert body["success"] is False and len(body["error"]) > 5, body
+    return body["error"]
+
+
+def check_all(cells: list[tuple[str, str]], answer, expect) -> None:
+    """Run every cell, then fail once listing every cell whose answer was wrong."""
+    wrong = []
+    for method, url in cells:
+        before = stored()
+        response = answer(method, url)
+        problem = expect(method, url, response)
+        if stored() != before:
+            problem = (problem or "") + " and it changed something"
+        if problem:
+            wrong.append(f"{method} {url}: {response.status_code} {problem}")
+    assert not wrong, f"{len(wrong)} of {len(cells)} refused wrongly:\n" + "\n".join(wrong)
+
+
+# --- the admin pages -------------------------------------------------------------------------------------
+
+def test_the_walk_finds_every_registered_model_admin_and_the_dashboard():
+    for model in admin.site._registry:
+        base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert {base, base + "add/", base + "1/change/", base + "1/delete/", base + "1/history/"} <= {
+            url for url, _ in ADMIN_URLS}, model
+    assert ("/admin/workers/data", "workers-dashboard-data") in ADMIN_URLS
+    assert len(MODEL_ADMIN_URLS) > 5 * len(admin.site._registry)
+
+
+def to_login(method, url, response) -> str | None:
+    if response.status_code != 302 or not response["Location"].startswith("/admin/login/"):
+        return "not sent to the login page"
+    return None
+
+
+@pytest.mark.parametrize("who", ["anonymous", "wrong token", "read-only token", "non-staff user"])
+def test_every_admin_page_sends_a_caller_who_is_not_staff_to_the_login_page(who):
+    client = {"anonymous": lambda: Client(),
+              "wrong token": lambda: Client(HTTP_AUTHORIZATION="Bearer rsl_" + "w" * 43),
+              "read-only token": lambda: Client(HTTP_AUTHORIZATION=f"Bearer {create_token('r', can_write=False)[1]}"),
+              "non-staff user": lambda: session(User.objects.create_user("visitor", password="x"))}[who]()
+    pages = [(method, url) for url, name in ADMIN_URLS if name not in PUBLIC_ADMIN_NAMES for method in ("GET", "POST")]
+    check_all(pages, lambda method, url: client.generic(method, url), to_login)
+
+
+def test_every_model_admin_page_refuses_staff_without_the_permission():
+    client = staff()
+
+    def forbidden(method, url, response) -> str | None:
+        if response.status_code == 403:
+            return None
+        if response.status_code == 404 and re.fullmatch(r"/admin/\w+/", url):
+            return None  # an app the user may see nothing of: Django's app list does not say it exists
+        if response.status_code == 405 and method == "POST":
+            return None  # a page that only reads (the dashboard) turns away a POST before anything else
+        if response.status_code == 302 and response["Location"] == url + "change/":
+            return None  # Django's old-style URL of an object: a redirect to its change page, itself refused
+        if response.status_code == 302 and url.endswith("/history/") and response["Location"] == "/admin/":
+            return None  # no such object: Django's history page says so before it checks (real rows: below)
+        return "expected 403"
+
+    check_all([(m, url) for url, _ in MODEL_ADMIN_URLS for m in ("GET", "POST")],
+              lambda method, url: client.generic(method, url), forbidden)
+    index = client.get("/admin/")
+    assert index.status_code == 200 and b"/admin/dlq/" not in index.content  # it lists nothing
+
+
+def test_the_pages_of_real_rows_refuse_staff_without_the_permission():
+    token, _ = create_token("someone")
+    entry = DeadLetter.objects.create(queue_name="delivery", job_id="j1", job_data={"email": "jane@acme.io"},
+                                      error_message="boom")
+    lead = Lead.objects.create(email="jane@acme.io", status=Lead.Status.QUALIFIED)
+    rows = [token, entry, lead, token.user, Job.objects.create(queue="delivery", task="t", payload={},
+                                                                next_attempt_at=timezone.now())]
+    client = staff()
+    for row in rows:
+        base = f"/admin/{row._meta.app_label}/{row._meta.model_name}/{row.pk}/"
+        for page in ("change/", "delete/", "history/"):
+            response = client.get(base + page)
+            assert response.status_code == 403, (base + page, response.status_code)
+            assert b"jane@acme.io" not in response.content
+
+
+def test_view_permissions_alone_change_nothing_through_the_admin():
+    """Every add, change and delete page, posted by a user who may view everything."""
+    client = view_only_staff()
+    writes = [url for url, name in MODEL_ADMIN_URLS if name and name.endswith(("_add", "_delete"))]
+    assert writes
+
+    def refused(method, url, response) -> str | None:
+        return None if response.status_code == 403 else "expected 403"
+
+    check_all([("POST", url) for url in writes], lambda method, url: client.post(url, {"post": "yes"}), refused)
+
+
+# --- the admin API, /metrics ---------------------------------------------------------------------------
+
+def expect_api(status: int, words: str):
+    def check(method, url, response) -> str | None:
+        if response.status_code != status:
+            return f"expected {status}"
+        if method != "HEAD" and words not in refusal(response):
+            return f"error does not say {words!r}: {response.json()['error']!r}"
+        return None
+
+    return check
+
+
+@pytest.mark.parametrize("who, header, status, words", [
+    ("anonymous", None, 401, "authentication required"),
+    ("wrong token", "Bearer rsl_" + "w" * 43, 401, "not valid"),
+    ("malformed authorization", "Basic b3BzOnB3", 401, "must be 'Bearer <token>'"),
+])
+def test_every_admin_api_operation_refuses_callers_without_credentials(who, header, status, words):
+    client = Client(HTTP_AUTHORIZATION=header) if header else Client()
+    check_all(ADMIN_API, lambda method, url: call(client, method, url), expect_api(status, words))
+    assert all(call(client, method, url).has_header("WWW-Authenticate") for method, url in ADMIN_API)
+
+
+def test_a_read_only_token_may_not_write_anywhere():
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('monitor', can_write=False)[1]}")
+    assert WRITES
+    check_all(WRITES, lambda method, url: call(client, method, url), expect_api(403, "read-only"))
+
+
+def test_a_user_who_is_not_staff_is_refused_everywhere():
+    client = session(User.objects.create_user("visitor", password="x"))
+    check_all(ADMIN_API, lambda method, url: call(client, method, url), expect_api(403, "not staff"))
+
+
+def test_staff_without_the_permission_is_refused_each_operation_and_told_which_permission():
+    client = staff()
+    needs_permission = [(m, url) for m, url in ADMIN_API if url != "/api/openapi.json"]  # it describes, holds nothing
+    check_all(needs_permission, lambda method, url: call(client, method, url), expect_api(403, "lacks the permission"))
+
+
+def test_view_permissions_alone_may_not_write_through_the_api():
+    client = view_only_staff()
+    check_all(WRITES, lambda method, url: call(client, method, url), expect_api(403, "lacks the permission"))
+
+
+# --- the webhook ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("secret", [None, "", "wrong", "TEST-CLAY-SECRET", " test-clay-secret", "test-clay-secre",
+                                    "test-clay-secret\x00"])
+def test_the_webhook_refuses_a_wrong_or_missing_secret(client, secret):
+    headers = {} if secret is None else {"HTTP_X_CLAY_SECRET": secret}
+    before = stored()
+    response = client.post("/api/webhooks/clay", b'[{"email": "jane@acme.io"}]', "application/json", **headers)
+    assert response.status_code == 401 and "X-Clay-Secret" in refusal(response)
+    assert stored() == before
+
+
+# --- the tracking links -----------------------------------------------------------------------------------
+
+SITE = "https://sites.example.com/sites/abc/"
+
+
+@pytest.fixture
+def message() -> Message:
+    return Message.objects.create(key="matrix", kind=Message.Kind.OUTREACH, to_email="jane@acme.io", subject="Hi",
+                                  text_body="Hi", links=[SITE], status=Message.Status.SENT)
+
+
+def tracking_url(endpoint: str, token: str) -> str:
+    return f"/email/{endpoint}/{token}" + (".gif" if endpoint == "open" else "")
+
+
+@pytest.mark.parametrize("endpoint, purpose, link", [("open", tracking.OPEN, None), ("click", tracking.CLICK, 0),
+                                                     ("unsubscribe", tracking.UNSUBSCRIBE, None)])
+def test_tampered_tracking_tokens_are_refused_and_record_nothing(client, message, endpoint, purpose, link):
+    genuine = tracking.make_token(purpose, message.id, link)
+    value, _, signature = genuine.rpartition(":")
+    forged = {
+        "signature changed": f"{value}:{'A' if signature[0] != 'A' else 'B'}{signature[1:]}",
+        "value changed": f"{uuid.uuid4().hex}{value[32:]}:{signature}",
+        "signature removed": value,
+        "another endpoint's token": tracking.make_token(tracking.CLICK if purpose != tracking.CLICK else tracking.OPEN,
+                                                         message.id, link),
+        "signed with another key": f"{value}:{signature[::-1]}",
+    }
+    before = stored()
+    for name, token in forged.items():
+        for method in ("GET", "POST") if endpoint == "unsubscribe" else ("GET",):
+            assert client.generic(method, tracking_url(endpoint, token)).status_code == 404, (name, method)
+    assert stored() == before
+    assert client.get(tracking_url(endpoint, genuine)).status_code in (200, 302)  # the genuine one works
+
+
+def test_a_click_never_redirects_to_a_host_the_message_did_not_link(client, message):
+    foreign = [tracking.make_token(tracking.CLICK, message.id, index) for index in (1, 2, 99, -1)]
+    for token in foreign:
+        assert client.get(tracking_url("click", token)).status_code == 404
+    # The link index is inside the signed value: naming another target means forging the signature.
+    value, _, signature = tracking.make_token(tracking.CLICK, message.id, 0).rpartition(":")
+    assert client.get(tracking_url("click", f"{value}:{signature}?next=https://evil.example/")).status_code == 302
+    assert client.get(tracking_url("click", f"{value}:{signature}"))["Location"] == SITE
+    message.refresh_from_db()
+    assert message.click_count == 2  # only the genuine clicks counted

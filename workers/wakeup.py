@@ -41,15 +41,14 @@ def nudge_on_commit() -> None:
 def wait(timeout: float) -> bool:
     """Block until nudged or `timeout` passes; True if nudged."""
     try:
-        nudged = _client().blpop([KEY], timeout=max(timeout, 0.01)) is not None
+        # BLPOP takes the one pending nudge (nudge() keeps at most one); one that comes while the
+        # round runs stays, so the next wait returns at once and nothing it announced waits a poll.
+        return _client().blpop([KEY], timeout=max(timeout, 0.01)) is not None
     except redis.RedisError:
         # Redis away: wait out the interval as plain polling would. Returning at once made the
         # leader spin through dispatch rounds (half a CPU and a stream of queries) for the outage.
         time.sleep(timeout)
         return False
-    if nudged:
-        _client().delete(KEY)
-    return nudged
 
 
 def redis_run_id() -> str | None:

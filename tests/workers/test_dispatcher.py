@@ -166,3 +166,22 @@ def test_a_leader_that_loses_its_lock_says_goodbye(redis_client):
         assert WorkerHeartbeat.objects.get(pool="dispatcher").stopped_at is not None
     finally:
         d.leadership.release()
+
+
+def test_one_round_takes_every_queue_within_its_bounds(redis_client, settings):
+    from workers.models import QueuePause
+
+    settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 1, "lead-processing": 5}
+    settings.WORKER_POOLS = 2
+    for queue in ("delivery", "lead-processing", "email-sending"):
+        for i in range(4):
+            ledger.enqueue(queue, "t", {"n": i})
+    QueuePause.objects.create(queue="email-sending", reason="test")
+    taken = ledger.take_due([ledger.Wanted("delivery", 100, in_flight_cap=2),
+                             ledger.Wanted("lead-processing", 3),
+                             ledger.Wanted("email-sending", 100)])
+    assert sorted(d.queue for d in taken) == ["delivery"] * 2 + ["lead-processing"] * 3
+    assert all(d.token == 1 for d in taken)
+    # Dispatched but not started counts against the free start slots of a rate-limited queue.
+    again = ledger.take_due([ledger.Wanted("lead-processing", 100, free_slots=4)])
+    assert len(again) == 1  # 4 free slots, 3 already published and not started

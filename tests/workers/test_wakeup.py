@@ -19,3 +19,12 @@ def test_nudge_never_fails_the_caller_when_redis_is_away(monkeypatch):
     unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     monkeypatch.setattr(wakeup, "_client", lambda: unreachable)
     wakeup.nudge()
+
+
+def test_a_nudge_during_a_round_is_kept_for_the_next_wait(redis_client):
+    wakeup.nudge()
+    wakeup.nudge()
+    assert wakeup.wait(0.01) is True  # one pending nudge stands for both
+    assert wakeup.wait(0.01) is False
+    wakeup.nudge()  # a job finished while the round ran
+    assert wakeup.wait(5) is True

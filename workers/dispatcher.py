@@ -88,6 +88,10 @@ def publish_batch(batch: list[ledger.Dispatch], stats: DispatchStats) -> None:
 # Recovery sweeps look for rare events (a dead worker, a lost message): once a second is enough,
 # while publishing runs at every nudge.
 RECOVERY_INTERVAL_SECONDS = 1.0
+# A round woken only because a job ended waits this long for more to end (or for new work, which
+# cuts the wait short): at most this much later does a freed slot get its next job, and under a
+# backlog one round tops up several slots instead of one round per job.
+FREED_GATHER_SECONDS = 0.01
 # Pruning the ledger of old finished jobs (workers.retention): the leader does it this often.
 PRUNE_INTERVAL_SECONDS = 3600.0
 
@@ -132,7 +136,7 @@ class Dispatcher:
             while not self.stop_event.is_set():
                 self.tick()
                 if self.is_leader:
-                    wakeup.wait(self.interval)
+                    wakeup.wait(self.interval, gather=FREED_GATHER_SECONDS)
                 else:
                     self.stop_event.wait(self.interval)
         finally:

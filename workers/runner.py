@@ -191,7 +191,7 @@ def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Calla
         return "lost"
     finally:
         close_old_connections()
-        wakeup.nudge()  # a slot is free: the dispatcher may publish the next job now
+        wakeup.nudge(freed=True)  # a slot is free: the dispatcher may publish the next job now
 
 
 def _log_refused(job: Job) -> None:

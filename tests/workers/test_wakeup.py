@@ -1,4 +1,5 @@
 """wakeup: the dispatcher's nudge, and its wait when Redis is away."""
+import threading
 import time
 
 import redis
@@ -28,3 +29,13 @@ def test_a_nudge_during_a_round_is_kept_for_the_next_wait(redis_client):
     assert wakeup.wait(0.01) is False
     wakeup.nudge()  # a job finished while the round ran
     assert wakeup.wait(5) is True
+
+
+def test_a_freed_slot_is_gathered_until_new_work_is_announced(redis_client):
+    # A round woken by a job that ended waits for more to end; a job queued meanwhile ends the wait,
+    # and the one round that follows serves both (nothing is left for another round).
+    wakeup.nudge(freed=True)
+    threading.Timer(0.2, wakeup.nudge).start()
+    assert wakeup.wait(5, gather=10) is True
+    assert redis_client.llen(wakeup.KEY) == 0 and redis_client.llen(wakeup.FREED_KEY) == 0
+    assert wakeup.wait(0.01) is False

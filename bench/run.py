@@ -371,11 +371,11 @@ def print_targets(system: dict | None, hosts: dict | None, speed, rate_rows: lis
             f"{median(host_kills) / 3:.2f} of target", median(host_kills) <= 3)
         worst = max(int(r[2]) / int(r[1].split("/")[0]) for r in hosts["limits"])
         row("4. two hosts: most starts in any window / limit (worst queue)", "<= 1.00",
-            ", ".join(f"{r[0]} {r[2]}/{r[1]}" for r in hosts["limits"]), f"{worst:.2f}", worst <= 1)
+            ", ".join(f"{r[0]} {r[2]} of {r[1]}" for r in hosts["limits"]), f"{worst:.2f}", worst <= 1)
     if rate_rows:
         worst = max(int(r[2]) / int(r[1].split("/")[0]) for r in rate_rows)
         row("   one host, deploy layout: most starts in any window / limit", "<= 1.00",
-            ", ".join(f"{r[0]} {r[2]}/{r[1]}" for r in rate_rows), f"{worst:.2f}", worst <= 1)
+            ", ".join(f"{r[0]} {r[2]} of {r[1]}" for r in rate_rows), f"{worst:.2f}", worst <= 1)
     print("Issue 12 targets (all measured in this run)")
     print(table(["target", "bound", "measured", "ratio", ""], rows))
 

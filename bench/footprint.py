@@ -184,6 +184,26 @@ def _keep_sections(text: str, only: tuple[str, ...]) -> str:
     return "".join(out)
 
 
+def worker_commands(pool: str, env: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """(program, argv) of each Celery worker of `pool` as deploy/supervisord.conf starts it, its
+    %(ENV_...)s filled from `env`: for phases that run the deployed workers without supervisord."""
+    import configparser
+    import re
+    import shlex
+
+    parser = configparser.RawConfigParser(interpolation=None, strict=False)
+    parser.read_string(CONF.read_text())
+    out = []
+    for program in parser.get(f"group:{pool}", "programs").split(","):
+        command = parser.get(f"program:{program.strip()}", "command")
+        command = re.sub(r"%\(ENV_(\w+)\)s", lambda m: env[m.group(1)], command)
+        command = command.replace("%(here)s", str(ROOT / "deploy")).replace("%%", "%")
+        args = shlex.split(command)
+        if "worker" in args:
+            out.append((program.strip(), args))
+    return out
+
+
 # --- the measurements ----------------------------------------------------------------------------
 
 def memory_rows(sv: Supervisor) -> dict[str, Footprint]:

@@ -9,8 +9,8 @@ system started by `make up`), so it can kill them. Phases:
      mid-job, --kills times; a frozen worker, which only the lease recovers);
   3. two hosts: the pools under two supervisords with different host names, crash recovery and
      the rate limits;
-  4. end-to-end throughput of no-op jobs with limits lifted: ledger + dispatcher + one worker,
-     beside bare Celery (same Redis, same worker, same concurrency) in the same run;
+  4. speed (bench/speed.py): throughput and p50 enqueue->start of the ledger path beside plain
+     Celery (its defaults with acks_late), same Redis, same worker options, in turn, several rounds;
   5. the health API, the dashboard's data and /metrics with a large ledger (--health-rows finished
      jobs, one million by default, loaded in one INSERT ... SELECT and removed after).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import signal
 import subprocess
 import sys
@@ -52,11 +53,6 @@ class Processes:
                                 start_new_session=True)
         self.procs[name] = proc
         return proc
-
-    def worker(self, queue: str, pool: str, concurrency: int, *extra: str) -> subprocess.Popen:
-        return self.start(f"{queue}@{pool}", [sys.executable, "-m", "celery", "-A", "resilience", "worker", "-Q",
-                                              queue, "-c", str(concurrency), "-n", f"{queue}@{pool}.%h",
-                                              "--without-gossip", "--without-mingle", "-l", "warning", *extra])
 
     def dispatcher(self, pool: str) -> subprocess.Popen:
         return self.start(f"dispatcher-{pool}", [sys.executable, "manage.py", "run_dispatcher"])
@@ -155,15 +151,23 @@ def poll_starts(seconds: float, seen: dict[str, dict[bytes, float]] | None = Non
     return seen
 
 
-def start_both_pools(procs: Processes) -> None:
-    """Every queue's worker and a dispatcher candidate in each pool, at the configured concurrency."""
-    from django.conf import settings
+def start_both_pools(procs: Processes) -> list[str]:
+    """Each pool's workers and dispatcher candidate as deploy/supervisord.conf starts them (per pool a
+    prefork worker for lead-processing+delivery and a threads worker for site-generation+email-sending),
+    without supervisord, so a pool can be killed whole. Returns the names of the started processes."""
+    from bench.footprint import system_env, worker_commands
 
+    env = system_env(lift_limits=False)
+    names, nodes = [], []
     for pool in ("primary", "backup"):
-        for queue in QUEUES:
-            procs.worker(queue, pool, settings.QUEUE_CONCURRENCY[queue])
+        for program, args in worker_commands(pool, env):
+            procs.start(program, args)
+            names.append(program)
+            nodes.append(args[args.index("-n") + 1].split(".", 1)[0])
         procs.dispatcher(pool)
-    procs.wait_ready([f"{q}@{p}" for q in QUEUES for p in ("primary", "backup")])
+        names.append(f"dispatcher-{pool}")
+    procs.wait_ready(nodes)
+    return names
 
 
 def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
@@ -176,7 +180,7 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
     period = max(p for _, p in limits.values())
     procs = Processes(log_dir)
     try:
-        start_both_pools(procs)
+        started = start_both_pools(procs)
         for queue, (count, _) in limits.items():
             for _ in range(count * (2 * windows + 6)):  # a backlog that outlasts both phases
                 enqueue_probe(queue)
@@ -185,9 +189,9 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
         log(f"rate limits: both pools, {windows} window(s) of {period:g}s after the first")
         poll_starts(period * (windows + 1), seen)
         t_kill = float(client.time()[0])
-        for queue in QUEUES:
-            procs.kill_group(f"{queue}@primary")
-        procs.kill_group("dispatcher-primary")
+        for name in started:
+            if name.endswith("-primary"):
+                procs.kill_group(name)
         log(f"rate limits: primary pool killed; backup alone for {windows} window(s) after the first")
         poll_starts(period * (windows + 1), seen)
         t_end = float(client.time()[0])
@@ -203,48 +207,6 @@ def bench_rate_limits(log_dir: Path, windows: int) -> list[list[str]]:
         rows.append([queue, f"{count}/{p:g}s", str(ratelimit.max_starts_in_any_window(starts, p)),
                      f"{reuse_ratio(both, count, p):.1%}", f"{reuse_ratio(alone, count, p):.1%}"])
     return rows
-
-
-def bench_throughput(log_dir: Path, jobs: int, concurrency: int) -> tuple[float, float]:
-    import redis
-    from django.db import transaction
-    from bench.bare import COUNTER, bare_noop
-    from workers.models import Job
-    from workers.probe import enqueue_probe
-
-    no_limits = {env: "0" for env in RATE_ENV.values()}
-    client = redis.Redis.from_url(BENCH_REDIS)
-
-    procs = Processes(log_dir, **no_limits)
-    try:
-        procs.worker("lead-processing", "bare", concurrency, "-I", "bench.bare")
-        procs.wait_ready(["lead-processing@bare"])
-        client.delete(COUNTER)
-        started = time.monotonic()
-        for _ in range(jobs):
-            bare_noop.apply_async(queue="lead-processing")
-        while int(client.get(COUNTER) or 0) < jobs:
-            time.sleep(0.05)
-        bare = jobs / (time.monotonic() - started)
-    finally:
-        procs.stop()
-
-    procs = Processes(log_dir, **no_limits)
-    try:
-        procs.worker("lead-processing", "ledger", concurrency)
-        procs.dispatcher("ledger")
-        procs.wait_ready(["lead-processing@ledger"])
-        Job.objects.all().delete()
-        started = time.monotonic()
-        with transaction.atomic():
-            for _ in range(jobs):
-                enqueue_probe("lead-processing")
-        while Job.objects.filter(state="succeeded").count() < jobs:
-            time.sleep(0.1)
-        ours = jobs / (time.monotonic() - started)
-    finally:
-        procs.stop()
-    return ours, bare
 
 
 HEALTH_TASK = "bench.health"
@@ -306,6 +268,8 @@ def bench_health_queries(rows: int, rounds: int = 30) -> list[list[str]]:
         with connection.cursor() as cur:
             cur.execute("DELETE FROM workers_job WHERE task = %s", [HEALTH_TASK])
         compact_job_counts()
+        with connection.cursor() as cur:  # the later phases start as autovacuum would leave the tables
+            cur.execute("VACUUM ANALYZE workers_job, workers_jobcount")
     return out
 
 
@@ -364,10 +328,71 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+SECTIONS = ("rates", "system", "hosts", "speed", "health")
+
+
+def print_targets(system: dict | None, hosts: dict | None, speed, rate_rows: list[list[str]], settings) -> None:
+    """Every target of issue 12 beside its measured figure, the ratio to the target and met or not."""
+    from bench.footprint import median
+    from bench.speed import spread
+
+    rows = []
+
+    def row(target: str, bound: str, figure: str, ratio: str, met: bool | None) -> None:
+        rows.append([target, bound, figure, ratio, "" if met is None else ("met" if met else "NOT met")])
+
+    if system:
+        idle, busy = system["idle"], system["backlog"]
+        for part, cap in (("whole system", 600), ("primary", 200), ("backup", 200)):
+            mb = idle[part].pss_mb
+            row(f"1. memory idle, PSS: {part}", f"<= {cap} MB", f"{mb:.0f} MB", f"{mb / cap:.2f} of target",
+                mb <= cap)
+        for part in ("whole system", "primary", "backup"):
+            ratio = busy[part].pss_kb / idle[part].pss_kb
+            row(f"1. memory under full backlog: {part}", "<= 2 x idle", f"{busy[part].pss_mb:.0f} MB",
+                f"{ratio:.2f} x idle", ratio <= 2)
+        kills = [t for _, t in system["kills"]]
+        row(f"2. crash recovery, main process SIGKILLed (median of {len(kills)})", "<= 3 s",
+            f"{median(kills):.2f} s", f"{median(kills) / 3:.2f} of target", median(kills) <= 3)
+        lease = settings.JOB_LEASE_SECONDS
+        row("2. the lease path (worker frozen: a host gone)", f"lease {lease:g} s >= 20 s", f"{system['lease']:.2f} s",
+            "", lease >= 20)
+    if speed:
+        tr, lr = speed.throughput_ratios(), speed.latency_ratios()
+        row(f"3. throughput, ledger / plain Celery ({len(tr)} round(s))", ">= 0.50",
+            f"{spread(speed.ledger.throughput, '.0f')} / {spread(speed.bare.throughput, '.0f')} jobs/s",
+            spread(tr, ".2f"), statistics.median(tr) >= 0.5)
+        row("3. p50 enqueue->start, ledger / plain Celery", "<= 3.00",
+            f"{spread(speed.ledger.p50_ms, '.1f')} / {spread(speed.bare.p50_ms, '.2f')} ms",
+            spread(lr, ".2f"), statistics.median(lr) <= 3)
+    if hosts:
+        host_kills = [t for _, t in hosts["kills"]]
+        row("4. two hosts: crash recovery (median)", "<= 3 s", f"{median(host_kills):.2f} s",
+            f"{median(host_kills) / 3:.2f} of target", median(host_kills) <= 3)
+        worst = max(int(r[2]) / int(r[1].split("/")[0]) for r in hosts["limits"])
+        row("4. two hosts: most starts in any window / limit (worst queue)", "<= 1.00",
+            ", ".join(f"{r[0]} {r[2]} of {r[1]}" for r in hosts["limits"]), f"{worst:.2f}", worst <= 1)
+    if rate_rows:
+        worst = max(int(r[2]) / int(r[1].split("/")[0]) for r in rate_rows)
+        row("   one host, deploy layout: most starts in any window / limit", "<= 1.00",
+            ", ".join(f"{r[0]} {r[2]} of {r[1]}" for r in rate_rows), f"{worst:.2f}", worst <= 1)
+    print("Issue 12 targets (all measured in this run)")
+    print(table(["target", "bound", "measured", "ratio", ""], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=SECTIONS,
+                        help="run only this section (repeat for several); default: all of " + ", ".join(SECTIONS))
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller figures everywhere (1 window, 3 kills, 10 s backlog, 1 speed round, 100k "
+                             "health rows): minutes, not a quarter of an hour; not for the README")
     parser.add_argument("--windows", type=int, default=2, help="rate-limit windows measured per phase (default 2)")
-    parser.add_argument("--jobs", type=int, default=2000, help="no-op jobs for the throughput phase")
+    parser.add_argument("--jobs", type=int, default=2000, help="no-op jobs per throughput run (default 2000)")
+    parser.add_argument("--samples", type=int, default=200,
+                        help="jobs run one at a time for the p50 enqueue->start (default 200)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="speed rounds, plain Celery then the ledger in each (default 3)")
     parser.add_argument("--skip-rates", action="store_true", help="skip the rate-limit phase (several minutes)")
     parser.add_argument("--health-rows", type=int, default=1_000_000,
                         help="finished jobs in the ledger while timing the health queries (default 1000000)")
@@ -378,44 +403,76 @@ def main() -> None:
     parser.add_argument("--skip-hosts", action="store_true", help="skip the two-hosts phase (about 3 minutes)")
     parser.add_argument("--host-windows", type=int, default=1, help="rate-limit windows measured on two hosts")
     args = parser.parse_args()
+    if args.quick:
+        args.windows, args.host_windows, args.kills, args.backlog_seconds = 1, 1, 3, 10
+        args.rounds, args.jobs, args.samples, args.health_rows = 1, 1000, 100, 100_000
+    sections = set(args.only or SECTIONS)
+    if args.health_only:
+        sections = {"health"}
+    if args.skip_rates:
+        sections.discard("rates")
+    if args.skip_hosts:
+        sections.discard("hosts")
 
     prepare()
-    log(f"health queries with {args.health_rows:,} ledger rows")
-    health_rows = bench_health_queries(args.health_rows)
-    if args.health_only:
-        print(table(["query", "ledger rows", "median", "best", "worst", "load avg"], health_rows))
-        return
     from django.conf import settings
 
     log_dir = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
-    log(f"bench database {BENCH_DB}, redis {BENCH_REDIS}, logs {log_dir}")
-    rate_rows = [] if args.skip_rates else bench_rate_limits(log_dir, args.windows)
+    log(f"bench database {BENCH_DB}, redis {BENCH_REDIS}, logs {log_dir}; sections {sorted(sections)}")
+    health_rows = []
+    if "health" in sections:
+        log(f"health queries with {args.health_rows:,} ledger rows")
+        health_rows = bench_health_queries(args.health_rows)
+    rate_rows = bench_rate_limits(log_dir, args.windows) if "rates" in sections else []
     from bench import footprint
 
-    log("the whole system under supervisord (deploy/supervisord.conf): memory, crash recovery")
-    system = footprint.bench_system(args.kills, args.backlog_seconds, log)
-    hosts = None
-    if not args.skip_hosts:
+    system = hosts = speed = None
+    if "system" in sections:
+        log("the whole system under supervisord (deploy/supervisord.conf): memory, crash recovery")
+        system = footprint.bench_system(args.kills, args.backlog_seconds, log)
+    if "hosts" in sections:
         log("two hosts (hostA: primary, hostB: backup) on the same PostgreSQL and Redis")
         hosts = footprint.bench_two_hosts(args.kills, args.host_windows, log, poll_starts, reuse_ratio)
-    log(f"throughput: {args.jobs} no-op jobs, one worker -c 4, limits lifted")
-    ours, bare = bench_throughput(log_dir, args.jobs, 4)
+    if "speed" in sections:
+        from bench.speed import bench_speed
+
+        footprint.fresh_start()
+        no_limits = {env: "0" for env in RATE_ENV.values()}
+        speed = bench_speed(lambda: Processes(log_dir, **no_limits), BENCH_REDIS, args.jobs, args.samples,
+                            args.rounds, log)
 
     print()
     if rate_rows:
-        print("Global rate limits (starts from the limiter's log; achieved = period / mean time from start i to "
-              "start i+limit; primary-killed figures from one period after the kill)")
+        print("Global rate limits, one host, both pools in the deploy layout (starts from the limiter's log; "
+              "achieved = period / mean time from start i to start i+limit; primary-killed figures from one period "
+              "after the kill)")
         print(table(["queue", "limit", "most starts in any window", "achieved, both pools",
                      "achieved, primary killed"], rate_rows))
         print()
-    print_footprint(system, hosts, settings)
-    print(table(["measure", "figure"], [
-        ["no-op throughput: ledger + dispatcher + worker", f"{ours:.0f} jobs/s"],
-        ["no-op throughput: bare Celery, same worker", f"{bare:.0f} jobs/s"],
-        ["ratio ledger / bare", f"{ours / bare:.2f}"],
-    ]))
-    print()
-    print(table(["query", "ledger rows", "median", "best", "worst", "load avg"], health_rows))
+    if system:
+        print_footprint(system, hosts, settings)
+    elif hosts:
+        print("Two hosts: global rate limits")
+        print(table(["queue", "limit", "most starts in any window", "achieved"], hosts["limits"]))
+        print()
+    if speed:
+        from bench.speed import spread
+
+        print(f"Speed: {speed.jobs} no-op jobs drained, then {speed.samples} one at a time; prefork at Celery's "
+              f"default concurrency ({speed.concurrency}), acks_late, limits lifted; median (range) of "
+              f"{len(speed.bare.throughput)} round(s)")
+        print(table(["measure", "plain Celery", "ledger", "ratio"], [
+            ["throughput (jobs/s)", spread(speed.bare.throughput, ".0f"), spread(speed.ledger.throughput, ".0f"),
+             spread(speed.throughput_ratios(), ".2f")],
+            ["p50 enqueue->start (ms)", spread(speed.bare.p50_ms, ".2f"), spread(speed.ledger.p50_ms, ".2f"),
+             spread(speed.latency_ratios(), ".2f")],
+        ]))
+        print()
+    if health_rows:
+        print(table(["query", "ledger rows", "median", "best", "worst", "load avg"], health_rows))
+        print()
+    print_targets(system, hosts, speed, rate_rows, settings)
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

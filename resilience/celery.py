@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu import Exchange, Queue
 
 from resilience.env import load_settings_or_exit
@@ -24,3 +25,11 @@ app.steps["worker"].add("workers.worker_signals:FreezeHeapBeforeFork")
 app.steps["worker"].add("workers.worker_signals:ReleasePreviousLife")
 app.steps["worker"].add("workers.worker_signals:MemoryCapWithoutChildren")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _no_health_check_per_job(**kwargs) -> None:
+    # Before the pool forks: children and threads connect without a SELECT 1 before every job.
+    from workers.runner import skip_connection_health_checks
+
+    skip_connection_health_checks()

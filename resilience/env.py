@@ -140,8 +140,9 @@ def database_config(name: str) -> dict:
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(port),
-        # Long-lived worker processes: reuse, but check before use so a restarted
-        # PostgreSQL costs one failed job attempt at most, not a dead worker.
+        # Long-lived processes: reuse, but check before use so a restarted PostgreSQL costs one
+        # failed request at most. Workers and the dispatcher skip the check (a query per job): they
+        # meet a dropped connection at their first query and reconnect (workers.runner).
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {"connect_timeout": 5},

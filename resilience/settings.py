@@ -358,11 +358,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection before and after each task unless told to
+# reuse them: a new PostgreSQL connection (a server process forked) for every job, the largest cost
+# of the ledger path measured (bench/speed.py). The runner's close_old_connections() already applies
+# CONN_MAX_AGE and drops a broken connection, so the fixup only closes one every so many tasks.
+CELERY_DB_REUSE_MAX = 10_000
 # The job ledger in PostgreSQL is the record of every job. Celery's own result of each execution
 # (status, worker, start and end, traceback) is kept beside it by django-celery-results, under the
 # job's id (the task id), and pruned with the ledger (workers.retention), not by Celery's beat.
 CELERY_TASK_IGNORE_RESULT = False
-CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_BACKEND = "workers.results:LedgerResultBackend"  # django-db, stored in one upsert
 CELERY_RESULT_EXTENDED = True  # keep the task's name, arguments and worker
 # No CELERY_TASK_TRACK_STARTED: a STARTED state is a second write per task (measured: no-op throughput
 # 16 -> 13 jobs/s) and the ledger already says what runs where; the runtime travels in TaskResult.meta.

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import Count
 
 from sites.budget import enforce_daily_budget
 from workers import ledger, ratelimit, wakeup
 from monitoring.heartbeat import LeaderHeartbeat
 from workers.leader import Leadership, dispatcher_leadership
-from workers.models import Job, QueuePause
 from workers.retention import prune_ledger
+from workers.runner import skip_connection_health_checks
 
 logger = logging.getLogger(__name__)
 
@@ -34,31 +33,22 @@ class DispatchStats:
     by_queue: dict[str, int] = field(default_factory=dict)
 
 
-def in_flight_counts() -> dict[str, dict[str, int]]:
-    """queue -> {state: count} for jobs published but not finished."""
-    counts: dict[str, dict[str, int]] = {}
-    rows = Job.objects.filter(state__in=Job.IN_FLIGHT_STATES).values("queue", "state").annotate(n=Count("id"))
-    for row in rows:
-        counts.setdefault(row["queue"], {})[row["state"]] = row["n"]
-    return counts
-
-
 def max_in_flight(queue: str) -> int:
     """Backpressure: never publish more than the pools can run at once, so a backlog waits in the
     ledger (where it is durable and visible) rather than in Redis."""
     return settings.QUEUE_CONCURRENCY[queue] * settings.WORKER_POOLS
 
 
-def rate_room(queue: str, not_started: int) -> int | None:
-    """Start slots free now that no published job will take; None when the queue has no limit.
+def free_slots(queue: str) -> int | None:
+    """Start slots free now in the queue's rate limit; None when the queue has no limit.
 
-    The limit itself is enforced when a job starts (runner); this keeps the dispatcher from
-    publishing jobs that would only be refused and deferred."""
+    The limit itself is enforced when a job starts (runner); the round subtracts the jobs published
+    but not started, so the dispatcher does not publish jobs that would only be refused and deferred."""
     free, _ = ratelimit.available(queue)
-    return None if free is None else max(0, free - not_started)
+    return free
 
 
-def publish(dispatch: ledger.Dispatch) -> None:
+def publish(dispatch: ledger.Dispatch, producer=None) -> None:
     from resilience.celery import app
 
     app.send_task(
@@ -67,14 +57,41 @@ def publish(dispatch: ledger.Dispatch) -> None:
         task_id=dispatch.job_id,
         queue=dispatch.queue,
         routing_key=dispatch.queue,
+        producer=producer,
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
     )
 
 
+def publish_batch(batch: list[ledger.Dispatch], stats: DispatchStats) -> None:
+    """Publish a round's jobs through one producer (one broker connection for the whole batch). When
+    a publish fails, that job and the rest of the batch go back to waiting in the ledger now, not
+    after JOB_REDISPATCH_SECONDS as jobs whose message was lost would."""
+    from resilience.celery import app
+
+    if not batch:
+        return
+    n = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            for n, dispatch in enumerate(batch):
+                publish(dispatch, producer)
+                stats.published += 1
+                stats.by_queue[dispatch.queue] = stats.by_queue.get(dispatch.queue, 0) + 1
+    except Exception as exc:
+        stats.publish_failures += 1
+        undone = ledger.undo_dispatches(batch[n:])
+        logger.warning("publishing job %s failed (%s); %d job(s) of its batch wait in the ledger",
+                       batch[n].job_id, exc, undone)
+
+
 # Recovery sweeps look for rare events (a dead worker, a lost message): once a second is enough,
 # while publishing runs at every nudge.
 RECOVERY_INTERVAL_SECONDS = 1.0
+# A round woken only because a job ended waits this long for more to end (or for new work, which
+# cuts the wait short): at most this much later does a freed slot get its next job, and under a
+# backlog one round tops up several slots instead of one round per job.
+FREED_GATHER_SECONDS = 0.01
 # Pruning the ledger of old finished jobs (workers.retention): the leader does it this often.
 PRUNE_INTERVAL_SECONDS = 3600.0
 
@@ -90,30 +107,9 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
             enforce_daily_budget()
         except Exception:  # the other queues must not wait on it; it is checked again next second
             logger.warning("the AI budget check failed", exc_info=True)
-    in_flight = in_flight_counts()
-    paused = set(QueuePause.objects.values_list("queue", flat=True))
-    for queue in settings.QUEUE_NAMES:
-        if queue in paused:
-            continue  # paused on purpose: its jobs wait in the ledger until resume_queue
-        states = in_flight.get(queue, {})
-        room = min(max_in_flight(queue) - sum(states.values()), settings.DISPATCH_BATCH_SIZE)
-        by_rate = rate_room(queue, states.get(Job.State.DISPATCHED, 0)) if room > 0 else None
-        if by_rate is not None:
-            room = min(room, by_rate)
-        batch = ledger.take_due_jobs(queue, room)
-        for n, dispatch in enumerate(batch):
-            try:
-                publish(dispatch)
-            except Exception as exc:
-                # The broker is down: this job and the rest of the batch go back to waiting now,
-                # not after JOB_REDISPATCH_SECONDS as jobs whose message was lost would.
-                stats.publish_failures += 1
-                undone = ledger.undo_dispatches(batch[n:])
-                logger.warning("publishing job %s failed (%s); %d job(s) of its batch wait in the ledger",
-                               dispatch.job_id, exc, undone)
-                break
-            stats.published += 1
-            stats.by_queue[queue] = stats.by_queue.get(queue, 0) + 1
+    wanted = [ledger.Wanted(queue, settings.DISPATCH_BATCH_SIZE, max_in_flight(queue), free_slots(queue))
+              for queue in settings.QUEUE_NAMES]
+    publish_batch(ledger.take_due(wanted), stats)  # a paused queue gives none: its jobs wait for resume_queue
     return stats
 
 
@@ -127,6 +123,7 @@ class Dispatcher:
         self.last_prune = 0.0
         self.redis_run_id: str | None = None
         self.failing_since: float | None = None
+        self.held_checked_at = 0.0
         self.heartbeat = LeaderHeartbeat()
 
     def stop(self) -> None:
@@ -134,11 +131,12 @@ class Dispatcher:
 
     def run_forever(self) -> None:
         logger.info("dispatcher candidate started")
+        skip_connection_health_checks()  # a round that meets a dropped connection fails; the next reconnects
         try:
             while not self.stop_event.is_set():
                 self.tick()
                 if self.is_leader:
-                    wakeup.wait(self.interval)
+                    wakeup.wait(self.interval, gather=FREED_GATHER_SECONDS)
                 else:
                     self.stop_event.wait(self.interval)
         finally:
@@ -150,14 +148,20 @@ class Dispatcher:
         if not self.is_leader:
             self.is_leader = self.leadership.try_acquire()
             if self.is_leader:
+                self.held_checked_at = time.monotonic()
                 logger.info("dispatcher: this process is now the leader")
             else:
                 return
-        elif not self.leadership.still_held():
-            logger.warning("dispatcher: leadership lost; standing by")
-            self.is_leader = False
-            self.heartbeat.goodbye()
-            return
+        elif time.monotonic() - self.held_checked_at >= self.interval:
+            # Once per interval, not at every round: a nudged leader runs a round per finished job,
+            # and the lock's timeout (DISPATCHER_LEADER_TIMEOUT_SECONDS) is at least 4 intervals.
+            # Two leaders for a moment are harmless (every ledger change is a guarded update).
+            if not self.leadership.still_held():
+                logger.warning("dispatcher: leadership lost; standing by")
+                self.is_leader = False
+                self.heartbeat.goodbye()
+                return
+            self.held_checked_at = time.monotonic()
         self.heartbeat.beat_if_due()
         started = time.monotonic()
         try:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
@@ -28,6 +28,17 @@ from workers.signals import job_dead_lettered, job_requeued
 
 logger = logging.getLogger(__name__)
 State = Job.State
+
+# Prefixed to the statements of the hot path that only move a job along (dispatch, claim, lease
+# renewal): their commit does not wait for the WAL to reach the disk (2.5 to 3 ms per commit measured
+# on this machine, against 0.1 to 0.4 ms without). A crash of PostgreSQL's host can lose the last of
+# them, never anything after them that is durable: a durable commit (the enqueue, the completion with
+# the job's effects, a failure) flushes all the WAL written before it. What a lost one leaves is what
+# the ledger already recovers from: a dispatch lost puts the job back to waiting (its message, if
+# published, claims nothing unless the job is dispatched again, and then only once); a claim lost
+# leaves the job dispatched (published again after JOB_REDISPATCH_SECONDS), and the attempt that ran
+# cannot complete, its effects roll back; a renewal lost makes a lease end sooner.
+NO_FSYNC = "SET LOCAL synchronous_commit TO OFF;"
 
 
 def enqueue(queue: str, task: str, payload: dict[str, Any], *, idempotency_key: str | None = None,
@@ -61,27 +72,69 @@ class Dispatch:
     token: int
 
 
-def take_due_jobs(queue: str, limit: int) -> list[Dispatch]:
-    """Mark up to `limit` due jobs of `queue` dispatched and return what to publish.
+@dataclass(frozen=True)
+class Wanted:
+    """What a dispatch round may take from one queue: at most `most` jobs, and then only while the
+    queue has fewer than `in_flight_cap` jobs dispatched or running (None: no cap) and, when the
+    queue is rate limited, fewer jobs dispatched but not started than `free_slots` (None: no limit)."""
+    queue: str
+    most: int
+    in_flight_cap: int | None = None
+    free_slots: int | None = None
 
-    SKIP LOCKED lets a second dispatcher (during a failover) take other rows instead of waiting.
-    """
-    if limit <= 0:
+
+# One statement for every queue of the round: per queue, how many it may take (its in-flight jobs
+# counted, a paused queue skipped), then its due jobs, oldest first, locked with SKIP LOCKED (a second
+# dispatcher during a failover takes other rows instead of waiting), marked dispatched with a new
+# token and returned. Counted and taken under one snapshot, in one round trip.
+_TAKE_DUE_SQL = NO_FSYNC + """
+WITH wanted AS (
+  SELECT w.queue,
+         GREATEST(0, LEAST(w.most,
+                           COALESCE(w.cap - c.in_flight, w.most),
+                           COALESCE(w.free_slots - c.not_started, w.most))) AS n
+    FROM unnest(%(queues)s::text[], %(most)s::int[], %(caps)s::int[], %(free)s::int[]) AS w(queue, most, cap, free_slots)
+    CROSS JOIN LATERAL (
+      SELECT count(*) AS in_flight, count(*) FILTER (WHERE f.state = 'dispatched') AS not_started
+        FROM workers_job f WHERE f.queue = w.queue AND f.state IN ('dispatched', 'running')) c
+   WHERE NOT EXISTS (SELECT 1 FROM workers_queuepause p WHERE p.queue = w.queue)
+), due AS (
+  SELECT d.id
+    FROM wanted CROSS JOIN LATERAL (
+      SELECT j.id FROM workers_job j
+       WHERE j.queue = wanted.queue AND j.state IN ('pending', 'retry') AND j.next_attempt_at <= statement_timestamp()
+       ORDER BY j.next_attempt_at
+       LIMIT wanted.n
+       FOR UPDATE SKIP LOCKED) d
+   WHERE wanted.n > 0
+)
+UPDATE workers_job SET state = 'dispatched', dispatch_token = dispatch_token + 1,
+       dispatched_at = statement_timestamp(), updated_at = statement_timestamp()
+ WHERE id IN (SELECT id FROM due)
+RETURNING id, task, queue, dispatch_token
+"""
+
+
+def take_due(wanted: list[Wanted]) -> list[Dispatch]:
+    """Mark due jobs of every queue in `wanted` dispatched (within each one's bounds) and return what
+    to publish, in one round trip."""
+    wanted = [w for w in wanted if w.most > 0]
+    if not wanted:
         return []
-    with transaction.atomic():
-        ids = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(queue=queue, state__in=Job.WAITING_STATES, next_attempt_at__lte=Now())
-            .order_by("next_attempt_at")
-            .values_list("id", flat=True)[:limit]
-        )
-        if not ids:
-            return []
-        Job.objects.filter(id__in=ids).update(
-            state=State.DISPATCHED, dispatch_token=F("dispatch_token") + 1, dispatched_at=Now(), updated_at=Now()
-        )
-        rows = Job.objects.filter(id__in=ids).values_list("id", "task", "queue", "dispatch_token")
-        return [Dispatch(str(job_id), task, q, token) for job_id, task, q, token in rows]
+    with connection.cursor() as cur:
+        cur.execute(_TAKE_DUE_SQL, {"queues": [w.queue for w in wanted], "most": [w.most for w in wanted],
+                                    "caps": [w.in_flight_cap for w in wanted],
+                                    "free": [w.free_slots for w in wanted]})
+        rows = cur.fetchall()
+    order = {w.queue: n for n, w in enumerate(wanted)}
+    return [Dispatch(str(job_id), task, queue, token)
+            for job_id, task, queue, token in sorted(rows, key=lambda r: order[r[2]])]
+
+
+def take_due_jobs(queue: str, limit: int) -> list[Dispatch]:
+    """Mark up to `limit` due jobs of `queue` dispatched and return what to publish (a paused queue
+    gives none)."""
+    return take_due([Wanted(queue, limit)])
 
 
 def undo_dispatch(dispatch: Dispatch) -> bool:
@@ -99,19 +152,40 @@ def undo_dispatches(dispatches: list[Dispatch]) -> int:
     return Job.objects.filter(published_as, state=State.DISPATCHED).update(state=State.PENDING, updated_at=Now())
 
 
+# Claims of one worker's processes take turns (an advisory lock for the claim's own transaction), so
+# each claim counts the jobs its worker already runs with every earlier claim committed and visible:
+# two pool children claiming at once can never both see room for one more. Class id of the lock's
+# two-part key (the worker's name hashed is the other part), apart from the dispatcher's lock.
+CLAIM_LOCK_CLASS = 0x5E52
+
+# One round trip (psycopg2 sends both statements as one query, one implicit transaction): the lock,
+# then the compare-and-set dispatched -> running, which returns the whole row and how many jobs of
+# its queue this worker runs besides it.
+_CLAIM_SQL = NO_FSYNC + """
+SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(worker)s));
+UPDATE workers_job SET state = 'running', attempts = attempts + 1, worker = %(worker)s,
+       started_at = statement_timestamp(),
+       lease_expires_at = statement_timestamp() + %(lease)s * interval '1 second', updated_at = statement_timestamp()
+ WHERE id = %(id)s AND state = 'dispatched' AND dispatch_token = %(token)s
+RETURNING workers_job.*,
+          (SELECT count(*) FROM workers_job other
+            WHERE other.queue = workers_job.queue AND other.state = 'running' AND other.worker = %(worker)s
+              AND other.id <> workers_job.id) AS others_running
+"""
+
+
 def claim(job_id: str, token: int, worker: str) -> Job | None:
-    """Compare-and-set dispatched -> running. None when this message is stale or a duplicate."""
-    updated = Job.objects.filter(id=job_id, state=State.DISPATCHED, dispatch_token=token).update(
-        state=State.RUNNING,
-        attempts=F("attempts") + 1,
-        worker=worker[:200],
-        started_at=Now(),
-        lease_expires_at=Now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-        updated_at=Now(),
-    )
-    if updated != 1:
+    """Compare-and-set dispatched -> running, in one round trip. None when this message is stale or a
+    duplicate. The job returned carries `running_here`: the jobs of its queue that this worker runs,
+    this one included (what workers.runner.worker_at_concurrency checks)."""
+    params = {"lock_class": CLAIM_LOCK_CLASS, "worker": worker[:200], "lease": settings.JOB_LEASE_SECONDS,
+              "id": str(job_id), "token": token}
+    rows = list(Job.objects.raw(_CLAIM_SQL, params))
+    if not rows:
         return None
-    return Job.objects.get(id=job_id)
+    job = rows[0]
+    job.running_here = job.others_running + 1
+    return job
 
 
 def _owned(job: Job):
@@ -132,6 +206,20 @@ def renew_lease(job: Job) -> bool:
     return bool(
         _owned(job).update(lease_expires_at=Now() + timedelta(seconds=settings.JOB_LEASE_SECONDS))
     )
+
+
+def renew_leases(jobs: list[Job]) -> set[tuple[str, int]]:
+    """Renew, in one UPDATE, the leases of the attempts that still own their job; returns the
+    (job id, dispatch token) of those renewed."""
+    if not jobs:
+        return set()
+    with connection.cursor() as cur:
+        cur.execute(
+            NO_FSYNC + "UPDATE workers_job SET lease_expires_at = statement_timestamp() + %s * interval '1 second'"
+            " WHERE state = 'running' AND (id, dispatch_token) IN (SELECT * FROM unnest(%s::uuid[], %s::int[]))"
+            " RETURNING id, dispatch_token",
+            [settings.JOB_LEASE_SECONDS, [str(job.id) for job in jobs], [job.dispatch_token for job in jobs]])
+        return {(str(job_id), token) for job_id, token in cur.fetchall()}
 
 
 def ensure_owned(job: Job) -> None:

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (DEFAULT_DB_ALIAS, InterfaceError, OperationalError, close_old_connections, connection,
+                       connections, transaction)
 
 from workers import ledger, ratelimit, wakeup
 from workers.errors import LeaseLost
@@ -27,11 +30,33 @@ WORKER_FULL_WAIT_SECONDS = 1.0
 
 
 def worker_at_concurrency(job: Job) -> bool:
-    """Does this worker already run its queue's configured concurrency, this job included? A worker
+    """Does this worker run more than its queue's configured concurrency, this job included? A worker
     serving several queues has one pool for all of them (deploy/supervisord.conf), so Celery alone
-    would let one queue take every slot; the ledger knows what runs where."""
-    running = Job.objects.filter(queue=job.queue, state=Job.State.RUNNING, worker=job.worker).count()
-    return running > settings.QUEUE_CONCURRENCY[job.queue]
+    would let one queue take every slot; the ledger knows what runs where, and the claim counted it
+    (ledger.claim: `running_here`)."""
+    return job.running_here > settings.QUEUE_CONCURRENCY[job.queue]
+
+
+def skip_connection_health_checks() -> None:
+    """For worker and dispatcher processes: no `SELECT 1` before the first query of every job (or
+    round) to test the connection. A connection PostgreSQL dropped is found by the query that uses it
+    instead: run_attempt claims again once on a fresh connection, the dispatcher's round fails and the
+    next one reconnects, and close_old_connections() drops a connection that saw an error."""
+    settings.DATABASES[DEFAULT_DB_ALIAS]["CONN_HEALTH_CHECKS"] = False
+    for conn in connections.all(initialized_only=True):
+        conn.health_check_enabled = False
+
+
+def _claim(job_id: str, dispatch_token: int, worker: str) -> Job | None:
+    try:
+        return ledger.claim(job_id, dispatch_token, worker)
+    except (InterfaceError, OperationalError) as exc:
+        # A connection that died while idle (PostgreSQL restarted): once more on a new one. The claim
+        # is a compare-and-set, so one that did commit before the error only makes this one skip.
+        logger.info("job %s: claiming failed (%s); once more on a new database connection", job_id,
+                    str(exc).strip() or type(exc).__name__)
+        connection.close()
+        return ledger.claim(job_id, dispatch_token, worker)
 
 
 def _start_slot(job: Job) -> ratelimit.Decision:
@@ -44,42 +69,96 @@ def _start_slot(job: Job) -> ratelimit.Decision:
         return ratelimit.Decision(False, LIMITER_DOWN_WAIT_SECONDS)
 
 
+@dataclass
+class _Held:
+    job: Job
+    interval: float
+    renew_at: float
+    give_up_at: float
+
+
+class LeaseKeeper:
+    """Renews the leases of the jobs this process runs, from one side thread for all of them.
+
+    The lease dies with the process that runs the job, which is what lets the reaper recover work
+    from a killed worker in seconds instead of Redis's visibility timeout. One thread per process
+    (started at the first job, again in a forked pool child) renews every due lease in one UPDATE;
+    a thread per job cost a thread start and join for every job, most of which end long before
+    their first renewal. A lease also stops at CELERY_TASK_TIME_LIMIT: a thread-pool worker cannot
+    kill a hung job, so past the limit the job goes back to the reaper and runs elsewhere, and the
+    hung attempt's fence is refused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[str, int], _Held] = {}
+        self._wake = threading.Event()
+        self._pid: int | None = None
+
+    def add(self, job: Job) -> tuple[str, int]:
+        now = time.monotonic()
+        interval = settings.JOB_LEASE_SECONDS / 3
+        key = (str(job.id), job.dispatch_token)
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
+                self._held, self._wake, self._pid = {}, threading.Event(), os.getpid()
+                threading.Thread(target=self._run, args=(self._wake,), name="lease-keeper", daemon=True).start()
+            self._held[key] = _Held(job, interval, now + interval, now + settings.CELERY_TASK_TIME_LIMIT)
+        self._wake.set()  # its interval may be shorter than what the thread waits for now
+        return key
+
+    def remove(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+
+    def _run(self, wake: threading.Event) -> None:
+        while True:
+            with self._lock:
+                next_at = min((held.renew_at for held in self._held.values()), default=None)
+            if next_at is None:
+                connection.close()  # this thread's own connection: nothing to renew until the next job
+            wake.wait(None if next_at is None else max(0.0, next_at - time.monotonic()))
+            wake.clear()
+            try:
+                self.renew_due()
+            except Exception:  # a database blip: keep trying until the leases run out
+                logger.warning("could not renew job leases", exc_info=True)
+                close_old_connections()
+                time.sleep(0.1)
+
+    def renew_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key, held in list(self._held.items()):
+                if now >= held.give_up_at:
+                    logger.warning("job %s ran past CELERY_TASK_TIME_LIMIT (%ss): no longer renewing its lease",
+                                   held.job.id, settings.CELERY_TASK_TIME_LIMIT)
+                    del self._held[key]
+            due = {key: held for key, held in self._held.items() if held.renew_at <= now}
+        if not due:
+            return
+        renewed = ledger.renew_leases([held.job for held in due.values()])
+        with self._lock:
+            for key, held in due.items():
+                if key not in self._held:
+                    continue  # finished meanwhile
+                if key in renewed:
+                    held.renew_at = now + held.interval
+                else:
+                    del self._held[key]  # the job moved on without us; completion will notice
+
+
+LEASES = LeaseKeeper()
+
+
 @contextmanager
 def keep_lease(job: Job) -> Iterator[None]:
-    """Renew the job's lease from a side thread while the handler runs.
-
-    The lease dies with the process that runs the job, which is what lets the reaper
-    recover work from a killed worker in seconds instead of Redis's visibility timeout. It also
-    stops at CELERY_TASK_TIME_LIMIT: a thread-pool worker cannot kill a hung job, so past the limit
-    the job goes back to the reaper and runs elsewhere, and the hung attempt's fence is refused.
-    """
-    stop = threading.Event()
-    interval = settings.JOB_LEASE_SECONDS / 3
-    give_up_at = time.monotonic() + settings.CELERY_TASK_TIME_LIMIT
-
-    def renew() -> None:
-        try:
-            while not stop.wait(interval):
-                if time.monotonic() >= give_up_at:
-                    logger.warning("job %s ran past CELERY_TASK_TIME_LIMIT (%ss): no longer renewing its lease",
-                                   job.id, settings.CELERY_TASK_TIME_LIMIT)
-                    return
-                try:
-                    if not ledger.renew_lease(job):
-                        return  # the job moved on without us; completion will notice
-                except Exception:  # a database blip: keep trying until the lease runs out
-                    logger.warning("could not renew the lease of job %s", job.id, exc_info=True)
-                    close_old_connections()
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=renew, name=f"lease-{job.id}", daemon=True)
-    thread.start()
+    """Keep the job's lease alive while the block runs (LeaseKeeper)."""
+    key = LEASES.add(job)
     try:
         yield
     finally:
-        stop.set()
-        thread.join()
+        LEASES.remove(key)
 
 
 def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Callable[[Job], str]) -> str:
@@ -91,7 +170,7 @@ def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Calla
     once this attempt no longer owns the job: the refusal is logged here and nothing else happens.
     """
     close_old_connections()
-    job = ledger.claim(job_id, dispatch_token, worker)
+    job = _claim(job_id, dispatch_token, worker)
     if job is None:
         logger.info("job %s token %s: already claimed, finished or re-dispatched; skipping", job_id, dispatch_token)
         return "skipped"
@@ -112,7 +191,7 @@ def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Calla
         return "lost"
     finally:
         close_old_connections()
-        wakeup.nudge()  # a slot is free: the dispatcher may publish the next job now
+        wakeup.nudge(freed=True)  # a slot is free: the dispatcher may publish the next job now
 
 
 def _log_refused(job: Job) -> None:

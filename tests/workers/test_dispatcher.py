@@ -1,5 +1,6 @@
 """The dispatcher against real PostgreSQL and Redis."""
 import json
+import time
 from uuid import UUID
 
 import pytest
@@ -45,7 +46,7 @@ def test_backpressure_keeps_the_backlog_in_the_ledger(redis_client, settings):
 def test_a_failed_publish_leaves_the_job_pending(redis_client, monkeypatch):
     job = ledger.enqueue("lead-processing", "leads.process_lead", {})
 
-    def broker_down(d):
+    def broker_down(d, producer=None):
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(dispatcher, "publish", broker_down)
@@ -66,11 +67,11 @@ def test_a_failed_publish_puts_the_rest_of_its_batch_back_at_once(redis_client, 
         ledger.enqueue("lead-processing", "leads.process_lead", {"n": i})
     real_publish, calls = dispatcher.publish, []
 
-    def fails_on_the_second(d):
+    def fails_on_the_second(d, producer=None):
         calls.append(d.job_id)
         if len(calls) == 2:
             raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-        real_publish(d)
+        real_publish(d, producer)
 
     monkeypatch.setattr(dispatcher, "publish", fails_on_the_second)
     stats = dispatch_due_jobs(DispatchStats())
@@ -159,8 +160,28 @@ def test_a_leader_that_loses_its_lock_says_goodbye(redis_client):
         d.tick()
         assert WorkerHeartbeat.objects.get(pool="dispatcher").stopped_at is None
         d.leadership._drop()  # the session ends: the lock is gone with it
+        time.sleep(0.02)  # the leader checks its lock once per interval, not at every round
         d.tick()
         assert d.is_leader is False
         assert WorkerHeartbeat.objects.get(pool="dispatcher").stopped_at is not None
     finally:
         d.leadership.release()
+
+
+def test_one_round_takes_every_queue_within_its_bounds(redis_client, settings):
+    from workers.models import QueuePause
+
+    settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 1, "lead-processing": 5}
+    settings.WORKER_POOLS = 2
+    for queue in ("delivery", "lead-processing", "email-sending"):
+        for i in range(4):
+            ledger.enqueue(queue, "t", {"n": i})
+    QueuePause.objects.create(queue="email-sending", reason="test")
+    taken = ledger.take_due([ledger.Wanted("delivery", 100, in_flight_cap=2),
+                             ledger.Wanted("lead-processing", 3),
+                             ledger.Wanted("email-sending", 100)])
+    assert sorted(d.queue for d in taken) == ["delivery"] * 2 + ["lead-processing"] * 3
+    assert all(d.token == 1 for d in taken)
+    # Dispatched but not started counts against the free start slots of a rate-limited queue.
+    again = ledger.take_due([ledger.Wanted("lead-processing", 100, free_slots=4)])
+    assert len(again) == 1  # 4 free slots, 3 already published and not started

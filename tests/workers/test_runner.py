@@ -126,3 +126,89 @@ def test_the_lease_stops_being_renewed_past_the_task_time_limit(settings):
 
     assert run_job(d.job_id, d.token, worker="w", handler=hung) == "lost"
     assert reaped == [1] and Job.objects.get(pk=job.pk).state == "pending"
+
+
+def test_claims_racing_on_one_worker_never_run_more_than_its_queues_concurrency(settings):
+    # The claim counts what the worker runs under an advisory lock of the worker's: without it, two
+    # children claiming at once could each see room for one more.
+    settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 2}
+    for _ in range(6):
+        ledger.enqueue("delivery", "test.task", {})
+    batch = ledger.take_due_jobs("delivery", 6)
+    start, release = threading.Barrier(6), threading.Event()
+    outcomes, held = [], []
+
+    def hold(j):
+        held.append(j.pk)  # every handler that starts holds until all six claims are decided
+        release.wait(10)
+
+    def attempt(d):
+        try:
+            start.wait(10)
+            outcomes.append(run_job(d.job_id, d.token, worker="lead+delivery@p.h", handler=hold))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(d,)) for d in batch]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(outcomes) + len(held) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in threads:
+        t.join()
+    assert len(held) == 2 and len(outcomes) == 6
+    assert sorted(outcomes) == ["deferred"] * 4 + ["succeeded"] * 2
+
+
+def test_one_lease_thread_renews_every_job_of_the_process_in_one_go(settings):
+    settings.JOB_LEASE_SECONDS = 0.9
+    settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 3}
+    jobs = [claimable() for _ in range(3)]
+    leases, threads_seen = {}, []
+    all_running = threading.Barrier(3)
+
+    def slow(j):
+        first = Job.objects.get(pk=j.pk).lease_expires_at
+        all_running.wait(10)
+        time.sleep(1.2)  # more than the lease: only renewal keeps it
+        leases[j.pk] = (first, Job.objects.get(pk=j.pk).lease_expires_at)
+        threads_seen.append(sorted(t.name for t in threading.enumerate() if t.name.startswith("lease")))
+
+    def attempt(d):
+        try:
+            assert run_job(d.job_id, d.token, worker="w", handler=slow) == "succeeded"
+        finally:
+            connection.close()
+
+    runs = [threading.Thread(target=attempt, args=(d,)) for _, d in jobs]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert len(leases) == 3 and all(later > first for first, later in leases.values())
+    assert threads_seen and all(names == ["lease-keeper"] for names in threads_seen)
+
+
+def test_a_connection_postgresql_dropped_costs_no_attempt(settings):
+    # No health-check query before each job: the claim meets the dead connection and claims again on a new one.
+    from workers.runner import skip_connection_health_checks
+
+    skip_connection_health_checks()
+    try:
+        job, d = claimable()
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+        from django.db import connections
+        other = connections.create_connection("default")
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", [pid])
+        other.close()
+        assert run_job(d.job_id, d.token, worker="w", handler=lambda j: None) == "succeeded"
+        job.refresh_from_db()
+        assert (job.state, job.attempts) == ("succeeded", 1)
+    finally:
+        settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        connection.close()

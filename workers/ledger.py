@@ -151,7 +151,7 @@ def complete(job: Job) -> None:
 
 def _record_failure(job: Job, message: str, *, rejected: bool = False) -> None:
     JobFailure.objects.create(job_id=job.id, queue=job.queue, attempt=job.attempts, worker=job.worker,
-                              error=message[:2000], rejected=rejected)
+                              started_at=job.started_at, error=message[:2000], rejected=rejected)
 
 
 def fail(job: Job, exc: BaseException) -> str:

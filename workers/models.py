@@ -76,6 +76,9 @@ class JobFailure(models.Model):
     attempt = models.PositiveIntegerField()
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField()
+    # When the failed attempt started (the job's started_at is overwritten by the next attempt): with the
+    # succeeded jobs' started_at, every start of a queue is in the ledger (make chaos counts them).
+    started_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(db_default=Now())
     rejected = models.BooleanField(default=False, db_default=False)  # the input was invalid: not an error
 

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "access.middleware.content_security_policy",
     "resilience.middleware.AdminBadQueryMiddleware",
+    "resilience.middleware.DatabaseUnavailableMiddleware",  # PostgreSQL away: 503 + Retry-After, not 500
     "axes.middleware.AxesMiddleware",  # last, as axes asks: turns its lock-out into the 429 page
 ]
 

@@ -56,6 +56,8 @@ def _interrupt(signum, frame):  # noqa: ARG001
 
 def port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As the servers bind: the last run's connections in TIME_WAIT do not make the port busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

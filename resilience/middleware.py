@@ -99,4 +99,6 @@ class DatabaseUnavailableMiddleware:
             response = HttpResponse(f"Service unavailable: {message}.", status=503,
                                     content_type="text/plain; charset=utf-8")
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        # The warning above says it all: not Django's "ERROR Service Unavailable" line for every 5xx too.
+        response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log.log_response's mark
         return response

@@ -147,3 +147,23 @@ def test_database_unreachable_is_503_with_retry_after_and_the_same_key_stores_on
         again = client.post(URL, data=json.dumps(body), content_type="application/json", **headers)
     assert first.status_code == again.status_code == 202 and again["Idempotent-Replayed"] == "true"
     assert LeadSubmission.objects.count() == 1 and Job.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_unreachable_is_one_warning_line_not_an_error_with_a_traceback(client, caplog):
+    from django.db import connection
+
+    from tests.system.processes import free_port
+
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(free_port())
+    try:
+        with caplog.at_level("INFO"):
+            response = post(client, [{"email": "a@acme.io"}])
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert response.status_code == 503
+    assert [(r.levelname, r.exc_info is None) for r in caplog.records] == [("WARNING", True)]
+    assert "the database is unavailable" in caplog.records[0].getMessage()

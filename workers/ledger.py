@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
@@ -112,6 +112,25 @@ def claim(job_id: str, token: int, worker: str) -> Job | None:
     if updated != 1:
         return None
     return Job.objects.get(id=job_id)
+
+
+def mark_started(job: Job) -> bool:
+    """The attempt took its start slot from the rate limit: its start is now, not its claim. A claim
+    can come moments before its slot frees (the message was published when another slot was free,
+    or the worker was slow to ask), so started_at must be the slot's moment for the ledger to count
+    exactly the starts the limit allowed in any window (make chaos counts them so). The database's
+    clock, as for every other time of the ledger; False when this attempt no longer owns the job."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Job._meta.db_table} SET started_at = now(), updated_at = now() "
+            "WHERE id = %s AND state = %s AND dispatch_token = %s RETURNING started_at",
+            [job.id, State.RUNNING, job.dispatch_token],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    job.started_at = row[0]
+    return True
 
 
 def _owned(job: Job):

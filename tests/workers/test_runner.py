@@ -126,3 +126,25 @@ def test_the_lease_stops_being_renewed_past_the_task_time_limit(settings):
 
     assert run_job(d.job_id, d.token, worker="w", handler=hung) == "lost"
     assert reaped == [1] and Job.objects.get(pk=job.pk).state == "pending"
+
+
+def test_an_attempt_starts_when_its_rate_limit_slot_is_taken_not_when_it_was_claimed(monkeypatch):
+    """A claim can come before its slot frees; the ledger's start is the slot's moment, so counting
+    the ledger's starts in any window gives what the limit allowed (make chaos does)."""
+    from workers import ratelimit, runner
+
+    job, d = claimable()
+    seen = {}
+
+    def slot_after_a_while(claimed):
+        seen["claimed"] = Job.objects.get(pk=claimed.pk).started_at
+        time.sleep(0.2)  # the worker was slow to ask, or the slot was not free yet
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            seen["slot"] = cursor.fetchone()[0]
+        return ratelimit.Decision(True, 0.0)
+
+    monkeypatch.setattr(runner, "_start_slot", slot_after_a_while)
+    assert run_job(d.job_id, d.token, worker="w", handler=lambda j: None) == "succeeded"
+    started = Job.objects.get(pk=job.pk).started_at
+    assert seen["claimed"] < seen["slot"] <= started

@@ -137,3 +137,42 @@ def postgres_outage(postgres, log: Callable[[str], None], seconds: float = 20.0)
     took = time.monotonic() - down
     log(f"PostgreSQL: answering again after {took:.1f} s")
     return took
+
+
+@dataclass
+class LimiterLog:
+    """Every start the rate limiter logs in Redis (member -> Redis time, s), read every 0.5 s while the
+    run lasts (the log forgets a start after its period; a Redis restart loses the last half second).
+    The rebuilt log's stand-ins for the ledger's starts ("ledger:<n>") are not starts and are left out."""
+
+    url: str
+    queues: tuple[str, ...]
+    seen: dict[str, dict[bytes, float]] = field(default_factory=dict)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        import redis
+
+        from workers import ratelimit
+
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        while not self.stop_event.wait(0.5):
+            for queue in self.queues:
+                try:
+                    rows = client.zrangebyscore(ratelimit.KEY_PREFIX + queue, "-inf", "(+inf", withscores=True)
+                except redis.RedisError:
+                    break  # Redis restarting
+                for member, score in rows:
+                    if not member.startswith(b"ledger:"):
+                        self.seen.setdefault(queue, {})[member] = score / 1000
+
+    def starts(self) -> dict[str, list[float]]:
+        return {queue: list(members.values()) for queue, members in self.seen.items()}
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="limiter-log", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stop_event.set()

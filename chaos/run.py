@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.footprint import system_env
         from chaos import checks as chaos_checks
         from chaos.client import Batch, Poster
-        from chaos.faults import Killer, postgres_outage, restart_redis, rolling_restart
+        from chaos.faults import Killer, LimiterLog, postgres_outage, restart_redis, rolling_restart
         from leads.fake import make_fake_leads_with_kinds
         from tests.emails.smtp_sink import SmtpSink
 
@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         killer = Killer(sv, log, interval=args.kill_every, rng=random.Random(seed + 1))
         log(f"posting {args.leads} leads in {len(batches)} batches of {BATCH}, one every {interval:.1f} s "
             f"({dict(figures['kinds'])}); the killer starts")
+        limiter_log = LimiterLog(redis_server.url, tuple(settings.QUEUE_NAMES))
+        limiter_log.start()
         posting_started = time.monotonic()
         poster.start()
         killer.start()
@@ -304,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             lead_job_ids=lead_job_ids, invalid_job_ids=invalid_job_ids,
             sink_counts=chaos_checks.recipients(list(sink.messages)),
             limits={q: settings.QUEUE_RATE_LIMITS[q] for q in settings.QUEUE_NAMES},
-            log_texts=ai_logs(sv.tmp / "log"))
+            log_texts=ai_logs(sv.tmp / "log"), limiter_log=limiter_log.starts())
+        limiter_log.stop()
     except Interrupted as exc:
         outcome.append(f"interrupted ({exc})")
     except Exception as exc:  # noqa: BLE001 - reported as a FAIL line, then everything is stopped

@@ -139,12 +139,19 @@ def dead_letters(invalid_job_ids: set[str]) -> Check:
 
 
 def ledger_starts(queue: str) -> list[float]:
-    """Every start of the queue's jobs, from the ledger: each failed attempt's start (its failure row)
-    and the start of each succeeded job's last attempt (a dead job's last attempt is a failure row)."""
-    failed = JobFailure.objects.filter(queue=queue, started_at__isnull=False).values_list("started_at", flat=True)
-    succeeded = Job.objects.filter(queue=queue, state=Job.State.SUCCEEDED, started_at__isnull=False
-                                   ).values_list("started_at", flat=True)
+    """Every start of the queue's jobs, from the ledger, at the moment the limiter gave its slot
+    (slot_at, Redis's clock): each failed attempt's (its failure row) and each succeeded job's last
+    (a dead job's last attempt is a failure row). An attempt that failed before it had a slot (killed
+    between its claim and its slot) never started."""
+    failed = JobFailure.objects.filter(queue=queue, slot_at__isnull=False).values_list("slot_at", flat=True)
+    succeeded = Job.objects.filter(queue=queue, state=Job.State.SUCCEEDED, slot_at__isnull=False
+                                   ).values_list("slot_at", flat=True)
     return [t.timestamp() for t in [*failed, *succeeded]]
+
+
+def started_without_a_slot(queue: str) -> int:
+    """Succeeded jobs of a limited queue whose last attempt has no slot: work done past the limit."""
+    return Job.objects.filter(queue=queue, state=Job.State.SUCCEEDED, slot_at__isnull=True).count()
 
 
 def busiest_window(starts: list[float], period: float) -> tuple[int, float]:
@@ -162,7 +169,8 @@ def busiest_window(starts: list[float], period: float) -> tuple[int, float]:
 def rate_limits(limits: dict[str, tuple[int, float] | None],
                 limiter_log: dict[str, list[float]] | None = None) -> Check:
     """No more starts than the limit in any window of its period, for every queue, counted from the
-    ledger (limits: queue -> (count, period seconds), as configured for the run). limiter_log: the
+    ledger's record of each slot the limiter gave (limits: queue -> (count, period seconds), as
+    configured for the run), and no job of a limited queue succeeded without one. limiter_log: the
     starts the limiter itself logged in Redis, when the run sampled them, shown beside (a second
     witness, not the judge: a Redis restart loses its last moments)."""
     parts, ok = [], True
@@ -173,8 +181,11 @@ def rate_limits(limits: dict[str, tuple[int, float] | None],
             continue
         count, period = limit
         most, at = busiest_window(starts, period)
-        ok = ok and most <= count
+        unslotted = started_without_a_slot(queue)
+        ok = ok and most <= count and unslotted == 0
         part = f"{queue} {count}/{period:g}s: most {most} in {len(starts)} starts"
+        if unslotted:
+            part += f", {unslotted} succeeded without a slot"
         if most > count:
             part += f" (the window from {datetime.fromtimestamp(at, UTC):%H:%M:%S.%f} UTC)"
         if limiter_log is not None:

@@ -22,7 +22,7 @@ T0 = timezone.now() - timedelta(hours=1)
 
 def job(queue="lead-processing", state=Job.State.SUCCEEDED, started=None, **payload) -> Job:
     made = ledger.enqueue(queue, "t", payload or {"n": str(uuid.uuid4())})
-    Job.objects.filter(pk=made.pk).update(state=state, started_at=started)
+    Job.objects.filter(pk=made.pk).update(state=state, started_at=started, slot_at=started or T0)
     made.refresh_from_db()
     return made
 
@@ -41,13 +41,19 @@ def test_rate_limits_count_every_start_of_the_ledger_failed_attempts_included():
         job(started=T0 + timedelta(seconds=second))
     retried = job(started=T0 + timedelta(seconds=30))  # its last attempt; the first one failed at 3 s
     JobFailure.objects.create(job=retried, queue="lead-processing", attempt=1, error="WorkerLost",
-                              started_at=T0 + timedelta(seconds=3))
+                              slot_at=T0 + timedelta(seconds=3))
+    # Killed between its claim and its slot: no start, whenever it was claimed.
+    JobFailure.objects.create(job=retried, queue="lead-processing", attempt=2, error="WorkerLost",
+                              started_at=T0 + timedelta(seconds=4))
     job(queue="email-sending", started=T0)
 
     failing = checks.rate_limits({"lead-processing": (3, 10.0), "email-sending": (1, 10.0), "delivery": None})
     assert not failing.ok and "lead-processing 3/10s: most 4 in 5 starts" in failing.figures
     assert checks.rate_limits({"lead-processing": (4, 10.0), "email-sending": (1, 10.0)}).ok
     assert checks.rate_limits({"lead-processing": (3, 3.0)}).ok  # 0-2 s, then 3 s: never 4 within 3 s
+    Job.objects.filter(pk=retried.pk).update(slot_at=None)  # its work done without a slot
+    unslotted = checks.rate_limits({"lead-processing": (4, 10.0)})
+    assert not unslotted.ok and "1 succeeded without a slot" in unslotted.figures
 
 
 def test_sites_and_emails_count_the_sink_not_the_database():

@@ -142,9 +142,10 @@ def test_an_attempt_starts_when_its_rate_limit_slot_is_taken_not_when_it_was_cla
         with connection.cursor() as cursor:
             cursor.execute("SELECT clock_timestamp()")
             seen["slot"] = cursor.fetchone()[0]
-        return ratelimit.Decision(True, 0.0)
+        return ratelimit.Decision(True, 0.0, seen["slot"])
 
     monkeypatch.setattr(runner, "_start_slot", slot_after_a_while)
     assert run_job(d.job_id, d.token, worker="w", handler=lambda j: None) == "succeeded"
-    started = Job.objects.get(pk=job.pk).started_at
-    assert seen["claimed"] < seen["slot"] <= started
+    done = Job.objects.get(pk=job.pk)
+    assert seen["claimed"] < seen["slot"] <= done.started_at
+    assert done.slot_at == seen["slot"]  # the limiter's own moment, kept in the ledger

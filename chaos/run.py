@@ -80,8 +80,12 @@ def marked_pids(mark_value: str) -> list[int]:
     return found
 
 
-def kill_marked(mark_value: str) -> int:
-    pids = marked_pids(mark_value)
+def kill_marked(mark_value: str, *, spare_postgres: bool = False) -> int:
+    """SIGKILL the marked processes; a cluster's are spared when pg_ctl is to stop it in order."""
+    from chaos.services import cmdline
+
+    pids = [pid for pid in marked_pids(mark_value)
+            if not (spare_postgres and cmdline(pid).startswith("postgres"))]
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -189,8 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
 
+    sys.path.insert(0, str(ROOT))
+    from chaos import services
+
     busy = [f"{name} {port}" for name, port in PORTS.items() if not port_free(port)]
-    leftovers = kill_marked(str(VAR))
+    # What an earlier run left when it was itself killed: its system, its redis-server, its cluster.
+    leftovers = kill_marked(str(VAR), spare_postgres=True)
+    leftovers += services.Redis(PORTS["redis"], VAR / "redis.log").stop_leftover()
+    if (VAR / "postgres").exists():
+        try:
+            services.Postgres(VAR / "postgres", PORTS["postgres"]).remove()
+        except RuntimeError:
+            leftovers += kill_marked(str(VAR))
+            shutil.rmtree(VAR / "postgres", ignore_errors=True)
     if leftovers:
         log(f"killed {leftovers} process(es) left by an earlier make chaos")
         time.sleep(1)
@@ -200,9 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     VAR.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT))
-    from chaos import services
-
     postgres = services.Postgres(VAR / "postgres", PORTS["postgres"])
     redis_server = services.Redis(PORTS["redis"], VAR / "redis.log")
     env = build_env(postgres.url, redis_server.url)
@@ -213,8 +225,6 @@ def main(argv: list[str] | None = None) -> int:
     checks = []
     figures: dict[str, object] = {}
     try:
-        if (VAR / "postgres").exists():
-            postgres.remove()  # an earlier run's cluster, stopped by a crash of the runner
         (VAR / "redis.log").unlink(missing_ok=True)
         log("starting PostgreSQL (throwaway cluster in var/chaos/postgres), redis-server, the SMTP sink")
         postgres.start()

@@ -63,6 +63,21 @@ class Redis:
         self.port, self.log = port, log
         self.proc: subprocess.Popen | None = None
         self.url = f"redis://127.0.0.1:{port}/0"
+        # redis-server writes its process title over its environment, so the run's mark cannot find
+        # it: its pid is kept here for the next run to stop it if this one was killed.
+        self.pidfile = log.parent / "redis.pid"
+
+    def stop_leftover(self) -> bool:
+        """Stop a redis-server an earlier run started and never stopped (that run was killed)."""
+        try:
+            pid = int(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return False
+        self.pidfile.unlink(missing_ok=True)
+        if cmdline(pid).startswith(f"redis-server 127.0.0.1:{self.port}"):
+            os.kill(pid, signal.SIGKILL)
+            return True
+        return False
 
     def start(self) -> None:
         out = open(self.log, "ab")
@@ -70,6 +85,7 @@ class Redis:
         self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
                                       "--appendonly", "no", "--dir", str(self.log.parent)],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pidfile.write_text(str(self.proc.pid))
         import redis
 
         client = redis.Redis(port=self.port, socket_timeout=1)
@@ -89,6 +105,7 @@ class Redis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.pidfile.unlink(missing_ok=True)
 
 
 def supervisor(env: dict[str, str], var: Path):

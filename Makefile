@@ -78,3 +78,10 @@ workers-stop:
 bench: venv
 	@bash -c '. deploy/services.sh && ensure_postgres 127.0.0.1 5432 && ensure_redis 127.0.0.1 6379 var/redis'
 	@$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
+
+.PHONY: chaos
+# The whole pipeline under fire (about 8 min, hard deadline 20): 1,000 leads through the webhook while
+# workers are SIGKILLed, a pool restarts, Redis restarts empty and PostgreSQL goes away for 20 s; then
+# PASS/FAIL per guarantee. Own PostgreSQL, Redis, SMTP sink and supervisord (ports 56010-56014, var/chaos).
+chaos: venv
+	@$(VENV)/bin/python -m chaos.run $(CHAOS_ARGS)

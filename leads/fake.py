@@ -162,6 +162,13 @@ def make_fake_leads(n: int, *, duplicates: float = 0.1, invalid: float = 0.05,
                     rng: random.Random | None = None) -> list[dict[str, Any]]:
     """n raw leads as Clay would post them, of which plan_counts(n, duplicates, invalid) repeat an
     earlier lead's email or carry an email that processing rejects."""
+    return [lead for _, lead in make_fake_leads_with_kinds(n, duplicates=duplicates, invalid=invalid, rng=rng)]
+
+
+def make_fake_leads_with_kinds(n: int, *, duplicates: float = 0.1, invalid: float = 0.05,
+                               rng: random.Random | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """make_fake_leads, each lead with what it was made to be: "original", "duplicate" or "invalid"
+    (make chaos checks that exactly the invalid ones are dead-lettered)."""
     if n < 0:
         raise ValueError(f"n must not be negative, got {n}")
     rng = rng or random.Random()
@@ -172,20 +179,20 @@ def make_fake_leads(n: int, *, duplicates: float = 0.1, invalid: float = 0.05,
 
     used_emails: set[str] = set()
     originals: list[tuple[_Person, set[str]]] = []
-    leads: list[dict[str, Any]] = []
+    leads: list[tuple[str, dict[str, Any]]] = []
     for kind in kinds:
         if kind == "duplicate":
             person, had = rng.choice(originals)
-            leads.append(_render_repeat(person, had, rng))
+            leads.append((kind, _render_repeat(person, had, rng)))
         elif kind == "invalid":
             person = _new_person(rng, used_emails=None)
             fields = _choose_fields(rng)
-            leads.append(_render(person, fields, rng, email=_broken_email(person, rng)))
+            leads.append((kind, _render(person, fields, rng, email=_broken_email(person, rng))))
         else:
             person = _new_person(rng, used_emails=used_emails)
             fields = _choose_fields(rng)
             originals.append((person, fields))
-            leads.append(_render(person, fields, rng, email=person.email))
+            leads.append((kind, _render(person, fields, rng, email=person.email)))
     return leads
 
 

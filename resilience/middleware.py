@@ -14,7 +14,7 @@ from django.db import DataError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.urls import reverse
 
-from resilience.http import UNSTORABLE_CHAR, printable
+from resilience.http import DATABASE_ERRORS, UNSTORABLE_CHAR, database_unavailable, printable
 
 # Date parts the admin's filters and date hierarchy use, and the values Python's dates can hold.
 _DATE_PART = re.compile(r"__(year|iso_year|quarter|month|week|week_day|iso_week_day|day|hour|minute|second)$")
@@ -62,4 +62,24 @@ class AdminBadQueryMiddleware:
             message = printable(str(exception).splitlines()[0] if str(exception) else type(exception).__name__, 200)
             return HttpResponseBadRequest(f"Bad request: the database refused a value in it ({message}).",
                                           content_type="text/plain; charset=utf-8")
+        return None
+
+
+class DatabaseUnavailableMiddleware:
+    """A 503 with Retry-After, not a 500 and a traceback per request, while PostgreSQL cannot be
+    reached (a restart, a failover, the network): nothing was stored, and a sender that retries the
+    same request later (the webhook's Idempotency-Key) loses nothing. make chaos found the 500s: Clay
+    and most HTTP clients retry a 503 on their own, not always a 500. OperationalError is the database
+    saying it cannot serve now (connection refused or lost, a deadlock, a statement cancelled), never
+    a fault in the request itself (that is DataError or IntegrityError)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_ERRORS):
+            return database_unavailable(request, exception)
         return None

@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "access.middleware.content_security_policy",
     "resilience.middleware.AdminBadQueryMiddleware",
+    "resilience.middleware.DatabaseUnavailableMiddleware",  # PostgreSQL away: 503 + Retry-After, not 500
     "axes.middleware.AxesMiddleware",  # last, as axes asks: turns its lock-out into the 429 page
 ]
 
@@ -232,7 +233,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
 from emails.conf import public_base_url, smtp_settings  # noqa: E402
 
 globals().update(smtp_settings())
-EMAIL_BACKEND = "emails.backends.FileBackend" if MOCK_MODE else env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend")
+# MOCK_MODE_SENDS_EMAIL=true keeps Claude mocked but sends through the backend above (make chaos: a
+# loopback SMTP server that counts what arrives); off, MOCK_MODE never sends a real email.
+MOCK_MODE_SENDS_EMAIL = env_bool("MOCK_MODE_SENDS_EMAIL", False)
+EMAIL_BACKEND = ("emails.backends.FileBackend" if MOCK_MODE and not MOCK_MODE_SENDS_EMAIL
+                 else env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend"))
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 # django-anymail's settings from ANYMAIL_<NAME> variables (ANYMAIL_POSTMARK_SERVER_TOKEN=...).
 ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}

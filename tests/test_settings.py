@@ -86,3 +86,18 @@ def test_good_settings_start(tmp_path):
     result = start(MANAGE, VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("overrides, backend", [
+    ({}, "emails.backends.FileBackend"),  # MOCK_MODE alone never sends a real email
+    ({"EMAIL_URL": "smtp://127.0.0.1:2525"}, "emails.backends.FileBackend"),
+    ({"MOCK_MODE_SENDS_EMAIL": "true"}, "emails.backends.SMTPBackend"),
+    ({"MOCK_MODE_SENDS_EMAIL": "true", "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend"},
+     "anymail.backends.postmark.EmailBackend"),
+])
+def test_mock_mode_sends_email_only_when_told(tmp_path, overrides, backend):
+    show = [sys.executable, "manage.py", "shell", "-c",
+            "from django.conf import settings; print(settings.MOCK_MODE, settings.EMAIL_BACKEND)"]
+    result = start(show, VAR_DIR=str(tmp_path), MOCK_MODE="true", **overrides)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == ["True", backend]  # after the shell's own banner

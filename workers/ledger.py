@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -164,7 +164,7 @@ CLAIM_LOCK_CLASS = 0x5E52
 _CLAIM_SQL = NO_FSYNC + """
 SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(worker)s));
 UPDATE workers_job SET state = 'running', attempts = attempts + 1, worker = %(worker)s,
-       started_at = statement_timestamp(),
+       started_at = statement_timestamp(), slot_at = NULL,
        lease_expires_at = statement_timestamp() + %(lease)s * interval '1 second', updated_at = statement_timestamp()
  WHERE id = %(id)s AND state = 'dispatched' AND dispatch_token = %(token)s
 RETURNING workers_job.*,
@@ -186,6 +186,26 @@ def claim(job_id: str, token: int, worker: str) -> Job | None:
     job = rows[0]
     job.running_here = job.others_running + 1
     return job
+
+
+def mark_started(job: Job, slot_at: datetime | None) -> bool:
+    """The attempt took its start slot from the rate limit (at `slot_at`, by Redis's clock): it
+    starts now, not at its claim, which can come moments before its slot frees (the message was
+    published while another slot was free, or the worker was slow to ask). started_at stays on the
+    database's clock like every other time of the ledger; slot_at keeps the limiter's own moment,
+    so the ledger counts exactly the starts the limit allowed in any window (make chaos does).
+    False when this attempt no longer owns the job."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Job._meta.db_table} SET started_at = now(), slot_at = %s, updated_at = now() "
+            "WHERE id = %s AND state = %s AND dispatch_token = %s RETURNING started_at",
+            [slot_at, job.id, State.RUNNING, job.dispatch_token],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    job.started_at, job.slot_at = row[0], slot_at
+    return True
 
 
 def _owned(job: Job):
@@ -239,7 +259,8 @@ def complete(job: Job) -> None:
 
 def _record_failure(job: Job, message: str, *, rejected: bool = False) -> None:
     JobFailure.objects.create(job_id=job.id, queue=job.queue, attempt=job.attempts, worker=job.worker,
-                              error=message[:2000], rejected=rejected)
+                              started_at=job.started_at, slot_at=job.slot_at, error=message[:2000],
+                              rejected=rejected)
 
 
 def fail(job: Job, exc: BaseException) -> str:
@@ -406,7 +427,8 @@ def requeue_dead(job_id: str) -> Job | None:
             return None
         Job.objects.filter(id=job.id).update(
             state=State.PENDING, attempts=0, max_attempts=max_attempts_for(job.queue), next_attempt_at=Now(),
-            started_at=None, finished_at=None, lease_expires_at=None, worker="", updated_at=Now(), rejected=False,
+            started_at=None, slot_at=None, finished_at=None, lease_expires_at=None, worker="", updated_at=Now(),
+            rejected=False,
         )
         job.refresh_from_db()
         job_requeued.send(sender=Job, job=job)

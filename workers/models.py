@@ -40,6 +40,11 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the rate limiter gave the current attempt its start slot, by the limiter's own clock (Redis
+    # TIME, the one clock every host shares for it): the exact record of each start the limit allowed,
+    # which outlives the limiter's log in Redis. Empty until the attempt has its slot (and for a queue
+    # without a limit).
+    slot_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Dead because its own input was invalid (workers.errors.InvalidData): rejected, not a failure.
     rejected = models.BooleanField(default=False, db_default=False)
@@ -76,6 +81,10 @@ class JobFailure(models.Model):
     attempt = models.PositiveIntegerField()
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField()
+    # When the failed attempt started (the job's started_at is overwritten by the next attempt): with the
+    # succeeded jobs' started_at, every start of a queue is in the ledger (make chaos counts them).
+    started_at = models.DateTimeField(null=True, blank=True)
+    slot_at = models.DateTimeField(null=True, blank=True)  # its rate-limit slot (Job.slot_at); empty: it never got one
     failed_at = models.DateTimeField(db_default=Now())
     rejected = models.BooleanField(default=False, db_default=False)  # the input was invalid: not an error
 

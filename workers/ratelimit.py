@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
@@ -46,15 +46,15 @@ local run_id = type(info) == 'string' and string.match(info, 'run_id:(%w+)') or 
 local marker = 'trusted:' .. run_id
 """
 
-# KEYS[1] log; ARGV: limit, window_ms, member. Returns {1, 0} when taken, {0, ms until a slot
-# frees} when refused, {-1, 0} when the log must be rebuilt first.
+# KEYS[1] log; ARGV: limit, window_ms, member. Returns {1, the slot's time in ms} when taken, {0, ms
+# until a slot frees} when refused, {-1, 0} when the log must be rebuilt first.
 _ACQUIRE = _PRELUDE + """
 if not redis.call('ZSCORE', KEYS[1], marker) then return {-1, 0} end
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) - 1 < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
-  return {1, 0}
+  return {1, now}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {0, math.max(1, tonumber(oldest[2]) + window - now)}
@@ -95,6 +95,7 @@ return seeded
 class Decision:
     allowed: bool
     retry_after: float  # seconds until a slot frees (0 when allowed)
+    at: datetime | None = None  # when the slot was taken, by Redis's clock (None: refused, or no limit)
 
 
 class LogLost(RuntimeError):
@@ -132,9 +133,11 @@ def acquire(queue: str, member: str, *, starting_job: str | None = None) -> Deci
         return Decision(True, 0.0)
     count, period = limit
     acquire_script, _, _ = _scripts()
-    allowed, wait_ms = _trusted_call(acquire_script, queue, count, period, [count, int(period * 1000), member],
-                                     starting_job)
-    return Decision(bool(allowed), wait_ms / 1000)
+    allowed, second = _trusted_call(acquire_script, queue, count, period, [count, int(period * 1000), member],
+                                    starting_job)
+    if allowed:
+        return Decision(True, 0.0, datetime.fromtimestamp(second / 1000, UTC))
+    return Decision(False, second / 1000)
 
 
 def available(queue: str) -> tuple[int | None, float]:

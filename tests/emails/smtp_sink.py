@@ -15,15 +15,16 @@ from tests.system.processes import free_port
 class SmtpSink:
     """rcpt_replies / data_replies: address -> SMTP reply ("550 5.1.1 no such mailbox") given at RCPT
     or after DATA instead of accepting. data_delay: seconds to wait before answering DATA (the
-    message is kept first: the server took it, whatever the client saw)."""
+    message is kept first: the server took it, whatever the client saw). port: a fixed one (make chaos
+    keeps to its own range); a free one by default."""
 
-    def __init__(self, data_delay: float = 0.0) -> None:
+    def __init__(self, data_delay: float = 0.0, port: int | None = None) -> None:
         self.messages: list[EmailMessage] = []
         self.rcpt_replies: dict[str, str] = {}
         self.data_replies: dict[str, str] = {}
         self.data_delay = data_delay
         self.lock = threading.Lock()
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):

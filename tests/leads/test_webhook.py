@@ -119,3 +119,51 @@ def test_unknown_api_path_is_json_404(client):
     response = client.get("/api/nothing-here")
     assert response.status_code == 404
     assert response.json() == {"success": False, "error": "no API endpoint at /api/nothing-here"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_unreachable_is_503_with_retry_after_and_the_same_key_stores_once_later(client):
+    """PostgreSQL away (make chaos stops it for 20 s): a 503 the sender retries, not a 500; the retry
+    with the same Idempotency-Key once it is back stores the batch once."""
+    from django.db import connection
+
+    from tests.system.processes import free_port
+
+    body, headers = [{"email": "a@acme.io"}], {"HTTP_X_CLAY_SECRET": SECRET, "HTTP_IDEMPOTENCY_KEY": "batch-1"}
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(free_port())  # nothing listens there: connection refused
+    try:
+        with override_settings(CLAY_WEBHOOK_SECRET=SECRET):
+            response = client.post(URL, data=json.dumps(body), content_type="application/json", **headers)
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json() == {"success": False,
+                               "error": "the database is unavailable; nothing was stored, try again in 5 s"}
+    with override_settings(CLAY_WEBHOOK_SECRET=SECRET):
+        first = client.post(URL, data=json.dumps(body), content_type="application/json", **headers)
+        again = client.post(URL, data=json.dumps(body), content_type="application/json", **headers)
+    assert first.status_code == again.status_code == 202 and again["Idempotent-Replayed"] == "true"
+    assert LeadSubmission.objects.count() == 1 and Job.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_unreachable_is_one_warning_line_not_an_error_with_a_traceback(client, caplog):
+    from django.db import connection
+
+    from tests.system.processes import free_port
+
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(free_port())
+    try:
+        with caplog.at_level("INFO"):
+            response = post(client, [{"email": "a@acme.io"}])
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert response.status_code == 503
+    assert [(r.levelname, r.exc_info is None) for r in caplog.records] == [("WARNING", True)]
+    assert "the database is unavailable" in caplog.records[0].getMessage()

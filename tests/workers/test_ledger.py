@@ -113,6 +113,27 @@ def test_third_failed_attempt_goes_to_the_dead_letter_queue():
         (n, f"TimeoutError: attempt {n}", "w1") for n in (1, 2, 3)]
 
 
+def test_each_failed_attempt_keeps_its_own_start():
+    """The job's started_at is the latest attempt's; the failure rows keep the earlier ones, so every
+    start of a queue can be counted from the ledger (make chaos checks the rate limits that way)."""
+    job = make_job()
+    starts = []
+    for how in ("fail", "reap", "release"):
+        Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        claimed = running(job)
+        starts.append(claimed.started_at)
+        if how == "fail":
+            ledger.fail(claimed, TimeoutError("slow"))
+        elif how == "reap":
+            Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+            ledger.reap_expired_leases()
+        else:
+            ledger.release_lost(str(job.id), claimed.dispatch_token, "w1", "pool child died")
+    history = JobFailure.objects.filter(job=job).order_by("attempt")
+    assert [f.started_at for f in history] == starts
+    assert len(set(starts)) == 3 and all(f.started_at < f.failed_at for f in history)
+
+
 def test_permanent_failure_is_dead_lettered_at_once():
     job = running(make_job())
     assert ledger.fail(job, InvalidData("no email")) == State.DEAD

@@ -70,6 +70,16 @@ def test_slots_free_as_starts_leave_the_window(limits):
     assert ratelimit.acquire("email-sending", "c").allowed
 
 
+def test_a_slot_says_when_it_was_taken_by_redis_clock(limits, redis_client):
+    limits("email-sending", 1, 60)
+    seconds, micros = redis_client.time()
+    taken = ratelimit.acquire("email-sending", "a")
+    score = redis_client.zscore(ratelimit.KEY_PREFIX + "email-sending", "a")
+    assert taken.allowed and taken.at is not None and taken.at.timestamp() * 1000 == score
+    assert taken.at.timestamp() >= seconds + micros / 1e6 - 0.001
+    assert ratelimit.acquire("email-sending", "b").at is None  # refused: no slot, no time
+
+
 def test_unlimited_queue_is_never_refused(settings, redis_client):
     settings.QUEUE_RATE_LIMITS = {**settings.QUEUE_RATE_LIMITS, "lead-processing": None}
     assert all(ratelimit.acquire("lead-processing", str(i)).allowed for i in range(500))

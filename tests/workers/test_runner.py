@@ -212,3 +212,26 @@ def test_a_connection_postgresql_dropped_costs_no_attempt(settings):
     finally:
         settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         connection.close()
+
+
+def test_an_attempt_starts_when_its_rate_limit_slot_is_taken_not_when_it_was_claimed(monkeypatch):
+    """A claim can come before its slot frees; the ledger's start is the slot's moment, so counting
+    the ledger's starts in any window gives what the limit allowed (make chaos does)."""
+    from workers import ratelimit, runner
+
+    job, d = claimable()
+    seen = {}
+
+    def slot_after_a_while(claimed):
+        seen["claimed"] = Job.objects.get(pk=claimed.pk).started_at
+        time.sleep(0.2)  # the worker was slow to ask, or the slot was not free yet
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            seen["slot"] = cursor.fetchone()[0]
+        return ratelimit.Decision(True, 0.0, seen["slot"])
+
+    monkeypatch.setattr(runner, "_start_slot", slot_after_a_while)
+    assert run_job(d.job_id, d.token, worker="w", handler=lambda j: None) == "succeeded"
+    done = Job.objects.get(pk=job.pk)
+    assert seen["claimed"] < seen["slot"] <= done.started_at
+    assert done.slot_at == seen["slot"]  # the limiter's own moment, kept in the ledger

@@ -197,7 +197,7 @@ def mark_started(job: Job, slot_at: datetime | None) -> bool:
     False when this attempt no longer owns the job."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Job._meta.db_table} SET started_at = now(), slot_at = %s, updated_at = now() "
+            NO_FSYNC + f"UPDATE {Job._meta.db_table} SET started_at = now(), slot_at = %s, updated_at = now() "
             "WHERE id = %s AND state = %s AND dispatch_token = %s RETURNING started_at",
             [slot_at, job.id, State.RUNNING, job.dispatch_token],
         )

@@ -183,7 +183,8 @@ def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Calla
         ledger.defer(job, slot.retry_after, "rate limit")
         close_old_connections()
         return "deferred"
-    ledger.mark_started(job, slot.at)  # if the job moved on meanwhile, execute's first ledger step says so
+    if slot.at is not None:  # a queue without a limit started at its claim
+        ledger.mark_started(job, slot.at)  # if the job moved on meanwhile, execute's first ledger step says so
     try:
         with keep_lease(job):
             return execute(job)

@@ -12,26 +12,95 @@ dispatcher; rate limits lifted so only the path's own cost is measured.
                the task's start; ledger, from the submission (the job row's created_at) to its
                started_at (the claim).
 
+  cpu per job  while the N jobs drain: CPU time (utime + stime from /proc) of the worker's main
+               process, its pool children, the dispatcher (the ledger) or the publishing loop (plain),
+               and the PostgreSQL backends of the bench database, divided by N. On a machine whose
+               cores are the bottleneck this is what sets the throughput: the profile of the gap.
+
 The two sides run in turn, never at once (each would slow the other on a 2-core machine), and
 `rounds` times: each round's ratios compare figures measured minutes apart at most.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LEDGER_QUEUE = "lead-processing"
 # The same worker options on both sides; neither names a concurrency, so both get Celery's default.
 WORKER_OPTIONS = ["--without-gossip", "--without-mingle", "-l", "warning"]
 
 
+CPU_PARTS = ("worker main process", "worker pool children", "dispatcher / publishing", "PostgreSQL backends")
+
+
 @dataclass
 class SideFigures:
     throughput: list[float] = field(default_factory=list)  # jobs/s, one per round
     p50_ms: list[float] = field(default_factory=list)  # one per round
+    cpu_ms: dict[str, list[float]] = field(default_factory=dict)  # part -> CPU ms per job, one per round
+
+    def add_cpu(self, per_job_ms: dict[str, float]) -> None:
+        for part, ms in per_job_ms.items():
+            self.cpu_ms.setdefault(part, []).append(ms)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pid: int, *, with_reaped_children: bool = False) -> float:
+    """Seconds of CPU a live process used (and, if asked, its children that exited and were reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + ((cutime + cstime) if with_reaped_children else 0)) / _TICKS
+
+
+def _database_backends() -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return [row[0] for row in cur.fetchall()]
+
+
+class CpuMeter:
+    """CPU seconds per part, read at the start and the end of the drain; the difference per job."""
+
+    def __init__(self, worker_pid: int, dispatcher_pid: int | None) -> None:
+        self.worker_pid, self.dispatcher_pid = worker_pid, dispatcher_pid
+        self.publishing = 0.0  # CPU of this process's publishing loop (plain Celery's apply_async)
+
+    def read(self) -> dict[str, dict[int, float]]:
+        from monitoring.heartbeat import child_pids
+
+        return {
+            "worker main process": {self.worker_pid: _cpu(self.worker_pid, with_reaped_children=True)},
+            "worker pool children": {c: _cpu(c) for c in child_pids(self.worker_pid)},
+            "dispatcher / publishing": ({self.dispatcher_pid: _cpu(self.dispatcher_pid, with_reaped_children=True)}
+                                        if self.dispatcher_pid else {}),
+            "PostgreSQL backends": {pid: _cpu(pid) for pid in _database_backends()},
+        }
+
+    @staticmethod
+    def per_job_ms(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], jobs: int,
+                   publishing: float = 0.0) -> dict[str, float]:
+        """Per part, CPU ms per job: what each process used between the readings (one that started
+        meanwhile, from zero). A pool child's own time is counted while it lives; once it exits and
+        is reaped, its parent's cutime holds it, so the main process's share then includes it."""
+        out = {}
+        for part in CPU_PARTS:
+            used = sum(seconds - before[part].get(pid, 0.0) for pid, seconds in after[part].items())
+            if part == "dispatcher / publishing":
+                used += publishing
+            out[part] = used * 1000 / jobs
+        return out
 
 
 @dataclass
@@ -58,7 +127,7 @@ def _wait_count(client, key: str, at_least: int, timeout: float, poll: float) ->
         time.sleep(poll)
 
 
-def bare_round(procs_factory, redis_url: str, jobs: int, samples: int) -> tuple[float, float]:
+def bare_round(procs_factory, redis_url: str, jobs: int, samples: int) -> tuple[float, float, dict[str, float]]:
     import redis
 
     from bench import bare
@@ -66,25 +135,30 @@ def bare_round(procs_factory, redis_url: str, jobs: int, samples: int) -> tuple[
     client = redis.Redis.from_url(redis_url)
     procs = procs_factory()
     try:
-        procs.start("bare", [sys.executable, "-m", "celery", "-A", "bench.bare", "worker", "-Q", bare.QUEUE,
-                             "-n", "bare@bench.%h", *WORKER_OPTIONS])
+        worker = procs.start("bare", [sys.executable, "-m", "celery", "-A", "bench.bare", "worker", "-Q", bare.QUEUE,
+                                      "-n", "bare@bench.%h", *WORKER_OPTIONS])
         procs.wait_ready(["bare@bench"])
         client.delete(bare.COUNTER, bare.WAITS)
+        meter = CpuMeter(worker.pid, None)
+        before = meter.read()
         started = time.monotonic()
+        publishing = time.process_time()
         for _ in range(jobs):
             bare.bare_noop.apply_async()
+        publishing = time.process_time() - publishing
         _wait_count(client, bare.COUNTER, jobs, 300, 0.01)
         throughput = jobs / (time.monotonic() - started)
+        cpu = CpuMeter.per_job_ms(before, meter.read(), jobs, publishing)
         for i in range(samples):
             bare.bare_noop.apply_async(args=[time.time()])
             _wait_count(client, bare.COUNTER, jobs + i + 1, 60, 0.0005)
         waits = [float(w) * 1000 for w in client.lrange(bare.WAITS, 0, -1)]
     finally:
         procs.stop()
-    return throughput, statistics.median(waits)
+    return throughput, statistics.median(waits), cpu
 
 
-def ledger_round(procs_factory, redis_url: str, jobs: int, samples: int) -> tuple[float, float]:
+def ledger_round(procs_factory, redis_url: str, jobs: int, samples: int) -> tuple[float, float, dict[str, float]]:
     import redis
     from django.db.models import F
 
@@ -95,16 +169,19 @@ def ledger_round(procs_factory, redis_url: str, jobs: int, samples: int) -> tupl
     client = redis.Redis.from_url(redis_url)
     procs = procs_factory()
     try:
-        procs.start("ledger", [sys.executable, "-m", "workers.run_celery", "worker", "-Q", LEDGER_QUEUE,
-                               "-n", f"{LEDGER_QUEUE}@ledger.%h", "-I", "bench.ledger_noop", *WORKER_OPTIONS])
-        procs.dispatcher("ledger")
+        worker = procs.start("ledger", [sys.executable, "-m", "workers.run_celery", "worker", "-Q", LEDGER_QUEUE,
+                                        "-n", f"{LEDGER_QUEUE}@ledger.%h", "-I", "bench.ledger_noop", *WORKER_OPTIONS])
+        dispatcher = procs.dispatcher("ledger")
         procs.wait_ready([f"{LEDGER_QUEUE}@ledger"])
         tidy_ledger()
         client.delete(ledger_noop.COUNTER)
+        meter = CpuMeter(worker.pid, dispatcher.pid)
+        before = meter.read()
         started = time.monotonic()
         ledger.enqueue_many(LEDGER_QUEUE, ledger_noop.TASK, [(uuid.uuid4(), {}, None) for _ in range(jobs)])
         _wait_count(client, ledger_noop.COUNTER, jobs, 300, 0.01)
         throughput = jobs / (time.monotonic() - started)
+        cpu = CpuMeter.per_job_ms(before, meter.read(), jobs)
         ids = []
         for i in range(samples):
             ids.append(ledger.enqueue(LEDGER_QUEUE, ledger_noop.TASK, {}).id)
@@ -115,7 +192,7 @@ def ledger_round(procs_factory, redis_url: str, jobs: int, samples: int) -> tupl
             waited=F("started_at") - F("created_at")).values_list("waited", flat=True)]
     finally:
         procs.stop()
-    return throughput, statistics.median(waits)
+    return throughput, statistics.median(waits), cpu
 
 
 def tidy_ledger() -> None:
@@ -149,18 +226,18 @@ def _check_each_ran_once(client, expected: int) -> None:
 
 
 def bench_speed(procs_factory, redis_url: str, jobs: int, samples: int, rounds: int, log) -> SpeedFigures:
-    import os
-
     out = SpeedFigures(jobs=jobs, samples=samples, concurrency=os.cpu_count() or 1)
     for n in range(rounds):
         log(f"speed round {n + 1}/{rounds}: plain Celery, {jobs} jobs, then {samples} one at a time")
-        throughput, p50 = bare_round(procs_factory, redis_url, jobs, samples)
+        throughput, p50, cpu = bare_round(procs_factory, redis_url, jobs, samples)
         out.bare.throughput.append(throughput)
         out.bare.p50_ms.append(p50)
+        out.bare.add_cpu(cpu)
         log(f"  plain Celery {throughput:.0f} jobs/s, p50 {p50:.2f} ms; now the ledger")
-        throughput, p50 = ledger_round(procs_factory, redis_url, jobs, samples)
+        throughput, p50, cpu = ledger_round(procs_factory, redis_url, jobs, samples)
         out.ledger.throughput.append(throughput)
         out.ledger.p50_ms.append(p50)
+        out.ledger.add_cpu(cpu)
         log(f"  ledger {throughput:.0f} jobs/s, p50 {p50:.2f} ms")
     return out
 

@@ -152,6 +152,10 @@ def is_open(sock: socket.socket) -> bool:
         return not sock.recv(1, socket.MSG_PEEK)
     except BlockingIOError:
         return True
+    except ConnectionResetError:
+        # The server closed while bytes we trickled were still unread on its side: its kernel
+        # answers with a reset instead of a FIN. Closed all the same.
+        return False
     finally:
         sock.setblocking(True)
 

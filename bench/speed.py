@@ -75,7 +75,6 @@ class CpuMeter:
 
     def __init__(self, worker_pid: int, dispatcher_pid: int | None) -> None:
         self.worker_pid, self.dispatcher_pid = worker_pid, dispatcher_pid
-        self.publishing = 0.0  # CPU of this process's publishing loop (plain Celery's apply_async)
 
     def read(self) -> dict[str, dict[int, float]]:
         from monitoring.heartbeat import child_pids
@@ -92,8 +91,9 @@ class CpuMeter:
     def per_job_ms(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], jobs: int,
                    publishing: float = 0.0) -> dict[str, float]:
         """Per part, CPU ms per job: what each process used between the readings (one that started
-        meanwhile, from zero). A pool child's own time is counted while it lives; once it exits and
-        is reaped, its parent's cutime holds it, so the main process's share then includes it."""
+        meanwhile, from zero), plus `publishing`, the CPU of this process's apply_async loop. A pool
+        child's own time is counted while it lives; once it exits and is reaped, its parent's cutime
+        holds it, so the main process's share then includes it."""
         out = {}
         for part in CPU_PARTS:
             used = sum(seconds - before[part].get(pid, 0.0) for pid, seconds in after[part].items())

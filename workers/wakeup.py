@@ -51,8 +51,9 @@ def wait(timeout: float, *, gather: float = 0.0) -> bool:
     that ends nudges, and one round per job cost the dispatcher more than the job itself (measured
     with bench/speed.py); gathered, one round publishes what several freed."""
     try:
-        # BLPOP takes the one pending nudge of each kind (nudge() keeps at most one); one that comes
-        # while the round runs stays, so the next wait returns at once and nothing waits a poll.
+        # BLPOP takes one pending nudge, new work first (nudge() keeps at most one of each kind); one
+        # left, or one that comes while the round runs, makes the next wait return at once, so nothing
+        # waits a poll.
         got = _client().blpop([KEY, FREED_KEY], timeout=max(timeout, 0.01))
         if got is not None and got[0].decode() == FREED_KEY and gather > 0:
             _client().blpop([KEY], timeout=gather)

@@ -203,9 +203,11 @@ AI_MODEL_PRICES = {
 }
 if _model_prices := env_str("ANTHROPIC_MODEL_PRICES", ""):
     _parts = [part.strip() for part in _model_prices.split(",")]
-    if len(_parts) != 4 or not all(re.fullmatch(r"\d+(\.\d+)?", part) for part in _parts):
-        raise ConfigError(f"ANTHROPIC_MODEL_PRICES={_model_prices!r} must be four USD prices per million tokens: "
-                          "input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)")
+    # At most 4 decimals: a cost is tokens x price / 10^6, kept with 10 decimals (AiRequest.cost_usd),
+    # so every cost is then stored exactly as it was computed and printed.
+    if len(_parts) != 4 or not all(re.fullmatch(r"\d+(\.\d{1,4})?", part) for part in _parts):
+        raise ConfigError(f"ANTHROPIC_MODEL_PRICES={_model_prices!r} must be four USD prices per million tokens, "
+                          "each with at most 4 decimals: input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)")
     AI_MODEL_PRICES[ANTHROPIC_MODEL] = tuple(_parts)
 if ANTHROPIC_MODEL not in AI_MODEL_PRICES:
     raise ConfigError(f"ANTHROPIC_MODEL={ANTHROPIC_MODEL!r} has no price (known: {', '.join(AI_MODEL_PRICES)}); "
@@ -218,6 +220,9 @@ except InvalidOperation:
     raise ConfigError(f"AI_DAILY_BUDGET_USD={_budget!r} is not an amount in USD (e.g. 5 or 0.50)") from None
 if AI_DAILY_BUDGET_USD is not None and not (AI_DAILY_BUDGET_USD.is_finite() and AI_DAILY_BUDGET_USD > 0):
     raise ConfigError(f"AI_DAILY_BUDGET_USD={_budget!r} must be above 0 (leave it empty for no budget)")
+# How long a site attempt keeps trying to record a paid answer while PostgreSQL is away (sites.claude):
+# the answer exists only in the worker until it is written, and a lost one is paid for again.
+AI_RECORD_RETRY_SECONDS = 30.0
 
 # --- Lead intake ------------------------------------------------------------------------------
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1_048_576, minimum=1024)

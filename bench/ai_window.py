@@ -54,8 +54,8 @@ def main() -> None:
 
     claude._request, AiRequest.save = request, save
     try:
+        AiRequest.objects.all().delete()  # the books point at the sites (PROTECT): first
         Site.objects.all().delete()
-        AiRequest.objects.all().delete()
         Lead.objects.filter(email__endswith="@ai-window.bench").delete()
         for n in range(args.requests):
             lead = Lead.objects.create(email=f"ceo{n}@ai-window.bench", title="CEO", company=f"Bench {n}",

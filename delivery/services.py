@@ -7,6 +7,7 @@ step marked done is never run again (its job, delivered twice, finds it done: Al
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -19,7 +20,7 @@ from dlq.models import DeadLetter
 from dlq.redaction import redact_text
 from leads.models import Lead
 from workers import ledger
-from workers.errors import InvalidData, MissingResource
+from workers.errors import InvalidData, MissingResource, Postpone
 from workers.outside import AlreadyDone, Attempt
 
 DELIVERY_QUEUE = "delivery"
@@ -82,27 +83,43 @@ def _locked_step(step_id: int) -> DeliveryStep:
     return step
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """What prepare() hands to call() when the step must wait: call() postpones the job."""
+    seconds: float
+    reason: str
+
+
 class StepWork:
     """workers.outside.OutsideWork for one delivery step."""
 
-    def prepare(self, attempt: Attempt) -> step_defs.StepContext:
+    def prepare(self, attempt: Attempt) -> step_defs.StepContext | Waiting:
         step = _locked_step(_payload_step_id(attempt.payload))
         if step.state == DeliveryStep.State.DONE:
             raise AlreadyDone(f"delivery step {step.pk} ({step.name}) is done")
-        step_defs.step_named(step.name)  # unknown: PermanentError before anything is marked
+        definition = step_defs.step_named(step.name)  # unknown: PermanentError before anything is marked
+        if definition.needs_site:
+            waiting_for = step_defs.site_wait_reason(step.run.lead_id)
+            if waiting_for is not None:
+                return _wait(step, waiting_for)
         now = timezone.now()
         step.state = DeliveryStep.State.RUNNING
         step.attempts += 1
         step.started_at = step.started_at or now
         step.job_id = attempt.job_id
-        step.save(update_fields=["state", "attempts", "started_at", "job_id"])
+        step.waiting_for = ""
+        step.save(update_fields=["state", "attempts", "started_at", "job_id", "waiting_for"])
         DeliveryRun.objects.filter(pk=step.run_id).update(current_step=step.position, updated_at=now)
         run = step.run
         return step_defs.StepContext(run_id=run.pk, lead_id=run.lead_id, lead_email=run.lead.email, step_id=step.pk,
                                      position=step.position, name=step.name,
                                      idempotency_key=step_key(run.pk, step.name))
 
-    def call(self, attempt: Attempt, ctx: step_defs.StepContext) -> dict[str, Any]:
+    def call(self, attempt: Attempt, ctx: step_defs.StepContext | Waiting) -> dict[str, Any]:
+        if isinstance(ctx, Waiting):
+            # Raised here rather than in prepare(): prepare's transaction must commit for the wait to
+            # be counted, and it is the attempt's owner that counted it (the job's row was locked).
+            raise Postpone(ctx.seconds, ctx.reason)
         step = step_defs.step_named(ctx.name)
         return step.call(ctx) if step.call else {}
 
@@ -114,9 +131,20 @@ class StepWork:
         result = definition.record(ctx, called) if definition.record else called
         _finish_step(step, result)
 
-    def failed(self, attempt: Attempt, ctx: step_defs.StepContext, exc: BaseException) -> None:
+    def failed(self, attempt: Attempt, ctx: step_defs.StepContext | Waiting, exc: BaseException) -> None:
+        if isinstance(ctx, Waiting):
+            return  # not a failure: prepare() wrote why it waits
         DeliveryStep.objects.filter(pk=ctx.step_id).update(
             last_error=redact_text(f"{type(exc).__name__}: {exc}")[:2000])
+
+
+def _wait(step: DeliveryStep, reason: str) -> Waiting:
+    """Count the step's wait and say why it waits; the step is not started (no attempt counted)."""
+    seconds = step_defs.site_wait_seconds(step.waits)
+    step.waits += 1
+    step.waiting_for = reason
+    step.save(update_fields=["waits", "waiting_for"])
+    return Waiting(seconds, f"delivery step {step.position} ({step.name}) waits {seconds:.0f} s: {reason}")
 
 
 def _finish_step(step: DeliveryStep, result: dict[str, Any]) -> None:

@@ -36,6 +36,8 @@ def serialize_run(run: DeliveryRun) -> dict[str, Any]:
                 "title": step_title(step.name),
                 "state": step.state,
                 "attempts": step.attempts,
+                "waits": step.waits,
+                "waiting_for": step.waiting_for,
                 "started_at": iso_utc(step.started_at),
                 "finished_at": iso_utc(step.finished_at),
                 "last_error": step.last_error,

@@ -53,11 +53,12 @@ def test_post_starts_the_run_once_and_records_who_did_it(api, lead):
     assert [(s["position"], s["name"], s["state"]) for s in run["steps"]] == [
         (1, "publish_site", "pending"), (2, "send_handover_email", "pending"), (3, "notify_team", "pending"),
         (4, "mark_delivered", "pending")]
-    assert run["steps"][0]["job_id"] == str(Job.objects.get().id)
+    assert run["steps"][0]["job_id"] == str(Job.objects.get(queue="delivery").id)
 
     again = api.post(url(lead.pk), data="{}", content_type="application/json")
     assert again.status_code == 200 and again.json()["created"] is False
-    assert again.json()["run"]["id"] == run["id"] and DeliveryRun.objects.count() == 1 and Job.objects.count() == 1
+    assert again.json()["run"]["id"] == run["id"] and DeliveryRun.objects.count() == 1
+    assert Job.objects.filter(queue="delivery").count() == 1
 
     history = LogEntry.objects.order_by("pk")
     assert [(e.action_flag, e.object_repr.split(" (")[0], e.change_message) for e in history] == [

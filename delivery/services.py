@@ -31,6 +31,11 @@ class LeadNotFound(Exception):
     pass
 
 
+# The lead has no site and none is being made (never qualified, disqualified): its run could never
+# publish one, so it is not started.
+NoSiteComing = step_defs.NoSiteComing
+
+
 def step_key(run_id: int, name: str) -> str:
     """The idempotency key a step sends with its effects: the same for every attempt and requeue."""
     return f"delivery-run-{run_id}-{name}"
@@ -50,13 +55,16 @@ def _enqueue_step(run: DeliveryRun, step: DeliveryStep) -> None:
 def start_delivery(lead_id: int, *, by: str) -> tuple[DeliveryRun, bool]:
     """Mark the lead won and start its delivery run: (run, created). A lead has one run: starting
     it again returns the existing run, whatever its state (a failed run resumes through the
-    dead-letter queue, at its failed step)."""
+    dead-letter queue, at its failed step). A lead with no run that has no site and no site-generation
+    job is refused (NoSiteComing), before it is marked won."""
     with transaction.atomic():
         # The lead's row lock makes concurrent starts wait for each other; the unique index on
         # DeliveryRun.lead is what guarantees one run even without it.
         lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
         if lead is None:
             raise LeadNotFound(f"no lead {lead_id}")
+        if not DeliveryRun.objects.filter(lead=lead).exists():
+            step_defs.check_site_coming(lead)
         Lead.objects.filter(pk=lead.pk, won_at__isnull=True).update(won_at=Now(), updated_at=Now())
         run, created = DeliveryRun.objects.get_or_create(lead=lead, defaults={"started_by": by[:150]})
         if created:

@@ -89,6 +89,12 @@ def no_site_coming(lead: Lead) -> str:
     return f"lead {lead.pk} has no site and no site-generation job: {why}"
 
 
+def check_site_coming(lead: Lead) -> None:
+    """NoSiteComing unless the lead has its site or a site-generation job that may make it."""
+    if not Site.objects.filter(lead_id=lead.pk).exists() and site_generation_job(lead.pk) is None:
+        raise NoSiteComing(no_site_coming(lead))
+
+
 def site_wait_reason(lead_id: int) -> str | None:
     """Why a step needing the lead's site must wait (its site-generation job is still to run), or None
     when the site exists. Raises when the site will not come by waiting: NoSiteComing when the lead has

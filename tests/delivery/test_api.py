@@ -68,6 +68,15 @@ def test_post_starts_the_run_once_and_records_who_did_it(api, lead):
     assert {e.user.username for e in history} == {"token:crm"}
 
 
+def test_a_lead_that_will_never_have_a_site_is_refused_naming_why(api):
+    # Disqualified at scoring: lead processing enqueued no site-generation job, so no site will come.
+    lead = Lead.objects.create(email="cold@acme.io", status="disqualified", score=20)
+    assert_json_error(post(api, lead.pk), 409, f"lead {lead.pk} has no site and no site-generation job",
+                      "disqualified (score 20)")
+    assert not DeliveryRun.objects.exists() and not Job.objects.exists()
+    assert Lead.objects.get(pk=lead.pk).won_at is None and not LogEntry.objects.exists()
+
+
 def test_get_reads_the_run_and_its_steps(api, lead):
     assert_json_error(api.get(url(lead.pk)), 404, f"lead {lead.pk} has no delivery run")
     post(api, lead.pk)

@@ -9,6 +9,7 @@ from delivery.models import DeliveryRun, DeliveryStep
 from dlq.services import record_dead_letter
 from leads.models import Lead
 from sites.services import enqueue_site_generation
+from tests.delivery.conftest import make_site
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +76,33 @@ def test_an_unknown_lead_is_refused():
     with pytest.raises(services.LeadNotFound, match="no lead 999"):
         services.start_delivery(999, by="alice")
     assert not DeliveryRun.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.parametrize("status, why", [
+    ("disqualified", "it is disqualified (score 20), and only a qualified lead's site is generated"),
+    ("qualified", "it is qualified but never went through lead processing"),
+])
+def test_a_lead_with_no_site_and_no_site_generation_job_is_refused_before_it_is_won(status, why):
+    lead = Lead.objects.create(email="cold@acme.io", status=status, score=20)
+    with pytest.raises(services.NoSiteComing, match=f"lead {lead.pk} has no site and no site-generation job") as refused:
+        services.start_delivery(lead.pk, by="alice")
+    assert why in str(refused.value)
+    assert not DeliveryRun.objects.exists() and not Job.objects.exists()
+    assert Lead.objects.get(pk=lead.pk).won_at is None
+
+
+def test_a_lead_with_its_site_starts_even_once_its_site_job_was_pruned():
+    lead = Lead.objects.create(email="made@acme.io", status="qualified", score=80)
+    make_site(lead)  # its finished site-generation job is gone from the ledger (retention)
+    run, created = services.start_delivery(lead.pk, by="alice")
+    assert created and run.state == "running"
+
+
+def test_a_lead_that_has_a_run_gets_it_back_whatever_became_of_its_site(lead):
+    first, _ = services.start_delivery(lead.pk, by="alice")
+    Job.objects.filter(queue="site-generation").delete()
+    again, created = services.start_delivery(lead.pk, by="bob")
+    assert not created and again.pk == first.pk
 
 
 def test_a_dead_step_fails_the_run_at_that_step_and_a_requeue_resumes_it_there(lead):

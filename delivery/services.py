@@ -182,7 +182,7 @@ def fail_run_at_step(step_id: Any, entry: DeadLetter) -> None:
     run = step.run
     total = run.steps.count()
     error = f"delivery step {step.position} of {total} ({step.name}) failed: {entry.error_message or ''}"
-    DeliveryStep.objects.filter(pk=step.pk).update(state=DeliveryStep.State.FAILED,
+    DeliveryStep.objects.filter(pk=step.pk).update(state=DeliveryStep.State.FAILED, waiting_for="",
                                                    last_error=entry.error_message or "")
     DeliveryRun.objects.filter(pk=run.pk).update(state=DeliveryRun.State.FAILED, current_step=step.position,
                                                 error=error, updated_at=Now())

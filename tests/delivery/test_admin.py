@@ -94,6 +94,9 @@ def test_the_dashboard_lists_runs_in_progress_to_those_who_may_view_them(admin_c
     assert (shown["id"], shown["lead"], shown["step"], shown["steps"], shown["stepName"], shown["stepState"]) == (
         run.pk, "won@acme.io", 1, 4, "Publish the site", "pending")
     assert shown["adminUrl"] == f"/admin/delivery/deliveryrun/{run.pk}/change/"
+    DeliveryStep.objects.filter(run=run, position=1).update(waits=3, waiting_for="the site of lead 1 is not made yet")
+    [shown] = admin_client.get("/admin/workers/data").json()["deliveryRuns"]["runs"]
+    assert (shown["stepState"], shown["lastError"]) == ("waiting", "the site of lead 1 is not made yet")
     DeliveryRun.objects.filter(pk=run.pk).update(state="delivered")
     assert admin_client.get("/admin/workers/data").json()["deliveryRuns"]["inProgress"] == 0
 

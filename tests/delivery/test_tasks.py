@@ -188,11 +188,15 @@ def test_a_site_still_to_be_made_is_waited_for_whatever_its_job_is_doing(lead, s
 
 def test_a_dead_site_job_still_fails_the_delivery_naming_it(lead):
     run, _ = services.start_delivery(lead.pk, by="alice")
+    assert run_waiting_round() == ["deferred"]  # waited while the site job was pending
     site_job = Job.objects.get(queue="site-generation")
     Job.objects.filter(pk=site_job.pk).update(state="dead")
-    assert run_due_steps() == ["retry", "retry", "dead"]
+    assert run_waiting_round() == ["retry"]
+    assert run_due_steps() == ["retry", "dead"]
     run.refresh_from_db()
     assert (run.state, run.current_step) == ("failed", 1)
+    step = run.steps.get(position=1)
+    assert (step.state, step.waits, step.waiting_for) == ("failed", 1, "")  # failed, no longer waiting
     assert (f"SiteNotReady: lead {lead.pk} has no site: its site-generation job {site_job.pk} is dead-lettered; "
             f"requeue it, then this delivery") in run.error
     assert Lead.objects.get(pk=lead.pk).delivered_at is None

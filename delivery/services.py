@@ -107,7 +107,7 @@ class StepWork:
             raise AlreadyDone(f"delivery step {step.pk} ({step.name}) is done")
         definition = step_defs.step_named(step.name)  # unknown: PermanentError before anything is marked
         if definition.needs_site:
-            waiting_for = step_defs.site_wait_reason(step.run.lead_id)
+            waiting_for = step_defs.site_wait_reason(step.run.lead)
             if waiting_for is not None:
                 return _wait(step, waiting_for)
         now = timezone.now()

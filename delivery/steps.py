@@ -85,7 +85,8 @@ def no_site_coming(lead: Lead) -> str:
     if lead.status == Lead.Status.DISQUALIFIED:
         why = f"it is disqualified (score {lead.score}), and only a qualified lead's site is generated"
     else:
-        why = "it is qualified but never went through lead processing (or its site was deleted after its job was pruned)"
+        why = ("it is qualified but never went through lead processing (or its site was deleted after its job was "
+               "pruned)")
     return f"lead {lead.pk} has no site and no site-generation job: {why}"
 
 
@@ -95,24 +96,24 @@ def check_site_coming(lead: Lead) -> None:
         raise NoSiteComing(no_site_coming(lead))
 
 
-def site_wait_reason(lead_id: int) -> str | None:
+def site_wait_reason(lead: Lead) -> str | None:
     """Why a step needing the lead's site must wait (its site-generation job is still to run), or None
     when the site exists. Raises when the site will not come by waiting: NoSiteComing when the lead has
     no site-generation job, SiteNotReady when that job ended without a site."""
-    if Site.objects.filter(lead_id=lead_id).exists():
+    if Site.objects.filter(lead_id=lead.pk).exists():
         return None
-    job = site_generation_job(lead_id)
+    job = site_generation_job(lead.pk)
     if job is None:
-        raise NoSiteComing(no_site_coming(Lead.objects.get(pk=lead_id)))
+        raise NoSiteComing(no_site_coming(lead))
     if job.state == Job.State.DEAD:
-        raise SiteNotReady(f"lead {lead_id} has no site: its site-generation job {job.id} is dead-lettered; "
+        raise SiteNotReady(f"lead {lead.pk} has no site: its site-generation job {job.id} is dead-lettered; "
                            f"requeue it, then this delivery")
     if job.state == Job.State.SUCCEEDED:
-        raise SiteNotReady(f"lead {lead_id} has no site, although its site-generation job {job.id} succeeded "
+        raise SiteNotReady(f"lead {lead.pk} has no site, although its site-generation job {job.id} succeeded "
                            f"(the site was deleted?)")
     pause = QueuePause.objects.filter(queue=job.queue).first()
     paused = f"; {job.queue} is paused: {pause.reason}" if pause else ""
-    return f"the site of lead {lead_id} is not made yet (its site-generation job is {job.state}{paused})"[:300]
+    return f"the site of lead {lead.pk} is not made yet (its site-generation job is {job.state}{paused})"[:300]
 
 
 # --- publish the site -----------------------------------------------------------------------------

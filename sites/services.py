@@ -27,10 +27,19 @@ DESIGNS = ("bold", "classic")
 _MILLION = Decimal(1_000_000)
 
 
+def site_generation_key(lead_id: int) -> str:
+    return f"site-generation:lead:{lead_id}"
+
+
 def enqueue_site_generation(lead: Lead) -> Job:
     """Call in the transaction that qualifies `lead`. One job per lead, ever: the key makes a merged
     duplicate (or a second qualification) return the first job."""
-    return ledger.enqueue(SITE_QUEUE, SITE_TASK, {"lead_id": lead.pk}, idempotency_key=f"site-generation:lead:{lead.pk}")
+    return ledger.enqueue(SITE_QUEUE, SITE_TASK, {"lead_id": lead.pk}, idempotency_key=site_generation_key(lead.pk))
+
+
+def site_generation_job(lead_id: int) -> Job | None:
+    """The lead's one site-generation job, or None: it was never qualified (or its finished job was pruned)."""
+    return Job.objects.filter(idempotency_key=site_generation_key(lead_id)).first()
 
 
 def brief_for(lead: Lead) -> LeadBrief:

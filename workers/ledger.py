@@ -387,6 +387,13 @@ def defer(job: Job, seconds: float, reason: str) -> bool:
     return bool(deferred)
 
 
+def defer_owned(job: Job, seconds: float, reason: str) -> None:
+    """defer() for an attempt that already ran part of its work (a workers.errors.Postpone): refused
+    with LeaseLost, like fail(), once this attempt no longer owns the job."""
+    if not defer(job, seconds, reason):
+        raise _lease_lost(job)
+
+
 def release_lost(job_id: str, token: int, worker: str, reason: str) -> str | None:
     """The process running this attempt is known to be gone (its Celery pool child died): end the
     attempt now instead of waiting for its lease to expire. Returns the job's new state, or None

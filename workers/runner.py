@@ -14,7 +14,7 @@ from django.db import (DEFAULT_DB_ALIAS, InterfaceError, OperationalError, close
                        connections, transaction)
 
 from workers import ledger, ratelimit, wakeup
-from workers.errors import LeaseLost
+from workers.errors import LeaseLost, Postpone
 from workers.models import Job
 
 logger = logging.getLogger(__name__)
@@ -208,9 +208,16 @@ def _log_refused(job: Job) -> None:
 
 
 def fail_unless_lost(job: Job, exc: BaseException) -> str:
-    """Record a failed attempt (retry or dead); LeaseLost passes through to run_attempt."""
+    """Record a failed attempt (retry or dead), or give back a postponed one (Postpone: "deferred",
+    its attempt not counted, so a wait of any length never dead-letters the job); LeaseLost passes
+    through to run_attempt. Every way an attempt ends early comes here (run_job, and each step of
+    workers.outside), so a job of either kind may postpone itself at any step."""
     if isinstance(exc, LeaseLost):
         raise exc
+    if isinstance(exc, Postpone):
+        ledger.defer_owned(job, exc.seconds, exc.reason)
+        logger.info("job %s (%s) postponed %.0fs: %s", job.id, job.queue, exc.seconds, exc.reason)
+        return "deferred"
     return ledger.fail(job, exc)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from django.db import connection, transaction
 
 from workers import ledger
-from workers.errors import LeaseLost, Postpone
+from workers.errors import LeaseLost
 from workers.models import Job
 from workers.runner import fail_unless_lost, run_attempt
 
@@ -108,28 +108,16 @@ def _execute(job: Job, work: OutsideWork[Any, Any]) -> str:
             ledger.complete(job)
         logger.info("job %s (%s): already done, completed without calling out", job.id, job.queue)
         return Job.State.SUCCEEDED
-    except Postpone as exc:
-        return _postpone(job, exc)
-    except Exception as exc:
+    except Exception as exc:  # a Postpone too: fail_unless_lost gives the attempt back uncounted
         return fail_unless_lost(job, exc)
     try:
         result = work.call(attempt, prepared)
         with transaction.atomic():
             work.record(attempt, prepared, result)
             ledger.complete(job)  # LeaseLost here rolls record() back: a late attempt records nothing
-    except Postpone as exc:
-        return _postpone(job, exc)
     except Exception as exc:
         return _failed(job, work, attempt, prepared, exc)
     return Job.State.SUCCEEDED
-
-
-def _postpone(job: Job, exc: Postpone) -> str:
-    """The work may not go on yet (a budget spent): the job waits in the ledger, this attempt uncounted."""
-    if not ledger.defer(job, exc.seconds, exc.reason):
-        raise LeaseLost(f"job {job.id} (fence {job.dispatch_token}) moved on before it could be postponed")
-    logger.info("job %s (%s) waits %.0fs: %s", job.id, job.queue, exc.seconds, exc.reason)
-    return "deferred"
 
 
 def _failed(job: Job, work: OutsideWork[Any, Any], attempt: Attempt, prepared: Any, exc: BaseException) -> str:

@@ -99,8 +99,8 @@ def handle(event: str, payload: dict[str, str], nodes: dict[str, str], database_
             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
             f"their leases will run out")
         return
-    log(f"{node} (pid {raw_pid or '?'}) is gone ({event}): {released} running job(s) of pid "
-        f"{', '.join(map(str, sorted(pids))) or 'none'} released in {(time.monotonic() - started) * 1000:.0f} ms")
+    log(f"{node} (pid {raw_pid or '?'}) is gone ({event}): {released} running job(s) released (claimed by pid "
+        f"{', '.join(map(str, sorted(pids))) or 'none'}) in {(time.monotonic() - started) * 1000:.0f} ms")
 
 
 def main(argv: list[str]) -> int:

@@ -81,7 +81,7 @@ def test_an_exited_worker_program_releases_its_running_jobs_and_nothing_else(dea
     done = listen(events)
     # READY before each event, a RESULT after each, READY again; nothing else on the protocol's stdout.
     assert done.stdout == b"READY\nRESULT 2\nOK" * 3 + b"READY\n"
-    assert (f"(pid {dead_pid}) is gone (PROCESS_STATE_EXITED): 1 running job(s) of pid {dead_pid} released"
+    assert (f"(pid {dead_pid}) is gone (PROCESS_STATE_EXITED): 1 running job(s) released (claimed by pid {dead_pid})"
             in done.stderr.decode())
     gone.refresh_from_db()
     alive.refresh_from_db()
@@ -104,7 +104,7 @@ def test_the_worker_already_started_again_under_the_same_name_keeps_its_jobs(nam
     successors = running(node, live_pid)
     done = listen(event(name, f"processname:network-primary groupname:primary from_state:RUNNING expected:0 "
                               f"pid:{dead_pid}"))
-    assert f"1 running job(s) of pid {dead_pid} released" in done.stderr.decode()
+    assert f"1 running job(s) released (claimed by pid {dead_pid})" in done.stderr.decode()
     assert state_and_lease(successors) == (Job.State.RUNNING, True)
     assert state_and_lease(dead_ones) == (Job.State.RUNNING, False)
     assert ledger.reap_expired_leases() == 1
@@ -119,6 +119,6 @@ def test_a_worker_dead_within_startsecs_is_known_by_the_pids_that_are_gone(dead_
     dead_ones, successors = running(node, dead_pid), running(node, live_pid)
     done = listen(event("PROCESS_STATE_BACKOFF", "processname:local-backup groupname:backup from_state:STARTING "
                                                  "tries:1"))
-    assert f"(pid ?) is gone (PROCESS_STATE_BACKOFF): 1 running job(s) of pid {dead_pid} released" in done.stderr.decode()
+    assert f"(pid ?) is gone (PROCESS_STATE_BACKOFF): 1 running job(s) released (claimed by pid {dead_pid})" in done.stderr.decode()
     assert state_and_lease(dead_ones) == (Job.State.RUNNING, False)
     assert state_and_lease(successors) == (Job.State.RUNNING, True)

@@ -163,18 +163,20 @@ def ask_for_site(brief: LeadBrief, payer: Payer) -> Answer:
     mock = settings.MOCK_MODE
     rows: list[AiRequest] = []
     why = ""
-    for request in (1, 2):
+    for request in range(1, settings.AI_REQUESTS_PER_ATTEMPT + 1):  # the settings' lease check counts them
         if mock:
             reply = _mock_request(brief)
         else:
             budget.check_before_request()
-            reply = _request(brief, payer.idempotency_key if request == 1 else f"{payer.idempotency_key}:again")
+            reply = _request(brief, payer.idempotency_key + ("" if request == 1 else ":again"
+                                                             if request == 2 else f":again-{request - 1}"))
         content, outcome, why = _judge(reply)
         rows.append(record_request(payer, reply, outcome=outcome, detail=why,
                                    answer=content.as_json() if content is not None else None, mock=mock))
         if content is not None:
             return answer_from(content, rows)
-    raise MalformedAnswer(f"Claude's answer failed validation twice: {why}")
+    raise MalformedAnswer(f"Claude's answer failed validation {'twice' if len(rows) == 2 else f'{len(rows)} times'}: "
+                          f"{why}")
 
 
 def record_request(payer: Payer, reply: Reply, *, outcome: str, detail: str, answer: dict | None,

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from sites.services import SITE_QUEUE, total_spend, usd, utc_day_start
+from sites.services import SITE_QUEUE, cost_since, usd, utc_day_start
 from workers import ledger
 from monitoring.health import db_now
 from workers.errors import Postpone
@@ -35,7 +35,7 @@ BUDGET_WAIT_SECONDS = 60.0
 
 
 def spend_today() -> Decimal:
-    return total_spend(since=utc_day_start(db_now())).cost
+    return cost_since(utc_day_start(db_now()))
 
 
 def over_budget() -> tuple[bool, Decimal]:

@@ -251,7 +251,8 @@ def started_without_a_slot(queue: str) -> int:
 
 # How unevenly the database's record of starts may trail the limiter's slots (as a share of the
 # period) for a count by that record still to judge the limit: within a quarter, a limiter that
-# allows a third more than its limit, or one start more in a burst, still shows.
+# allows more than a third over its limit shows whatever the spread (one start more in a burst shows
+# while the spread is milliseconds, as it is).
 MAX_LAG_SPREAD = 0.25
 # slot_at is Redis's whole millisecond carried in a float: its rounding, never a start's lag.
 _SLOT_ROUNDING = 0.001

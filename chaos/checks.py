@@ -22,7 +22,8 @@ from leads.models import Lead, LeadSubmission
 from sites.models import Site
 from sites.services import total_spend
 from workers import ratelimit
-from workers.models import Job, JobFailure
+from workers.models import Job
+from workers.ratelimit import busiest_window, ledger_starts, started_without_a_slot
 
 FINAL = (Job.State.SUCCEEDED, Job.State.DEAD)
 UNFINISHED = (Job.State.PENDING, Job.State.DISPATCHED, Job.State.RUNNING, Job.State.RETRY)
@@ -136,34 +137,6 @@ def dead_letters(invalid_job_ids: set[str]) -> Check:
         errors = DeadLetter.objects.filter(job_id__in=list(unexpected)).values_list("queue_name", "error_message")[:3]
         figures += " (e.g. " + "; ".join(f"{q}: {e[:120]}" for q, e in errors) + ")"
     return Check("dead-letter entries only for the leads made invalid", ok, figures)
-
-
-def ledger_starts(queue: str) -> list[float]:
-    """Every start of the queue's jobs, from the ledger, at the moment the limiter gave its slot
-    (slot_at, Redis's clock): each failed attempt's (its failure row) and each succeeded job's last
-    (a dead job's last attempt is a failure row). An attempt that failed before it had a slot (killed
-    between its claim and its slot) never started."""
-    failed = JobFailure.objects.filter(queue=queue, slot_at__isnull=False).values_list("slot_at", flat=True)
-    succeeded = Job.objects.filter(queue=queue, state=Job.State.SUCCEEDED, slot_at__isnull=False
-                                   ).values_list("slot_at", flat=True)
-    return [t.timestamp() for t in [*failed, *succeeded]]
-
-
-def started_without_a_slot(queue: str) -> int:
-    """Succeeded jobs of a limited queue whose last attempt has no slot: work done past the limit."""
-    return Job.objects.filter(queue=queue, state=Job.State.SUCCEEDED, slot_at__isnull=True).count()
-
-
-def busiest_window(starts: list[float], period: float) -> tuple[int, float]:
-    """(most starts within any window of `period`, when that window began)."""
-    starts = sorted(starts)
-    best, at, left = 0, starts[0] if starts else 0.0, 0
-    for right, t in enumerate(starts):
-        while t - starts[left] >= period:
-            left += 1
-        if right - left + 1 > best:
-            best, at = right - left + 1, starts[left]
-    return best, at
 
 
 def rate_limits(limits: dict[str, tuple[int, float] | None],

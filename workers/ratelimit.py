@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 
 from workers.models import Job, JobFailure
@@ -198,15 +198,104 @@ def starts_in_window(queue: str) -> list[float]:
     return [score / 1000 for _, score in log]
 
 
-def max_starts_in_any_window(starts: list[float], period: float) -> int:
-    """The most starts that fall within any window of `period` seconds (the limit's own measure)."""
+def busiest_window(starts: list[float], period: float) -> tuple[int, float]:
+    """(most starts within any window of `period` seconds, when that window began): the limit's own
+    measure, a window [t, t + period) as the log's trimming keeps it."""
     starts = sorted(starts)
-    best, left = 0, 0
+    best, at, left = 0, starts[0] if starts else 0.0, 0
     for right, t in enumerate(starts):
         while t - starts[left] >= period:
             left += 1
-        best = max(best, right - left + 1)
-    return best
+        if right - left + 1 > best:
+            best, at = right - left + 1, starts[left]
+    return best, at
+
+
+def max_starts_in_any_window(starts: list[float], period: float) -> int:
+    return busiest_window(starts, period)[0]
+
+
+# --- the ledger's record of starts: what make bench, make chaos and the tests count, never this
+# module's log (which cannot hold more than the limit: it is what the limit is enforced on) --------
+
+def ledger_start_records(queue: str, *, since: datetime | None = None,
+                         until: datetime | None = None) -> list[tuple[datetime | None, datetime | None]]:
+    """(started_at, slot_at) of every start of the queue's jobs that the ledger holds (started_at
+    from `since` until `until`, when given): each failed attempt's that had its slot (its failure
+    row), and the current attempt of each succeeded job, and of each running one that has its slot
+    (a dead job's last attempt is a failure row). An attempt that failed or runs without a slot never
+    started (killed between its claim and its slot, or still asking); a succeeded one without a slot
+    did its work past the limit, and is here with slot_at None."""
+    def between(rows):
+        if since is not None:
+            rows = rows.filter(started_at__gte=since)
+        return rows if until is None else rows.filter(started_at__lt=until)
+
+    failed = between(JobFailure.objects.filter(queue=queue, slot_at__isnull=False))
+    jobs = between(Job.objects.filter(queue=queue)).filter(
+        Q(state=Job.State.SUCCEEDED) | Q(state=Job.State.RUNNING, slot_at__isnull=False))
+    return [*failed.values_list("started_at", "slot_at"), *jobs.values_list("started_at", "slot_at")]
+
+
+def ledger_starts(queue: str) -> list[float]:
+    """Every start of the queue's jobs at the moment the limiter gave its slot (slot_at, Redis's
+    clock), from the ledger: the record make chaos counts, since its PostgreSQL outage makes the
+    database's own time of a start (count_starts) trail the slot by up to the outage."""
+    return [slot.timestamp() for _, slot in ledger_start_records(queue) if slot is not None]
+
+
+def started_without_a_slot(queue: str) -> int:
+    """Succeeded jobs of a limited queue whose last attempt has no slot: work done past the limit."""
+    return sum(1 for _, slot in ledger_start_records(queue) if slot is None)
+
+
+# How unevenly the database's record of starts may trail the limiter's slots (as a share of the
+# period) for a count by that record still to judge the limit: within a quarter, a limiter that
+# allows more than a third over its limit shows whatever the spread (one start more in a burst shows
+# while the spread is milliseconds, as it is).
+MAX_LAG_SPREAD = 0.25
+# slot_at is Redis's whole millisecond carried in a float: its rounding, never a start's lag.
+_SLOT_ROUNDING = 0.001
+
+
+@dataclass(frozen=True)
+class StartCount:
+    """A queue's starts counted by the ledger's started_at (the database's clock)."""
+
+    times: list[float]  # every start's started_at, seconds, sorted
+    most: int  # most starts within any window of `window`
+    at: float  # when that window began
+    window: float  # the period less lag_spread
+    lag_spread: float  # the spread of started_at - slot_at over the starts: how unevenly the record trails
+    without_slot: int  # starts of a limited queue that never had a slot
+
+    def within(self, count: int, period: float) -> bool:
+        """No window held more than `count` starts, none started without a slot, and the record
+        trailed the limiter evenly enough for the count to judge."""
+        return self.most <= count and not self.without_slot and self.lag_spread <= period * MAX_LAG_SPREAD
+
+
+def count_starts(records: list[tuple[datetime | None, datetime | None]], period: float) -> StartCount:
+    """The busiest window of the starts `records` (ledger_start_records) by their started_at.
+
+    started_at, not slot_at, is the judge: it is written by the database's clock in the statement
+    that marks the start (ledger.mark_started), after the limiter answered, so neither the
+    limiter's clock nor its log has a say in it, and a start that never asked the limiter is in it
+    too. slot_at is the limiter's own clock copied; it only measures how the record trails.
+
+    Each start's record comes one round trip after its slot, and round trips differ: counted in
+    windows of the full period, an early start written late and a later one written fast could put
+    one start more in a window than the limiter ever allowed. The limiter guarantees that any
+    count+1 slots span at least the period; their records then span at least the period less the
+    spread of the lags (started_at - slot_at, the clocks' offset cancels), so windows that much
+    shorter never hold more than `count` starts from a limiter that kept its limit, while one that
+    allows more still shows (the spread is milliseconds; past MAX_LAG_SPREAD the count is no judge)."""
+    lags = [(started - slot).total_seconds() for started, slot in records if started and slot]
+    spread = max(lags) - min(lags) + _SLOT_ROUNDING if lags else 0.0
+    window = max(period - spread, _SLOT_ROUNDING)
+    times = sorted(started.timestamp() for started, _ in records if started is not None)
+    most, at = busiest_window(times, window)
+    return StartCount(times, most, at, window, spread, sum(1 for _, slot in records if slot is None))
 
 
 def reset(queue: str) -> None:

@@ -227,3 +227,51 @@ def test_a_requeued_jobs_new_start_does_not_overwrite_its_earlier_one(limits, re
     assert probe.run(d.job_id, d.token) == "dead"
     assert len(ratelimit.starts_in_window("delivery")) == 2
     assert ratelimit.available("delivery")[0] == 1
+
+
+def starts(*pairs: tuple[float, float]) -> list:
+    """Ledger records (started_at, slot_at) from (slot second, lag) pairs."""
+    t0 = timezone.now()
+    return [(t0 + timedelta(seconds=slot + lag), t0 + timedelta(seconds=slot)) for slot, lag in pairs]
+
+
+def test_the_ledger_count_allows_for_uneven_record_lags_but_sees_a_limiter_that_allows_more():
+    """Given a limit of 2 per second kept by the slots (0, 0.5, then 1.0, 1.5) but the first start's
+    record written 40 ms after its slot and the rest 1 ms after: by started_at in whole seconds, 3
+    starts share a window; the count allows for the 39 ms spread and finds 2. Slots at twice the
+    rate, or one slot too many in a burst, show more than 2; a record too uneven is no judge."""
+    kept = starts((0, 0.04), (0.5, 0.001), (1.0, 0.001), (1.5, 0.001))
+    assert ratelimit.max_starts_in_any_window([s.timestamp() for s, _ in kept], 1.0) == 3
+    count = ratelimit.count_starts(kept, 1.0)
+    assert count.most == 2 and count.within(2, 1.0) and 0.039 < count.lag_spread < 0.041
+
+    doubled = ratelimit.count_starts(starts(*((i * 0.25, 0.001) for i in range(8))), 1.0)
+    assert doubled.most == 4 and not doubled.within(2, 1.0)
+    burst = ratelimit.count_starts(starts((0, 0.001), (0.001, 0.002), (0.002, 0.04), (1.0, 0.001)), 1.0)
+    assert burst.most == 3 and not burst.within(2, 1.0)
+    uneven = ratelimit.count_starts(starts((0, 0.0), (1.0, 0.3)), 1.0)
+    assert uneven.most == 1 and not uneven.within(2, 1.0)
+    unslotted = ratelimit.count_starts([*kept, (timezone.now(), None)], 1.0)
+    assert unslotted.without_slot == 1 and not unslotted.within(5, 1.0)
+
+
+def test_the_ledger_record_of_starts_is_every_attempt_that_had_its_slot():
+    """Succeeded jobs (with or without a slot: the latter did its work past the limit), running ones
+    with their slot, and failed attempts with theirs; not an attempt killed or still waiting before
+    its slot, nor another queue's."""
+    now = timezone.now()
+    made = {}
+    for name, state, slot in (("done", Job.State.SUCCEEDED, True), ("unslotted", Job.State.SUCCEEDED, False),
+                              ("running", Job.State.RUNNING, True), ("asking", Job.State.RUNNING, False),
+                              ("retry", Job.State.RETRY, False)):
+        made[name] = Job.objects.create(queue="delivery", task="t", state=state, attempts=1, next_attempt_at=now,
+                                        started_at=now, slot_at=now if slot else None)
+    JobFailure.objects.create(job=made["retry"], queue="delivery", attempt=1, error="x", started_at=now, slot_at=now)
+    JobFailure.objects.create(job=made["retry"], queue="delivery", attempt=2, error="x", started_at=now)
+    Job.objects.create(queue="lead-processing", task="t", state=Job.State.SUCCEEDED, next_attempt_at=now,
+                       started_at=now, slot_at=now)
+
+    records = ratelimit.ledger_start_records("delivery")
+    assert sorted(slot is None for _, slot in records) == [False, False, False, True]
+    assert ratelimit.started_without_a_slot("delivery") == 1 and len(ratelimit.ledger_starts("delivery")) == 3
+    assert ratelimit.ledger_start_records("delivery", since=now + timedelta(seconds=1)) == []

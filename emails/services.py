@@ -66,7 +66,7 @@ def template_sources(name: str) -> tuple[str, str, str]:
 def render(message_id: uuid.UUID, subject: str, text: str, html: str, context: dict[str, Any], *,
            marketing: bool) -> Rendered:
     """Render the three parts for one message; marketing mail gets its unsubscribe link (added when
-    the template has none) and every part's links are rewritten into tracked ones."""
+    the template has none) and the links the template's author wrote are rewritten into tracked ones."""
     context = dict(context)
     unsubscribe = tracking.unsubscribe_url(message_id) if marketing else ""
     context["unsubscribe_url"] = unsubscribe
@@ -78,7 +78,10 @@ def render(message_id: uuid.UUID, subject: str, text: str, html: str, context: d
         text_out = f"{text_out.rstrip()}\n\nUnsubscribe: {unsubscribe}\n"
     if marketing and html_out and unsubscribe not in html_out:
         html_out = _before_body_end(html_out, f'<p><a href="{unsubscribe}">Unsubscribe</a></p>')
-    text_out, html_out, links = tracking.track_links(message_id, text_out, html_out)
+    # Only the links the author wrote (and the site's link we give) become tracked: a URL a lead's
+    # field brought into the rendered text stays text, never a signed redirect on our domain.
+    authored = tracking.authored_links((subject, text, html), trusted=[context.get("site_url") or ""])
+    text_out, html_out, links = tracking.track_links(message_id, text_out, html_out, authored=authored)
     if html_out:
         pixel = f'<img src="{tracking.open_pixel_url(message_id)}" width="1" height="1" alt="">'
         html_out = _before_body_end(html_out, pixel)

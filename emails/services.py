@@ -23,6 +23,7 @@ from django.utils import timezone
 from emails import tracking
 from emails.models import Campaign, Message, Suppression
 from leads.models import Lead
+from resilience.text import header_text
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
 
@@ -71,7 +72,7 @@ def render(message_id: uuid.UUID, subject: str, text: str, html: str, context: d
     unsubscribe = tracking.unsubscribe_url(message_id) if marketing else ""
     context["unsubscribe_url"] = unsubscribe
     plain = Context(context, autoescape=False)
-    subject_out = " ".join(Template(subject).render(plain).split())[:998]
+    subject_out = header_text(Template(subject).render(plain))[:998]  # a lead's name may be in it
     text_out = Template(text).render(plain)
     html_out = Template(html).render(Context(context)) if html.strip() else ""
     if marketing and unsubscribe not in text_out:

@@ -155,7 +155,7 @@ def queue_message(*, key: str, to: str, template: str, context: dict[str, Any], 
     body.html) rendered with `context` to `to`, once for `key` (a second call with the same key
     returns the first message and sends nothing). Call it inside the transaction of the row it is
     about. Transactional by default: no unsubscribe link, not held back by an unsubscribe (a bounced
-    address is). Returns the message: its `status` says pending / sent / failed / skipped ...
+    address is). The context's values are text: of them only `site_url` becomes a tracked link. Returns the message: its `status` says pending / sent / failed / skipped ...
     Raises InvalidData for an address that is not one, TemplateDoesNotExist for an unknown template."""
     if not key or len(key) > 255:
         raise ValueError(f"key must be 1 to 255 characters, not {len(key)}")

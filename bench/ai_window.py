@@ -17,7 +17,9 @@ import statistics
 import threading
 import time
 
-os.environ.update({"MOCK_MODE": "false", "ANTHROPIC_API_KEY": "sk-ant-bench-0123456789", "SITE_GENERATION_RATE": "0"})
+# MOCK_MODE off sends real mail too, which needs PUBLIC_BASE_URL (no email is sent here).
+os.environ.update({"MOCK_MODE": "false", "ANTHROPIC_API_KEY": "sk-ant-bench-0123456789", "SITE_GENERATION_RATE": "0",
+                   "PUBLIC_BASE_URL": "http://127.0.0.1:8000"})
 from bench.run import prepare  # noqa: E402 - sets the bench database and Redis first
 
 

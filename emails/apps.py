@@ -6,4 +6,4 @@ class EmailsConfig(AppConfig):
     verbose_name = "Email"
 
     def ready(self) -> None:
-        from emails import receivers  # noqa: F401 - connects signal receivers
+        from emails import checks, receivers  # noqa: F401 - registers the deploy check, connects receivers

@@ -2,7 +2,9 @@
 no model imports here)."""
 from __future__ import annotations
 
+import ipaddress
 import os
+from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from resilience.env import ConfigError, env_bool, env_float, env_int, env_str
@@ -60,11 +62,53 @@ def smtp_settings() -> dict:
     return config
 
 
-def public_base_url() -> str:
-    # By default the web app itself, on WEB_PORT: links in MOCK_MODE's .eml files then work locally.
+def is_loopback_host(host: str) -> bool:
+    """localhost, *.localhost, 127.0.0.0/8, ::1 or an unspecified address: a host that, in a link
+    of an email, names the machine of whoever opens it."""
+    host = host.lower().rstrip(".").strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def public_base_url(*, sends_mail: bool, behind_tls_proxy: bool) -> str:
+    """PUBLIC_BASE_URL, where every link in an email (click, open, unsubscribe) points. The default,
+    the web app on loopback, only serves MOCK_MODE's .eml files: in a real recipient's mail it names
+    the recipient's own machine, so mail that really goes out needs the address set explicitly."""
     local = f"http://127.0.0.1:{env_int('WEB_PORT', 8000, minimum=1, maximum=65535)}"
-    url = env_str("PUBLIC_BASE_URL", local).rstrip("/")
+    url = env_str("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    if not url:
+        if behind_tls_proxy or sends_mail:
+            why = "BEHIND_TLS_PROXY=true" if behind_tls_proxy else \
+                "email is really sent (MOCK_MODE=false or MOCK_MODE_SENDS_EMAIL=true)"
+            raise ConfigError(f"PUBLIC_BASE_URL is not set and {why}: the links in every email would point at "
+                              f"{local}, the recipient's own machine; set it to the address the public reaches "
+                              "this app at, such as https://jobs.example.com")
+        return local
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(f"PUBLIC_BASE_URL={url!r} must be an http:// or https:// URL such as https://jobs.example.com")
+    if behind_tls_proxy and is_loopback_host(parts.hostname):
+        raise ConfigError(f"PUBLIC_BASE_URL={url!r} is a loopback address and BEHIND_TLS_PROXY=true: links in email "
+                          "would point at the recipient's own machine; set the proxy's public https:// address")
+    if behind_tls_proxy and parts.scheme != "https":
+        # RFC 8058 one-click unsubscribe asks for https; and the proxy only serves https.
+        raise ConfigError(f"PUBLIC_BASE_URL={url!r} is http:// and BEHIND_TLS_PROXY=true: links in email must be "
+                          "https:// (the proxy's public address)")
     return url
+
+
+def sender(name: str, default: str) -> str:
+    """A From address setting ("Agency <hello@agency.com>" or a bare address), refused unless it is one."""
+    value = env_str(name, default).strip()
+    display_name, address = parseaddr(value)
+    local, _, domain = address.rpartition("@")
+    if not local or ("." not in domain and domain != "localhost") or any(char in value for char in "\r\n"):
+        raise ConfigError(f"{name}={value!r} is not an email address (e.g. \"Agency <hello@agency.com>\")")
+    return value

@@ -16,6 +16,9 @@ import logging
 import smtplib
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.headerregistry import Address
+from email.utils import format_datetime, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -24,6 +27,8 @@ from django.db.models.functions import Now
 from dlq.redaction import redact_text
 from emails import services, tracking
 from emails.models import Message
+from leads.models import Lead
+from resilience.text import header_text
 from workers.errors import InvalidData, MissingResource
 from workers.outside import AlreadyDone, Attempt
 
@@ -49,10 +54,34 @@ class Prepared:
     text: str = ""
     html: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    sender: str = ""  # the From header
+    recipient: str = ""  # the To header: `to` with the lead's name
 
 
-def headers_for(message: Message) -> dict[str, str]:
-    headers = {"Message-ID": message.message_id_header}
+def sender_for(message: Message) -> str:
+    """Marketing mail (outreach, campaigns) from CAMPAIGN_FROM_EMAIL, the rest from DEFAULT_FROM_EMAIL:
+    complaints about marketing then do not reach the reputation of the address handovers come from."""
+    return settings.CAMPAIGN_FROM_EMAIL if message.marketing else settings.DEFAULT_FROM_EMAIL
+
+
+def recipient_for(message: Message) -> str:
+    """The To header: the lead's name, made safe for a header, before the address when there is one."""
+    names = Lead.objects.filter(pk=message.lead_id).values_list("first_name", "last_name").first() or ("", "")
+    name = header_text(" ".join(names))
+    return str(Address(display_name=name, addr_spec=message.to_email)) if name else message.to_email
+
+
+def list_id(message: Message, sender: str) -> str:
+    """RFC 2919 List-Id, one per kind of mail and one per campaign, under the sender's domain: mail
+    providers and filters group (and judge) each list apart, so a campaign's complaints stay its own."""
+    label = f"campaign-{message.campaign_id}" if message.campaign_id else message.kind
+    return f"<{label}.{parseaddr(sender)[1].rpartition('@')[2].lower()}>"
+
+
+def headers_for(message: Message, sender: str) -> dict[str, str]:
+    # Django writes Date as "-0000" (RFC 5322: zone unknown), which filters score; ours is UTC, "+0000".
+    headers = {"Message-ID": message.message_id_header, "Date": format_datetime(datetime.now(timezone.utc)),
+               "List-Id": list_id(message, sender)}
     if message.marketing:
         # RFC 8058 one-click: mail providers POST "List-Unsubscribe=One-Click" to this URL.
         headers["List-Unsubscribe"] = f"<{tracking.unsubscribe_url(message.id)}>"
@@ -74,14 +103,16 @@ class EmailWork:
         Message.objects.filter(pk=message.pk).update(
             status=S.SENDING, fence=attempt.fence, claimed_at=Now(), send_attempts=message.send_attempts + 1,
             updated_at=Now())
-        return Prepared(message.id, "send", to=message.to_email, subject=message.subject, text=message.text_body,
-                        html=message.html_body, headers=headers_for(message))
+        sender = sender_for(message)
+        return Prepared(message.id, "send", to=message.to_email, subject=header_text(message.subject),
+                        text=message.text_body, html=message.html_body, headers=headers_for(message, sender),
+                        sender=sender, recipient=recipient_for(message))
 
     def call(self, attempt: Attempt, prepared: Prepared) -> str:
         if prepared.action != "send":
             return prepared.action
         connection = get_connection()
-        email = EmailMultiAlternatives(prepared.subject, prepared.text, settings.DEFAULT_FROM_EMAIL, [prepared.to],
+        email = EmailMultiAlternatives(prepared.subject, prepared.text, prepared.sender, [prepared.recipient],
                                        headers=prepared.headers, connection=connection)
         if prepared.html:
             email.attach_alternative(prepared.html, "text/html")

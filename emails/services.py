@@ -23,6 +23,7 @@ from django.utils import timezone
 from emails import tracking
 from emails.models import Campaign, Message, Suppression
 from leads.models import Lead
+from resilience.text import header_text
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
 
@@ -66,19 +67,22 @@ def template_sources(name: str) -> tuple[str, str, str]:
 def render(message_id: uuid.UUID, subject: str, text: str, html: str, context: dict[str, Any], *,
            marketing: bool) -> Rendered:
     """Render the three parts for one message; marketing mail gets its unsubscribe link (added when
-    the template has none) and every part's links are rewritten into tracked ones."""
+    the template has none) and the links the template's author wrote are rewritten into tracked ones."""
     context = dict(context)
     unsubscribe = tracking.unsubscribe_url(message_id) if marketing else ""
     context["unsubscribe_url"] = unsubscribe
     plain = Context(context, autoescape=False)
-    subject_out = " ".join(Template(subject).render(plain).split())[:998]
+    subject_out = header_text(Template(subject).render(plain))[:998]  # a lead's name may be in it
     text_out = Template(text).render(plain)
     html_out = Template(html).render(Context(context)) if html.strip() else ""
     if marketing and unsubscribe not in text_out:
         text_out = f"{text_out.rstrip()}\n\nUnsubscribe: {unsubscribe}\n"
     if marketing and html_out and unsubscribe not in html_out:
         html_out = _before_body_end(html_out, f'<p><a href="{unsubscribe}">Unsubscribe</a></p>')
-    text_out, html_out, links = tracking.track_links(message_id, text_out, html_out)
+    # Only the links the author wrote (and the site's link we give) become tracked: a URL a lead's
+    # field brought into the rendered text stays text, never a signed redirect on our domain.
+    authored = tracking.authored_links((subject, text, html), trusted=[context.get("site_url") or ""])
+    text_out, html_out, links = tracking.track_links(message_id, text_out, html_out, authored=authored)
     if html_out:
         pixel = f'<img src="{tracking.open_pixel_url(message_id)}" width="1" height="1" alt="">'
         html_out = _before_body_end(html_out, pixel)
@@ -151,7 +155,7 @@ def queue_message(*, key: str, to: str, template: str, context: dict[str, Any], 
     body.html) rendered with `context` to `to`, once for `key` (a second call with the same key
     returns the first message and sends nothing). Call it inside the transaction of the row it is
     about. Transactional by default: no unsubscribe link, not held back by an unsubscribe (a bounced
-    address is). Returns the message: its `status` says pending / sent / failed / skipped ...
+    address is). The context's values are text: of them only `site_url` becomes a tracked link. Returns the message: its `status` says pending / sent / failed / skipped ...
     Raises InvalidData for an address that is not one, TemplateDoesNotExist for an unknown template."""
     if not key or len(key) > 255:
         raise ValueError(f"key must be 1 to 255 characters, not {len(key)}")

@@ -15,6 +15,7 @@ from django.utils import timezone
 from dlq.redaction import redact
 from leads.fields import EMPLOYEE_COUNT_MAX, pick
 from leads.models import Lead, LeadSubmission
+from resilience.text import visible_text
 from sites.services import enqueue_site_generation
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
@@ -60,7 +61,8 @@ class NormalizedLead:
 # --- normalisation -------------------------------------------------------------------------------
 
 def _text(value: Any) -> str:
-    return " ".join(str(value).split()) if value is not None else ""
+    # Bidi and zero-width characters go: a name is shown in the admin, in emails and in their headers.
+    return visible_text(str(value)) if value is not None else ""
 
 
 def normalize_name(value: Any) -> str:

@@ -232,23 +232,29 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
 # EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail: set
 # EMAIL_BACKEND (and its ANYMAIL settings) and nothing else changes. MOCK_MODE sends nothing: each
 # message is written as an .eml file under var/mail/ that a person can open.
-from emails.conf import public_base_url, smtp_settings  # noqa: E402
+from emails.conf import public_base_url, sender, smtp_settings  # noqa: E402
 
 _smtp = smtp_settings()
 globals().update(_smtp)
 # MOCK_MODE_SENDS_EMAIL=true keeps Claude mocked but sends through the backend above (make chaos: a
 # loopback SMTP server that counts what arrives); off, MOCK_MODE never sends a real email.
 MOCK_MODE_SENDS_EMAIL = env_bool("MOCK_MODE_SENDS_EMAIL", False)
-EMAIL_BACKEND = ("emails.backends.FileBackend" if MOCK_MODE and not MOCK_MODE_SENDS_EMAIL
-                 else env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend"))
+EMAIL_SENDS_MAIL = not MOCK_MODE or MOCK_MODE_SENDS_EMAIL
+EMAIL_BACKEND = (env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend") if EMAIL_SENDS_MAIL
+                 else "emails.backends.FileBackend")
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 # django-anymail's settings from ANYMAIL_<NAME> variables (ANYMAIL_POSTMARK_SERVER_TOKEN=...).
 ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Resilience <hello@localhost>")
+# The sender of transactional mail (a handover); marketing mail (outreach, campaigns) comes from
+# CAMPAIGN_FROM_EMAIL when set, so that complaints about marketing do not sink the reputation of the
+# address customers' handovers come from (a subdomain of its own, e.g. news@mail.agency.com).
+DEFAULT_FROM_EMAIL = sender("DEFAULT_FROM_EMAIL", "Resilience <hello@localhost>")
+CAMPAIGN_FROM_EMAIL = sender("CAMPAIGN_FROM_EMAIL", DEFAULT_FROM_EMAIL)
 # The right-hand side of every Message-ID (<msg-<message id>@DOMAIN>): the sender's domain by default.
 EMAIL_MESSAGE_ID_DOMAIN = env_str("EMAIL_MESSAGE_ID_DOMAIN", DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip("> ") or "localhost")
 # Links in emails (tracking, unsubscribe) point here: the address the public reaches this app at.
-PUBLIC_BASE_URL = public_base_url()
+# Required when mail really goes out or behind the TLS proxy (https, not loopback, there).
+PUBLIC_BASE_URL = public_base_url(sends_mail=EMAIL_SENDS_MAIL, behind_tls_proxy=BEHIND_TLS_PROXY)
 # Signs the tracking and unsubscribe tokens (each purpose with its own salt). Its own key, so that
 # SECRET_KEY can be rotated without breaking the links in mail already sent.
 EMAIL_SIGNING_KEY = env_str("EMAIL_SIGNING_KEY", SECRET_KEY)

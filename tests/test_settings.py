@@ -14,6 +14,7 @@ GOOD = {
     "REDIS_URL": "redis://127.0.0.1:6379/15",
     "DATABASE_URL": "postgres://resilience@127.0.0.1:9/resilience",  # never connected to by `check`
     "VAR_DIR": "/tmp/resilience-settings-test",
+    "PUBLIC_BASE_URL": "",  # empty is unset: never the one of the shell the tests run from
 }
 
 
@@ -121,9 +122,9 @@ def test_timeouts_that_fit_the_lease_start(tmp_path, overrides):
 @pytest.mark.parametrize("overrides, backend", [
     ({}, "emails.backends.FileBackend"),  # MOCK_MODE alone never sends a real email
     ({"EMAIL_URL": "smtp://127.0.0.1:2525"}, "emails.backends.FileBackend"),
-    ({"MOCK_MODE_SENDS_EMAIL": "true"}, "emails.backends.SMTPBackend"),
-    ({"MOCK_MODE_SENDS_EMAIL": "true", "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend"},
-     "anymail.backends.postmark.EmailBackend"),
+    ({"MOCK_MODE_SENDS_EMAIL": "true", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}, "emails.backends.SMTPBackend"),
+    ({"MOCK_MODE_SENDS_EMAIL": "true", "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+      "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend"}, "anymail.backends.postmark.EmailBackend"),
 ])
 def test_mock_mode_sends_email_only_when_told(tmp_path, overrides, backend):
     show = [sys.executable, "manage.py", "shell", "-c",

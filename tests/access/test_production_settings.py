@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Behind the proxy, links in email need the public https:// address (issue 18, item 4).
+PROXIED = {"BEHIND_TLS_PROXY": "true", "PUBLIC_BASE_URL": "https://jobs.example.com", "ALLOWED_HOSTS": "jobs.example.com"}
 
 
 def manage(*args: str, **overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DJANGO_", "DEBUG", "SECRET_KEY", "BEHIND_", "DATABASE_URL", "SECURE_"))}
+           if not k.startswith(("DJANGO_", "DEBUG", "SECRET_KEY", "BEHIND_", "DATABASE_URL", "SECURE_", "PUBLIC_BASE_URL"))}
     env.update(ENV_FILE="", DJANGO_SETTINGS_MODULE="resilience.settings", SECRET_KEY=secrets.token_urlsafe(50),
                REDIS_URL="redis://127.0.0.1:6379/15", VAR_DIR="/tmp/resilience-settings-test",
                DATABASE_URL="postgres://checks@127.0.0.1:5432/never-connected")
@@ -28,7 +30,7 @@ def test_check_deploy_is_clean_behind_the_tls_proxy():
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in without.stderr  # what the switch is for
 
-    result = manage("check", "--deploy", BEHIND_TLS_PROXY="true")
+    result = manage("check", "--deploy", **PROXIED)
 
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues (2 silenced)." in result.stdout, result.stdout + result.stderr
@@ -37,7 +39,7 @@ def test_check_deploy_is_clean_behind_the_tls_proxy():
 def test_the_switch_turns_on_secure_cookies_the_proxy_header_and_hsts():
     show = ("from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
             "s.SECURE_PROXY_SSL_HEADER, s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS)")
-    assert manage("shell", "-v", "0", "-c", show, BEHIND_TLS_PROXY="true").stdout.split() == [
+    assert manage("shell", "-v", "0", "-c", show, **PROXIED).stdout.split() == [
         "True", "True", "('HTTP_X_FORWARDED_PROTO',", "'https')", "31536000", "True"]
     assert manage("shell", "-v", "0", "-c", show).stdout.split() == ["False", "False", "None", "0", "False"]
 

@@ -49,10 +49,12 @@ class SmtpSink:
             return [m for m in self.messages if address in m["To"]]
 
     def count_by_recipient(self) -> dict[str, int]:
+        """Messages per address (the To header's address, without the display name)."""
         counts: dict[str, int] = {}
         with self.lock:
             for message in self.messages:
-                counts[str(message["To"])] = counts.get(str(message["To"]), 0) + 1
+                address = message["To"].addresses[0].addr_spec
+                counts[address] = counts.get(address, 0) + 1
         return counts
 
     def start(self) -> "SmtpSink":

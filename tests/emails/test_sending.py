@@ -167,7 +167,7 @@ def test_mock_mode_writes_an_eml_file_a_person_can_open(settings, tmp_path):
     [eml] = list(tmp_path.glob("*.eml"))
     import email
     parsed = email.message_from_bytes(eml.read_bytes())
-    assert parsed["To"] == "jane@acme.io" and parsed["Message-ID"].startswith("<msg-")
+    assert parsed["To"] == "Jane Doe <jane@acme.io>" and parsed["Message-ID"].startswith("<msg-")
     assert Message.objects.get().status == "sent"
 
 

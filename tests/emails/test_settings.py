@@ -1,4 +1,6 @@
 """Email settings from the environment: EMAIL_URL or the separate variables; a bad one is one line."""
+import re
+
 import pytest
 
 from emails.conf import public_base_url, smtp_settings
@@ -49,14 +51,59 @@ def test_bad_email_url(monkeypatch, url, message):
 
 
 def test_public_base_url(monkeypatch):
-    assert public_base_url() == "http://127.0.0.1:8000"
+    local = dict(sends_mail=False, behind_tls_proxy=False)
+    assert public_base_url(**local) == "http://127.0.0.1:8000"
     monkeypatch.setenv("WEB_PORT", "8080")
-    assert public_base_url() == "http://127.0.0.1:8080"
+    assert public_base_url(**local) == "http://127.0.0.1:8080"
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://jobs.example.com/")
-    assert public_base_url() == "https://jobs.example.com"
+    assert public_base_url(sends_mail=True, behind_tls_proxy=True) == "https://jobs.example.com"
     monkeypatch.setenv("PUBLIC_BASE_URL", "jobs.example.com")
     with pytest.raises(ConfigError):
-        public_base_url()
+        public_base_url(**local)
+
+
+# Issue 18, item 4: the default base (the web app on loopback) only serves MOCK_MODE's .eml files.
+NOT_SET = ("PUBLIC_BASE_URL is not set and {why}: the links in every email would point at http://127.0.0.1:8000, "
+           "the recipient's own machine; set it to the address the public reaches this app at, such as "
+           "https://jobs.example.com")
+REAL_MAIL = "email is really sent (MOCK_MODE=false or MOCK_MODE_SENDS_EMAIL=true)"
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"MOCK_MODE": "false", "ANTHROPIC_API_KEY": "sk-test"}, NOT_SET.format(why=REAL_MAIL)),
+    ({"MOCK_MODE_SENDS_EMAIL": "true"}, NOT_SET.format(why=REAL_MAIL)),
+    ({"BEHIND_TLS_PROXY": "true"}, NOT_SET.format(why="BEHIND_TLS_PROXY=true")),
+    ({"BEHIND_TLS_PROXY": "true", "PUBLIC_BASE_URL": "http://jobs.example.com"},
+     "PUBLIC_BASE_URL='http://jobs.example.com' is http:// and BEHIND_TLS_PROXY=true: links in email must be "
+     "https:// (the proxy's public address)"),
+    *[({"BEHIND_TLS_PROXY": "true", "PUBLIC_BASE_URL": url},
+       f"PUBLIC_BASE_URL={url!r} is a loopback address and BEHIND_TLS_PROXY=true: links in email would point at the "
+       "recipient's own machine; set the proxy's public https:// address")
+      for url in ("https://127.0.0.1:8000", "https://localhost", "https://[::1]:8443", "https://0.0.0.0")],
+    ({"CAMPAIGN_FROM_EMAIL": "news at agency"},
+     "CAMPAIGN_FROM_EMAIL='news at agency' is not an email address (e.g. \"Agency <hello@agency.com>\")"),
+])
+def test_links_that_would_not_work_in_real_mail_stop_start_up_in_one_line(overrides, expected):
+    result = start(MANAGE, **overrides)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"configuration error: {expected}\n"
+
+
+def test_real_mail_starts_with_an_explicit_public_base_url():
+    result = start(MANAGE, MOCK_MODE="false", ANTHROPIC_API_KEY="sk-test", PUBLIC_BASE_URL="https://jobs.example.com")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("overrides, warnings", [
+    ({"PUBLIC_BASE_URL": "http://127.0.0.1:8000"}, ["emails.W001", "emails.W003"]),  # given, but loopback
+    ({}, ["emails.W001", "emails.W003"]),  # the default: MOCK_MODE's
+    ({"PUBLIC_BASE_URL": "http://jobs.example.com", "ALLOWED_HOSTS": "jobs.example.com"}, ["emails.W003"]),
+    ({"PUBLIC_BASE_URL": "https://jobs.example.com", "ALLOWED_HOSTS": "api.example.com"}, ["emails.W002"]),
+    ({"PUBLIC_BASE_URL": "https://jobs.example.com", "ALLOWED_HOSTS": ".example.com"}, []),
+])
+def test_check_deploy_warns_about_links_that_would_not_work(overrides, warnings):
+    result = start([*MANAGE, "--deploy"], **overrides)
+    assert re.findall(r"\(emails\.W\d+\)", result.stderr) == [f"({w})" for w in warnings], result.stderr
 
 
 def test_a_bad_email_setting_stops_start_up_in_one_line():

@@ -14,6 +14,7 @@ import re
 import urllib.request
 
 import pytest
+from django.conf import settings
 
 from emails.models import Message
 from leads.fake import make_fake_leads
@@ -34,6 +35,7 @@ def test_every_qualified_lead_ends_with_exactly_one_site(live_server, processes)
     fake = FakeAnthropic().start()
     try:
         processes.configure(LOG_LEVEL="INFO", MOCK_MODE="false", ANTHROPIC_API_KEY=TEST_KEY,
+                            PUBLIC_BASE_URL=settings.PUBLIC_BASE_URL,
                             ANTHROPIC_BASE_URL=fake.url, SITE_GENERATION_CONCURRENCY="2")
         processes.worker("lead-processing", "primary", 2)
         for pool in ("primary", "backup"):
@@ -136,6 +138,7 @@ def test_the_budget_holds_on_the_wire_and_the_dispatcher_resumes_it_the_next_day
     try:
         pools, concurrency = 2, 2
         processes.configure(LOG_LEVEL="INFO", MOCK_MODE="false", ANTHROPIC_API_KEY=TEST_KEY,
+                            PUBLIC_BASE_URL=settings.PUBLIC_BASE_URL,
                             ANTHROPIC_BASE_URL=fake.url, AI_DAILY_BUDGET_USD=str(budget),
                             SITE_GENERATION_CONCURRENCY=str(concurrency), WORKER_POOLS=str(pools))
         for pool in ("primary", "backup"):

@@ -1,36 +1,23 @@
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.template import Template, TemplateSyntaxError
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from emails import services
 from emails.models import Campaign, Message, Suppression
+from emails.templating import TemplateError
 
-# The HTML part of a preview is shown on a page of its own, sandboxed: no script, no form, no
-# request anywhere but images, whatever the template says.
-PREVIEW_POLICY = "sandbox; default-src 'none'; img-src http: https: data:; style-src 'unsafe-inline'"
-
-
-class CampaignForm(forms.ModelForm):
-    class Meta:
-        model = Campaign
-        fields = ("name", "audience", "subject_template", "text_template", "html_template")
-
-    def clean(self):
-        data = super().clean()
-        for name in ("subject_template", "text_template", "html_template"):
-            try:
-                Template(data.get(name) or "")
-            except TemplateSyntaxError as exc:
-                self.add_error(name, f"template error: {exc}")
-        return data
+# The HTML part of a preview is shown on a page of its own, sandboxed: no script, no form, and no
+# request anywhere, images included (an image from another host would tell it who previewed):
+# only data: images show.
+PREVIEW_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# Who may see a real lead's data in a preview; everyone else previews a made-up sample lead.
+VIEW_LEADS = "leads.view_lead"
 
 
 def _pct(part: int, whole: int) -> str:
@@ -39,17 +26,20 @@ def _pct(part: int, whole: int) -> str:
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    form = CampaignForm
     list_display = ("name", "audience", "status", "messages_total", "sent", "failed", "unknown", "opened", "clicked",
                     "unsubscribed", "open_rate", "click_rate", "launched_at")
     list_filter = ("status", "audience")
     search_fields = ("name",)
-    readonly_fields = ("status", "created_at", "launched_at", "launched_by", "figures")
+    readonly_fields = ("status", "template_note", "created_at", "launched_at", "launched_by", "figures")
     fieldsets = (
         (None, {"fields": ("name", "audience", "status")}),
-        ("Templates", {"fields": ("subject_template", "text_template", "html_template"),
-                       "description": "Django template language. Context: first_name, last_name, company, title, "
-                                      "email, domain, website, site_url, unsubscribe_url (added when missing)."}),
+        ("Templates", {"fields": ("subject_template", "text_template", "html_template", "template_note"),
+                       "description": "Campaign template language: {{ field }} or {{ field|filter }}, nothing else "
+                                      "(no {% tags %}). Fields: first_name, last_name, company, title, email, domain, "
+                                      "website, industry, country (also as lead.first_name ...), site_url, "
+                                      "unsubscribe_url (added when missing), campaign.name. Filters: "
+                                      "default:\"text\", upper, lower, title. Values are escaped; the HTML part "
+                                      "is sanitised when saved (see the README for what it may contain)."}),
         ("Launch", {"fields": ("created_at", "launched_at", "launched_by", "figures")}),
     )
     actions = ["preview_campaign", "launch_campaigns"]
@@ -120,12 +110,12 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def _preview_page(self, request: HttpRequest, campaign: Campaign) -> TemplateResponse | None:
         try:
-            rendered = services.preview(campaign)
-        except TemplateSyntaxError as exc:
+            rendered, real_lead = services.preview(campaign, real_lead=request.user.has_perm(VIEW_LEADS))
+        except TemplateError as exc:
             self.message_user(request, f"{campaign}: template error: {exc}", messages.ERROR)
             return None
         context = {**self.admin_site.each_context(request), "title": f"Preview: {campaign}", "campaign": campaign,
-                   "rendered": rendered, "opts": self.model._meta,
+                   "rendered": rendered, "real_lead": real_lead, "opts": self.model._meta,
                    "html_url": reverse("admin:emails_campaign_preview_html", args=[campaign.pk])}
         return TemplateResponse(request, "admin/emails/campaign/preview.html", context)
 
@@ -137,7 +127,11 @@ class CampaignAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             return HttpResponse("Forbidden", status=403, content_type="text/plain")
         campaign = get_object_or_404(Campaign, pk=pk)
-        response = HttpResponse(services.preview(campaign).html or "(no HTML part)")
+        try:
+            rendered, _ = services.preview(campaign, real_lead=request.user.has_perm(VIEW_LEADS))
+            response = HttpResponse(rendered.html or "(no HTML part)")
+        except TemplateError as exc:
+            response = HttpResponse(f"template error: {exc}", content_type="text/plain; charset=utf-8")
         response["Content-Security-Policy"] = PREVIEW_POLICY
         return response
 
@@ -146,7 +140,7 @@ class CampaignAdmin(admin.ModelAdmin):
         for campaign in queryset:
             try:
                 result = services.launch_campaign(campaign.pk, launched_by=request.user.get_username())
-            except TemplateSyntaxError as exc:
+            except TemplateError as exc:
                 self.message_user(request, f"{campaign}: not launched, template error: {exc}", messages.ERROR)
                 continue
             if result.already_launched:

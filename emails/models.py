@@ -2,11 +2,15 @@
 that must not be written to again."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from emails import templating
 
 
 class Campaign(models.Model):
@@ -19,11 +23,14 @@ class Campaign(models.Model):
         LAUNCHED = "launched", "launched"
 
     name = models.CharField(max_length=200)
-    # Django template language; the context is the lead's fields, site_url and unsubscribe_url.
+    # The campaign template language (emails.templating), checked by clean(): staff write these.
     subject_template = models.CharField(max_length=500)
-    text_template = models.TextField(help_text="Plain-text part. Context: lead (first_name, company ...), "
-                                               "site_url, unsubscribe_url (added at the end when missing).")
-    html_template = models.TextField(blank=True, help_text="HTML part (optional); every http(s) link is tracked.")
+    text_template = models.TextField(help_text="Plain-text part. {{ first_name }}, {{ company|default:\"you\" }} ... "
+                                               "{{ site_url }}, {{ unsubscribe_url }} (added at the end when missing).")
+    html_template = models.TextField(blank=True, help_text="HTML part (optional), sanitised when saved; every "
+                                                           "http(s) link is tracked.")
+    # Why the templates could not be carried over from Django's template language (migration 0002).
+    template_note = models.TextField(blank=True, editable=False)
     audience = models.CharField(max_length=30, choices=Audience.choices, default=Audience.QUALIFIED_WITH_SITE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -36,6 +43,21 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Refuse templates that break the language's rules, with each problem's place and reason;
+        store the HTML part sanitised. A launched campaign's templates are history: not checked."""
+        if self.status != self.Status.DRAFT:
+            return
+        try:
+            self.html_template = templating.clean_campaign(self.subject_template, self.text_template,
+                                                           self.html_template)
+        except templating.TemplateError as exc:
+            errors: dict[str, list[str]] = {}
+            for problem in exc.problems:  # each under its own field: subject_template, text_template ...
+                errors.setdefault(f"{problem.part}_template", []).append(str(dataclasses.replace(problem, part="")))
+            raise ValidationError(errors) from None
+        self.template_note = ""
 
 
 class Message(models.Model):

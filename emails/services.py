@@ -16,11 +16,10 @@ from django.core.validators import URLValidator, validate_email
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
-from django.template import Context, Template
 from django.template.loader import get_template
 from django.utils import timezone
 
-from emails import tracking
+from emails import templating, tracking
 from emails.models import Campaign, Message, Suppression
 from leads.models import Lead
 from resilience.text import header_text
@@ -30,8 +29,9 @@ from workers.errors import InvalidData, MissingResource
 EMAIL_QUEUE = "email-sending"
 SEND_TASK = "emails.send_message"
 OUTREACH_TEMPLATE = "outreach"
-# The lead's fields a template may use (a dict, not the model: templates get no methods to call).
-LEAD_FIELDS = ("email", "first_name", "last_name", "title", "company", "domain", "website", "industry", "country")
+SAMPLE_LEAD = dict(email="jane@example.com", first_name="Jane", last_name="Doe", title="Director",
+                   company="Example Ltd", domain="example.com", website="https://example.com/")
+SAMPLE_SITE_URL = "https://example.com/sites/sample/"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class LaunchResult:
 
 def template_sources(name: str) -> tuple[str, str, str]:
     """(subject, text, html) sources of the project template `name`: emails/<name>/subject.txt,
-    body.txt and body.html (optional) in any app's templates/."""
+    body.txt and body.html (optional) in any app's templates/. They are written in the campaign
+    template language too (emails.templating): one renderer, one escaping and one account of which
+    text came from a lead, whoever wrote the template."""
     def source(part: str, required: bool = True) -> str:
         try:
             return get_template(f"emails/{name}/{part}").template.source
@@ -64,24 +66,37 @@ def template_sources(name: str) -> tuple[str, str, str]:
     return source("subject.txt"), source("body.txt"), source("body.html", required=False)
 
 
-def render(message_id: uuid.UUID, subject: str, text: str, html: str, context: dict[str, Any], *,
+def project_templates(name: str, values: dict[str, str]) -> templating.Templates:
+    """The project template `name`, parsed for these values (a programming error raises TemplateError)."""
+    subject, text, html = template_sources(name)
+    return templating.compile_parts(subject, text, html, templating.project_fields(values), check=False)
+
+
+def campaign_templates(campaign: Campaign) -> templating.Templates:
+    """The campaign's templates, checked again as they are read: a row written around the admin
+    (a script, an old migration) is refused here with its reasons, never sent or shown as a 500."""
+    return templating.compile_parts(campaign.subject_template, campaign.text_template, campaign.html_template,
+                                    templating.campaign_fields(), check=True)
+
+
+def render(message_id: uuid.UUID, templates: templating.Templates, values: dict[str, str], *,
            marketing: bool) -> Rendered:
     """Render the three parts for one message; marketing mail gets its unsubscribe link (added when
     the template has none) and the links the template's author wrote are rewritten into tracked ones."""
-    context = dict(context)
     unsubscribe = tracking.unsubscribe_url(message_id) if marketing else ""
-    context["unsubscribe_url"] = unsubscribe
-    plain = Context(context, autoescape=False)
-    subject_out = header_text(Template(subject).render(plain))[:998]  # a lead's name may be in it
-    text_out = Template(text).render(plain)
-    html_out = Template(html).render(Context(context)) if html.strip() else ""
+    values = {**values, "unsubscribe_url": unsubscribe}
+    subject_out = header_text(templates.subject.render(values).text)[:998]  # a lead's name may be in it
+    # The parts' spans (RenderedPart.spans) say which text came from the lead, for the link tracker.
+    text_out = templates.text.render(values).text
+    html_out = templates.html.render(values).text if templates.html is not None else ""
     if marketing and unsubscribe not in text_out:
         text_out = f"{text_out.rstrip()}\n\nUnsubscribe: {unsubscribe}\n"
     if marketing and html_out and unsubscribe not in html_out:
         html_out = _before_body_end(html_out, f'<p><a href="{unsubscribe}">Unsubscribe</a></p>')
     # Only the links the author wrote (and the site's link we give) become tracked: a URL a lead's
     # field brought into the rendered text stays text, never a signed redirect on our domain.
-    authored = tracking.authored_links((subject, text, html), trusted=[context.get("site_url") or ""])
+    sources = (templates.subject.source, templates.text.source, templates.html.source if templates.html else "")
+    authored = tracking.authored_links(sources, trusted=[values.get("site_url") or ""])
     text_out, html_out, links = tracking.track_links(message_id, text_out, html_out, authored=authored)
     if html_out:
         pixel = f'<img src="{tracking.open_pixel_url(message_id)}" width="1" height="1" alt="">'
@@ -94,9 +109,14 @@ def _before_body_end(html: str, fragment: str) -> str:
     return html + fragment if at < 0 else html[:at] + fragment + html[at:]
 
 
-def lead_context(lead: Lead, site_url: str = "") -> dict[str, Any]:
-    fields = {name: getattr(lead, name) for name in LEAD_FIELDS}
-    return {**fields, "lead": fields, "site_url": site_url}
+def lead_values(lead: Lead | dict[str, str], site_url: str = "", campaign: Campaign | None = None) -> dict[str, str]:
+    """The values a template may use (emails.templating.campaign_fields): plain strings, never the model."""
+    fields = {name: str((lead.get(name) if isinstance(lead, dict) else getattr(lead, name)) or "")
+              for name in templating.LEAD_FIELDS}
+    context: dict[str, Any] = {**fields, "lead": fields, "site_url": site_url}
+    if campaign is not None:
+        context["campaign"] = {"name": campaign.name}
+    return templating.values_of(context)
 
 
 # --- suppression ---------------------------------------------------------------------------------
@@ -126,8 +146,8 @@ def _enqueue(message: Message) -> None:
     message.job_id = job.id
 
 
-def _create(key: str, *, to: str, subject: str, text: str, html: str, context: dict[str, Any], marketing: bool,
-            kind: str, **fields: Any) -> Message:
+def _create(key: str, *, to: str, template: str, values: dict[str, str], marketing: bool, kind: str,
+            **fields: Any) -> Message:
     """The message for `key` (the existing one if any) and, when new and allowed, its send job."""
     existing = Message.objects.filter(key=key).first()
     if existing is not None:
@@ -137,7 +157,7 @@ def _create(key: str, *, to: str, subject: str, text: str, html: str, context: d
     except ValidationError:
         raise InvalidData(f"not an email address: {to!r}") from None
     message_id = uuid.uuid4()
-    rendered = render(message_id, subject, text, html, context, marketing=marketing)
+    rendered = render(message_id, project_templates(template, values), values, marketing=marketing)
     skipped = bool(suppressed_addresses([to], marketing=marketing))
     with transaction.atomic():  # a savepoint: a concurrent insert of the same key loses cleanly
         message, created = Message.objects.get_or_create(key=key, defaults=dict(
@@ -155,12 +175,14 @@ def queue_message(*, key: str, to: str, template: str, context: dict[str, Any], 
     body.html) rendered with `context` to `to`, once for `key` (a second call with the same key
     returns the first message and sends nothing). Call it inside the transaction of the row it is
     about. Transactional by default: no unsubscribe link, not held back by an unsubscribe (a bounced
-    address is). The context's values are text: of them only `site_url` becomes a tracked link. Returns the message: its `status` says pending / sent / failed / skipped ...
-    Raises InvalidData for an address that is not one, TemplateDoesNotExist for an unknown template."""
+    address is). The context's values are text: of them only `site_url` becomes a tracked link. Returns the
+    message: its `status` says pending / sent / failed / skipped ...
+    Raises InvalidData for an address that is not one, TemplateDoesNotExist for an unknown template.
+    The templates are in the campaign template language (emails.templating); `context`'s keys are
+    its fields (a dict value gives dotted names: {"lead": {...}} -> lead.first_name)."""
     if not key or len(key) > 255:
         raise ValueError(f"key must be 1 to 255 characters, not {len(key)}")
-    subject, text, html = template_sources(template)
-    return _create(key, to=to, subject=subject, text=text, html=html, context=context,
+    return _create(key, to=to, template=template, values=templating.values_of(context),
                    marketing=marketing, kind=Message.Kind.TRANSACTIONAL, lead_id=lead_id)
 
 
@@ -174,10 +196,8 @@ def queue_outreach(lead_id: int, site_url: str) -> None:
     lead = Lead.objects.filter(pk=lead_id).first()
     if lead is None:
         raise MissingResource(f"lead {lead_id} does not exist")
-    subject, text, html = template_sources(OUTREACH_TEMPLATE)
-    _create(f"outreach:{lead_id}", to=lead.email, subject=subject, text=text, html=html,
-            context=lead_context(lead, site_url), marketing=True, kind=Message.Kind.OUTREACH,
-            lead=lead, site_url=site_url)
+    _create(f"outreach:{lead_id}", to=lead.email, template=OUTREACH_TEMPLATE, values=lead_values(lead, site_url),
+            marketing=True, kind=Message.Kind.OUTREACH, lead=lead, site_url=site_url)
 
 
 # --- campaigns -----------------------------------------------------------------------------------
@@ -192,14 +212,14 @@ def audience(campaign: Campaign) -> list[tuple[Lead, str]]:
     return [(lead, lead.site_url or "") for lead in leads]
 
 
-def preview(campaign: Campaign) -> Rendered:
-    """The campaign as its first audience member would get it (a sample lead when there is none)."""
-    members = audience(campaign)[:1]
-    lead, site_url = members[0] if members else (
-        Lead(email="jane@example.com", first_name="Jane", last_name="Doe", company="Example Ltd",
-             domain="example.com"), "https://example.com/sites/sample/")
-    return render(uuid.UUID(int=0), campaign.subject_template, campaign.text_template, campaign.html_template,
-                  lead_context(lead, site_url), marketing=True)
+def preview(campaign: Campaign, *, real_lead: bool) -> tuple[Rendered, bool]:
+    """The campaign as its first audience member would get it when `real_lead` (the viewer may see
+    leads), else as a made-up sample lead would; and whether a real lead was used. Raises
+    TemplateError for templates that break the rules."""
+    templates = campaign_templates(campaign)
+    members = audience(campaign)[:1] if real_lead else []
+    lead, site_url = members[0] if members else (SAMPLE_LEAD, SAMPLE_SITE_URL)
+    return render(uuid.UUID(int=0), templates, lead_values(lead, site_url, campaign), marketing=True), bool(members)
 
 
 def launch_campaign(campaign_id: int, *, launched_by: str = "") -> LaunchResult:
@@ -210,6 +230,7 @@ def launch_campaign(campaign_id: int, *, launched_by: str = "") -> LaunchResult:
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.status != Campaign.Status.DRAFT:
             return LaunchResult(0, 0, already_launched=True)
+        templates = campaign_templates(campaign)  # before anything is written: a refusal launches nothing
         members = audience(campaign)
         suppressed = suppressed_addresses([lead.email for lead, _ in members], marketing=True)
         rows = []
@@ -217,8 +238,7 @@ def launch_campaign(campaign_id: int, *, launched_by: str = "") -> LaunchResult:
             if lead.email in suppressed:
                 continue
             message_id = uuid.uuid4()
-            rendered = render(message_id, campaign.subject_template, campaign.text_template, campaign.html_template,
-                              lead_context(lead, site_url), marketing=True)
+            rendered = render(message_id, templates, lead_values(lead, site_url, campaign), marketing=True)
             rows.append(Message(
                 id=message_id, key=f"campaign:{campaign.pk}:lead:{lead.pk}", kind=Message.Kind.CAMPAIGN,
                 campaign=campaign, lead=lead, to_email=lead.email, subject=rendered.subject,

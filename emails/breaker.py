@@ -46,8 +46,7 @@ BREAKER_PAUSED_BY = "EMAIL_BREAKER"
 # that count off the leader's every-second round.
 RATE_CHECK_SECONDS = 60.0
 _rates_checked_at = float("-inf")
-RESUME_HINT = ("a person resumes it once fixed (admin: Workers > Queue pauses, or manage.py resume_queue "
-               "email-sending)")
+RESUME_HINT = "resume it in the admin (Workers > Queue pauses) or with manage.py resume_queue email-sending"
 
 
 def _counting_from(now: datetime, window_seconds: float) -> datetime:

@@ -75,20 +75,6 @@ def test_a_refusal_about_us_or_the_message_suppresses_nobody_retries_then_dead_l
     assert smtp_sink.count_by_recipient() == {"r0@acme.io": 1, "r1@acme.io": 1}
 
 
-def test_421_and_451_now_and_then_are_retried_and_every_recipient_gets_one_message(smtp_sink):
-    addresses = [f"r{i}@acme.io" for i in range(6)]
-    smtp_sink.refuse("rcpt", r"^r[024]@", "421 4.7.0 Try again later, closing connection", times=1)
-    smtp_sink.refuse("data", r"^r[13]@", "451 4.7.1 Greylisted, please try again", times=2)
-    campaign_to(addresses)
-
-    run_due_email_jobs()
-
-    assert len(smtp_sink.refused) == 3 + 2 * 2
-    assert smtp_sink.count_by_recipient() == {address: 1 for address in addresses}
-    assert not Suppression.objects.exists() and not DeadLetter.objects.exists()
-    assert set(Message.objects.filter(kind="campaign").values_list("status", flat=True)) == {"sent"}
-
-
 def test_a_mailbox_refused_after_data_suppresses_it(smtp_sink):
     """Some servers judge the recipient only once the content came (one recipient per message): the
     enhanced code says whose fault it is, not the step."""
@@ -102,7 +88,7 @@ def _recipients_refused(code: int, text: bytes) -> smtplib.SMTPRecipientsRefused
     return smtplib.SMTPRecipientsRefused({"x@acme.io": (code, text)})
 
 
-@pytest.mark.parametrize("exc, kind", [
+REFUSALS = [
     (_recipients_refused(550, b"5.1.1 no such user"), Bounced),
     (_recipients_refused(550, b"5.1.10 RESOLVER.ADR.RecipientNotFound"), Bounced),  # Microsoft 365
     (_recipients_refused(550, b"5.2.1 The email account that you tried to reach is disabled."), Bounced),
@@ -119,9 +105,10 @@ def _recipients_refused(code: int, text: bytes) -> smtplib.SMTPRecipientsRefused
     (smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"), Refused),
     (smtplib.SMTPConnectError(554, b"5.7.1 your IP is on a block list"), Refused),
     (smtplib.SMTPSenderRefused(451, b"4.3.0 try later", "hello@agency.test"), NotSent),
-])
-def test_classify_tells_whose_fault_a_refusal_is(exc, kind):
-    placed = classify(exc, data_started=False)
-    assert type(placed) is kind
-    if kind is Refused:
-        assert not isinstance(placed, Bounced)
+]
+
+
+def test_classify_tells_whose_fault_a_refusal_is():
+    """The whole table at once: the mailbox's (Bounced), ours or the message's (Refused), for now (NotSent)."""
+    placed = [(str(exc), type(classify(exc, data_started=False)).__name__) for exc, _ in REFUSALS]
+    assert placed == [(str(exc), kind.__name__) for exc, kind in REFUSALS]

@@ -43,7 +43,7 @@ class Rendered:
 @dataclass(frozen=True)
 class LaunchResult:
     queued: int
-    skipped: int  # unsubscribed or bounced addresses
+    skipped: int  # suppressed addresses (emails.suppression)
     already_launched: bool = False
 
 

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, LogEntry
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from emails import services
-from emails.models import Campaign, Message, Suppression
+from emails import services, suppression
+from emails.models import BreakerTrip, Campaign, Message, Suppression
 from emails.templating import TemplateError
 
 # The HTML part of a preview is shown on a page of its own, sandboxed: no script, no form, and no
@@ -207,8 +209,110 @@ class MessageAdmin(admin.ModelAdmin):
         self._resolve(request, queryset, services.resend_unknown, "queued to send again")
 
 
+class SuppressionForm(forms.ModelForm):
+    """Adding by hand: the address, why, and a note; the rest (when, who) is filled in."""
+
+    class Meta:
+        model = Suppression
+        fields = ("email", "reason", "detail")
+
+    def clean_email(self) -> str:
+        try:
+            return suppression.normalise(self.cleaned_data["email"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class SuppressionImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header line naming `email` and optionally `reason` (bounce, "
+                                     "complaint, unsubscribe, manual; manual when empty) and `detail`: the export's "
+                                     "format reads back.")
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
-    list_display = ("email", "unsubscribed_at", "bounced_at", "created_at")
-    search_fields = ("email",)
-    list_filter = (("unsubscribed_at", admin.EmptyFieldListFilter), ("bounced_at", admin.EmptyFieldListFilter))
+    """Rows are facts (why, from which message or event, when): they are added (by hand, by import, by
+    sending) and removed, never edited. Adding and removing are in the admin history."""
+
+    form = SuppressionForm
+    list_display = ("email", "reason", "created_at", "by", "source", "detail_preview")
+    list_filter = ("reason", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("email", "event_id", "by", "detail")
+    readonly_fields = ("email", "reason", "created_at", "by", "source", "event_id", "detail")
+    actions = ["export_csv"]
+    change_list_template = "admin/emails/suppression/change_list.html"
+
+    @admin.display(description="from")
+    def source(self, row: Suppression) -> str:
+        if row.message_id:
+            return format_html('<a href="{}">message {}</a>', reverse("admin:emails_message_change",
+                                                                      args=[row.message_id]), row.message_id)
+        return f"event {row.event_id}" if row.event_id else "-"
+
+    @admin.display(description="detail")
+    def detail_preview(self, row: Suppression) -> str:
+        return row.detail[:120]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else ()
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False if obj is not None else super().has_change_permission(request)
+
+    def save_model(self, request, obj: Suppression, form, change) -> None:
+        # Through the one service, so a row added here reads like every other (by = the person).
+        row = suppression.suppress(obj.email, obj.reason, detail=obj.detail, by=request.user.get_username())
+        obj.pk, obj.created_at, obj.by = row.pk, row.created_at, row.by
+
+    @admin.action(description="Export the selected addresses as CSV", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="suppressed-addresses.csv"'
+        suppression.export_csv(queryset, response)
+        return response
+
+    def get_urls(self):
+        return [path("import/", self.admin_site.admin_view(self.import_view), name="emails_suppression_import"),
+                *super().get_urls()]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            return HttpResponse("Forbidden", status=403, content_type="text/plain")
+        form = SuppressionImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            data = upload.read(suppression.IMPORT_MAX_BYTES + 1)
+            by = f"import by {request.user.get_username()}"
+            report = suppression.import_csv(data, by=by)
+            if report.error:
+                self.message_user(request, f"Nothing imported: {report.error}.", messages.ERROR)
+            else:
+                if report.added_ids:  # each added row in the admin history, as adding one by hand is
+                    LogEntry.objects.log_actions(request.user.pk, Suppression.objects.filter(pk__in=report.added_ids),
+                                                 ADDITION, f"Imported from {upload.name[:100]}")
+                self.message_user(request, f"Imported {report.added} address(es); {report.already} already there; "
+                                           f"{report.bad_total} bad row(s) skipped.",
+                                  messages.SUCCESS if not report.bad_total else messages.WARNING)
+                for line, why in report.bad[:20]:
+                    self.message_user(request, f"line {line}: {why}", messages.WARNING)
+                if report.bad_total > 20:
+                    self.message_user(request, f"... and {report.bad_total - 20} more bad row(s).", messages.WARNING)
+                return HttpResponseRedirect(reverse("admin:emails_suppression_changelist"))
+        context = {**self.admin_site.each_context(request), "title": "Import suppressed addresses", "form": form,
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/emails/suppression/import.html", context)
+
+
+@admin.register(BreakerTrip)
+class BreakerTripAdmin(admin.ModelAdmin):
+    """The breaker's history. Lifting a pause is done where every pause is: Workers > Queue pauses."""
+
+    list_display = ("tripped_at", "cause", "resumed_at", "reason")
+    list_filter = ("cause",)
+    readonly_fields = ("cause", "reason", "tripped_at", "resumed_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

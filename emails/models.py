@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from emails import templating
 
@@ -78,6 +79,11 @@ class Message(models.Model):
         UNKNOWN = "unknown", "unknown (may have been sent)"
         SKIPPED = "skipped", "skipped (unsubscribed or bounced)"
 
+    class Failure(models.TextChoices):
+        TEMPORARY = "temporary", "temporary (4xx, the network)"
+        OURS = "ours", "refused: our side or the message (5.7.x, relay, content)"
+        MAILBOX = "mailbox", "refused: the mailbox (5.1.x, 5.2.x)"
+
     # Public: in the Message-ID and (signed) in the tracking links.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The caller's idempotency key: the same key never makes a second message.
@@ -105,6 +111,10 @@ class Message(models.Model):
     send_attempts = models.PositiveIntegerField(default=0)
     resends = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # Whose fault the last failed attempt was (emails.refusals): the breaker counts the recipients
+    # whose sends were refused on our side in its window.
+    last_failure = models.CharField(max_length=10, choices=Failure.choices, blank=True)
+    last_failed_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     first_opened_at = models.DateTimeField(null=True, blank=True)
@@ -127,6 +137,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["campaign", "status"], name="email_campaign_status_idx"),
             models.Index(fields=["status"], condition=Q(status="unknown"), name="email_unknown_idx"),
+            models.Index(fields=["last_failed_at"], condition=Q(last_failure="ours"), name="email_refused_ours_idx"),
+            models.Index(fields=["claimed_at"], name="email_claimed_idx"),
         ]
         permissions = [("resolve_unknown_message", "Can mark an unknown message sent or send it again")]
 
@@ -139,18 +151,56 @@ class Message(models.Model):
 
 
 class Suppression(models.Model):
-    """An address not to write to: it unsubscribed (marketing mail stops) or bounced (all mail stops)."""
+    """An address not to write to, and why: one row per (address, reason), each with where it came
+    from (the message, the provider's event) and when. Made only through emails.suppression.suppress.
+    A bounce, a complaint or a manual entry stops all mail; an unsubscribe stops marketing mail."""
 
-    email = models.EmailField(max_length=254, unique=True)
-    unsubscribed_at = models.DateTimeField(null=True, blank=True)
-    bounced_at = models.DateTimeField(null=True, blank=True)
-    bounce_reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    class Reason(models.TextChoices):
+        BOUNCE = "bounce", "bounce (the mailbox refused)"
+        COMPLAINT = "complaint", "complaint (marked as spam)"
+        UNSUBSCRIBE = "unsubscribe", "unsubscribe"
+        MANUAL = "manual", "by hand"
+
+    # Stored lower-cased (emails.suppression.normalise): "Jane@Acme.io" and "jane@acme.io" are one mailbox
+    # for every provider we send to, and one of them must not slip through.
+    email = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    # A plain id, like Message.job_id: a provider's event may name a message this database never had.
+    message_id = models.UUIDField(null=True, blank=True, help_text="The message whose refusal or event caused it.")
+    event_id = models.CharField(max_length=255, blank=True, help_text="The provider's event id, for provider events.")
+    detail = models.TextField(blank=True, help_text="The server's or provider's words, or a person's note.")
+    by = models.CharField(max_length=150, blank=True, help_text="Who or what suppressed it (smtp, a provider, "
+                                                                "a person).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name, verbose_name_plural = "suppressed address", "suppressed addresses"
+        constraints = [models.UniqueConstraint(fields=["email", "reason"], name="email_one_suppression_per_reason")]
+        indexes = [models.Index(fields=["reason", "created_at"], name="email_suppression_recent_idx")]
 
     def __str__(self) -> str:
-        reasons = [name for name, when in (("unsubscribed", self.unsubscribed_at), ("bounced", self.bounced_at)) if when]
-        return f"{self.email} ({', '.join(reasons) or 'active'})"
+        return f"{self.email} ({self.reason})"
+
+
+class BreakerTrip(models.Model):
+    """A time the email breaker paused the email-sending queue: why, and when a person lifted it.
+    The breaker counts failures only since the last trip was lifted, so a lifted pause is not
+    tripped again by the failures that caused it."""
+
+    class Cause(models.TextChoices):
+        REFUSED = "refused", "sends refused on our side"
+        BOUNCES = "bounces", "bounce rate"
+        COMPLAINTS = "complaints", "complaint rate"
+
+    cause = models.CharField(max_length=12, choices=Cause.choices)
+    reason = models.TextField()
+    tripped_at = models.DateTimeField(default=timezone.now)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-tripped_at"]
+        verbose_name, verbose_name_plural = "email breaker trip", "email breaker trips"
+
+    def __str__(self) -> str:
+        return f"{self.get_cause_display()} at {self.tripped_at:%Y-%m-%d %H:%M}"

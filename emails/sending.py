@@ -3,8 +3,11 @@
 prepare  pending -> sending, stamped with the attempt's fence, committed before any network call
 call     the email backend (SMTP, a file in MOCK_MODE, or a provider through django-anymail)
 record   sending -> sent, in the transaction that completes the job (refused unless the fence holds)
-failed   the server refused it (4xx, or the connection failed before DATA): back to pending, retried;
-         5xx for the recipient: failed at once and the address marked bounced;
+failed   refused for now (4xx, or the connection failed before DATA): back to pending, retried;
+         refused on our side or for the message (5.7.x, relay, login, content, a 5xx without an
+         enhanced code: emails.refusals): back to pending, retried, then dead-lettered with the
+         server's words; nobody suppressed, and the breaker counts the recipient;
+         refused for the mailbox (5.1.x, 5.2.x): failed at once and the address suppressed (bounce);
          anything else (lost after DATA): left `sending`, so the retry makes it `unknown`.
 
 A message a later attempt finds `sending` may or may not have reached the server (its attempt died
@@ -25,7 +28,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db.models.functions import Now
 
 from dlq.redaction import redact_text
-from emails import services, tracking
+from emails import refusals, suppression, tracking
 from emails.models import Message
 from leads.models import Lead
 from resilience.text import header_text
@@ -34,14 +37,26 @@ from workers.outside import AlreadyDone, Attempt
 
 logger = logging.getLogger(__name__)
 S = Message.Status
+F = Message.Failure
 
 
 class Bounced(InvalidData):
-    """The server refused the recipient with a 5xx: a bad mailbox. Retrying cannot help."""
+    """The server refused the recipient's mailbox (5.1.x, 5.2.x; a provider's equivalent). Retrying
+    cannot help. `by`: who said so, for the suppression ("smtp", "provider")."""
+
+    def __init__(self, message: str, *, by: str) -> None:
+        super().__init__(message)
+        self.by = by
 
 
 class NotSent(Exception):
     """The server or the network refused the message before it could have been accepted: safe to send again."""
+
+
+class Refused(NotSent):
+    """A permanent refusal that is about us or the message, not the recipient (5.7.x policy, relay,
+    login, DMARC, content, a 5xx without an enhanced code): not sent, retried in case it was fixed,
+    dead-lettered with the server's words after the last attempt, and counted by the breaker."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +113,7 @@ class EmailWork:
             return Prepared(message.id, "unknown", found_fence=message.fence)
         if message.status not in (S.PENDING, S.FAILED):  # sent, unknown (a person decides), skipped
             raise AlreadyDone(f"message {message.id} is {message.status}")
-        if services.suppressed_addresses([message.to_email], marketing=message.marketing):
+        if suppression.is_suppressed(message.to_email, marketing=message.marketing):
             return Prepared(message.id, "skip")
         Message.objects.filter(pk=message.pk).update(
             status=S.SENDING, fence=attempt.fence, claimed_at=Now(), send_attempts=message.send_attempts + 1,
@@ -142,31 +157,45 @@ class EmailWork:
         mine = Message.objects.filter(pk=prepared.message_id, status=S.SENDING, fence=attempt.fence)
         error = redact_text(f"{type(exc).__name__}: {exc}")[:2000]
         if isinstance(exc, Bounced):
-            if mine.update(status=S.FAILED, last_error=error, updated_at=Now()):
-                services.mark_bounced(prepared.to, error)
+            if mine.update(status=S.FAILED, last_error=error, last_failure=F.MAILBOX, last_failed_at=Now(),
+                           updated_at=Now()):
+                suppression.suppress(prepared.to, suppression.Reason.BOUNCE, message_id=prepared.message_id,
+                                     detail=error, by=exc.by)
         elif isinstance(exc, NotSent):
-            mine.update(status=S.PENDING, last_error=error, updated_at=Now())
+            mine.update(status=S.PENDING, last_error=error, updated_at=Now(), last_failed_at=Now(),
+                        last_failure=F.OURS if isinstance(exc, Refused) else F.TEMPORARY)
         else:  # it may have been accepted: stays `sending`, and the next attempt makes it `unknown`
             mine.update(last_error=error, updated_at=Now())
 
 
 def classify(exc: BaseException, *, data_started: bool) -> BaseException:
-    """What a send failure means for the message: Bounced (5xx for the recipient), NotSent (refused,
-    or failed before the DATA command), or `exc` itself: it may have been accepted. `data_started` is
-    our SMTP backend's word; a backend that cannot say (a provider's) counts as started."""
+    """What a send failure means for the message: Bounced (the mailbox refused), Refused (a permanent
+    refusal about us or the message), NotSent (refused for now, or failed before the DATA command), or
+    `exc` itself: it may have been accepted. `data_started` is our SMTP backend's word; a backend that
+    cannot say (a provider's) counts as started."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        if codes and all(code >= 500 for code in codes):
-            return Bounced(f"recipient refused: {exc.recipients}")
-        return NotSent(f"recipient refused for now: {exc.recipients}")
+        replies = list(exc.recipients.values())
+        said = "; ".join(refusals.words(code, text) for code, text in replies)
+        kinds = {refusals.kind_of_reply(code, text) for code, text in replies}
+        if refusals.MAILBOX in kinds:
+            return Bounced(f"the mailbox was refused at RCPT: {said}", by="smtp")
+        if refusals.OURS in kinds:
+            return Refused(f"refused at RCPT, not for the mailbox: {said}")
+        return NotSent(f"recipient refused for now: {said}")
     if isinstance(exc, smtplib.SMTPDataError) and exc.smtp_code >= 500:
-        return Bounced(f"message refused: {exc.smtp_code} {exc.smtp_error!r}")
+        said = refusals.words(exc.smtp_code, exc.smtp_error)
+        if refusals.kind_of_reply(exc.smtp_code, exc.smtp_error) == refusals.MAILBOX:
+            return Bounced(f"the mailbox was refused after DATA: {said}", by="smtp")
+        return Refused(f"the message was refused after DATA: {said}")
     if isinstance(exc, smtplib.SMTPResponseException):
-        # 4xx anywhere; 5xx for the sender, the login or the greeting: our side or the server's, not
-        # the mailbox's, so retried (and dead-lettered if it persists) without marking anyone bounced.
-        return NotSent(f"server answered {exc.smtp_code} {exc.smtp_error!r}")
+        # The greeting, the login, MAIL FROM: never the recipient's mailbox. 5xx is ours for good
+        # (a bad login, a sender the relay refuses): Refused, counted by the breaker; 4xx is for now.
+        said = refusals.words(exc.smtp_code, exc.smtp_error)
+        if exc.smtp_code >= 500:
+            return Refused(f"the server refused us: {said}")
+        return NotSent(f"server answered {said}")
     if type(exc).__name__ == "AnymailRecipientsRefused":  # django-anymail: the provider refused every recipient
-        return Bounced(f"provider refused the recipient: {exc}")
+        return Bounced(f"provider refused the recipient: {exc}", by="provider")
     status = getattr(exc, "status_code", None)  # django-anymail: the provider's HTTP answer, if any
     if isinstance(status, int) and 400 <= status < 500:
         return NotSent(f"provider answered {status}: {exc}")

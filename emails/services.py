@@ -17,10 +17,9 @@ from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 from django.template.loader import get_template
-from django.utils import timezone
 
-from emails import templating, tracking
-from emails.models import Campaign, Message, Suppression
+from emails import suppression, templating, tracking
+from emails.models import Campaign, Message
 from leads.models import Lead
 from resilience.text import header_text
 from workers import ledger
@@ -45,7 +44,7 @@ class Rendered:
 @dataclass(frozen=True)
 class LaunchResult:
     queued: int
-    skipped: int  # unsubscribed or bounced addresses
+    skipped: int  # suppressed addresses (emails.suppression)
     already_launched: bool = False
 
 
@@ -119,20 +118,6 @@ def lead_values(lead: Lead | dict[str, str], site_url: str = "", campaign: Campa
     return templating.values_of(context)
 
 
-# --- suppression ---------------------------------------------------------------------------------
-
-def suppressed_addresses(emails: list[str], *, marketing: bool) -> set[str]:
-    """Of `emails`, those that bounced, and (for marketing mail) those that unsubscribed."""
-    stop = Q(bounced_at__isnull=False) | (Q(unsubscribed_at__isnull=False) if marketing else Q(pk__in=[]))
-    return set(Suppression.objects.filter(stop, email__in=emails).values_list("email", flat=True))
-
-
-def mark_bounced(email: str, reason: str) -> None:
-    suppression, _ = Suppression.objects.get_or_create(email=email)
-    Suppression.objects.filter(pk=suppression.pk, bounced_at__isnull=True).update(
-        bounced_at=Now(), bounce_reason=reason[:2000])
-
-
 # --- queueing ------------------------------------------------------------------------------------
 
 def _job_key(message_id: uuid.UUID, resend: int = 0) -> str:
@@ -158,7 +143,7 @@ def _create(key: str, *, to: str, template: str, values: dict[str, str], marketi
         raise InvalidData(f"not an email address: {to!r}") from None
     message_id = uuid.uuid4()
     rendered = render(message_id, project_templates(template, values), values, marketing=marketing)
-    skipped = bool(suppressed_addresses([to], marketing=marketing))
+    skipped = suppression.is_suppressed(to, marketing=marketing)
     with transaction.atomic():  # a savepoint: a concurrent insert of the same key loses cleanly
         message, created = Message.objects.get_or_create(key=key, defaults=dict(
             id=message_id, kind=kind, to_email=to, subject=rendered.subject, text_body=rendered.text,
@@ -232,7 +217,7 @@ def launch_campaign(campaign_id: int, *, launched_by: str = "") -> LaunchResult:
             return LaunchResult(0, 0, already_launched=True)
         templates = campaign_templates(campaign)  # before anything is written: a refusal launches nothing
         members = audience(campaign)
-        suppressed = suppressed_addresses([lead.email for lead, _ in members], marketing=True)
+        suppressed = suppression.suppressed_among([lead.email for lead, _ in members], marketing=True)
         rows = []
         for lead, site_url in members:
             if lead.email in suppressed:
@@ -328,7 +313,6 @@ def unsubscribe(message_id: uuid.UUID) -> str | None:
         email = Message.objects.filter(pk=message_id).values_list("to_email", flat=True).first()
         if email is None:
             return None
-        suppression, _ = Suppression.objects.get_or_create(email=email, defaults={"unsubscribed_at": timezone.now()})
-        Suppression.objects.filter(pk=suppression.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=Now())
+        suppression.suppress(email, suppression.Reason.UNSUBSCRIBE, message_id=message_id, by="unsubscribe link")
         Message.objects.filter(pk=message_id, unsubscribed_at__isnull=True).update(unsubscribed_at=Now())
     return email

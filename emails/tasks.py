@@ -1,3 +1,4 @@
+from emails.breaker import hold_if_paused
 from emails.sending import EmailWork
 from emails.services import SEND_TASK
 from resilience.celery import app
@@ -6,4 +7,6 @@ from workers.outside import run_outside_job
 
 @app.task(name=SEND_TASK, bind=True)
 def send_message(self, job_id: str, dispatch_token: int) -> str:
+    if hold_if_paused(job_id, dispatch_token):
+        return "held"
     return run_outside_job(job_id, dispatch_token, worker=self.request.hostname or "unknown", work=EmailWork())

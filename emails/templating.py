@@ -38,13 +38,14 @@ import functools
 import html
 import re
 import secrets
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
 import nh3
+
+from resilience.text import header_text
 
 SOURCE_LIMIT = 100_000
 SUBSTITUTION_LIMIT = 500
@@ -138,12 +139,9 @@ class RenderedPart:
         return any(span.from_lead and span.start < end and start < span.end for span in self.spans)
 
 
-def _header_safe(value: str) -> str:
-    # Cc (CR, LF, NUL ...), Cf (bidi controls, zero-width), Zl/Zp (line and paragraph separators).
-    return "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in value)
-
-
-_ESCAPE = {Part.SUBJECT: _header_safe, Part.TEXT: lambda value: value, Part.HTML: html.escape}
+# A value in the subject is header text (resilience.text): no line break can start a header, no bidi or
+# zero-width character or encoded word can make it read otherwise than it is.
+_ESCAPE = {Part.SUBJECT: header_text, Part.TEXT: lambda value: value, Part.HTML: html.escape}
 
 
 @dataclass(frozen=True)

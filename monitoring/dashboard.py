@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 
 from access.auth import missing_permission, permission_error
 from dlq.models import DeadLetter
+from emails.suppression import counts as suppression_counts
 from resilience.http import iso_utc
 from sites.services import spend_today_summary
 from monitoring.health import db_now, health_report, worker_report
@@ -112,6 +113,7 @@ def dashboard_payload(request: HttpRequest) -> dict[str, Any]:
         "deliveryRuns": delivery_runs_summary(request),
         "flowerUrl": flower_url(request),
         "aiSpendToday": spend_today_summary(now),
+        "emailSuppressions": suppression_counts(),
         "generatedAt": iso_utc(now),
     }
 
@@ -126,6 +128,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "title": "Worker dashboard",
         "dashboard_data": (data := dashboard_payload(request)),
         "ai_spend": data["aiSpendToday"],
+        "suppressions": data["emailSuppressions"],
         "dashboard_config": {
             "dataUrl": reverse("workers-dashboard-data"),
             "requeueUrl": reverse("dead-letter-requeue"),

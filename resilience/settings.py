@@ -260,6 +260,17 @@ PUBLIC_BASE_URL = public_base_url(sends_mail=EMAIL_SENDS_MAIL, behind_tls_proxy=
 EMAIL_SIGNING_KEY = env_str("EMAIL_SIGNING_KEY", SECRET_KEY)
 if len(EMAIL_SIGNING_KEY) < 32:
     raise ConfigError("EMAIL_SIGNING_KEY must be at least 32 characters")
+# The email breaker (emails/breaker.py) pauses email-sending when sends to this many distinct
+# recipients were refused on our side (5.7.x, relay, login, content) within the window ...
+EMAIL_BREAKER_REFUSED_RECIPIENTS = env_int("EMAIL_BREAKER_REFUSED_RECIPIENTS", 5, minimum=1)
+EMAIL_BREAKER_REFUSED_WINDOW_SECONDS = env_int("EMAIL_BREAKER_REFUSED_WINDOW_SECONDS", 600, minimum=1)
+# ... or when bounces or complaints reach these percentages of the messages sent or refused in the
+# rate window, judged once it holds at least EMAIL_BREAKER_MIN_SENDS of them (Amazon SES reviews an
+# account at 5 % bounces and 0.1 % complaints; Gmail and Yahoo ask senders to stay under 0.1 % spam).
+EMAIL_BREAKER_RATE_WINDOW_SECONDS = env_int("EMAIL_BREAKER_RATE_WINDOW_SECONDS", 86_400, minimum=60)
+EMAIL_BREAKER_MIN_SENDS = env_int("EMAIL_BREAKER_MIN_SENDS", 500, minimum=1)
+EMAIL_BREAKER_BOUNCE_PERCENT = env_float("EMAIL_BREAKER_BOUNCE_PERCENT", 5.0, minimum=0.001, maximum=100.0)
+EMAIL_BREAKER_COMPLAINT_PERCENT = env_float("EMAIL_BREAKER_COMPLAINT_PERCENT", 0.1, minimum=0.001, maximum=100.0)
 
 # --- Job ledger, retries and the dispatcher ---------------------------------------------------
 # Attempts per queue: a job that fails this many times goes to the dead-letter queue.

@@ -20,6 +20,7 @@ from monitoring.heartbeat import LeaderHeartbeat
 from workers.leader import Leadership, dispatcher_leadership
 from workers.retention import prune_ledger
 from workers.runner import skip_connection_health_checks
+from workers.signals import leader_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,10 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
             enforce_daily_budget()
         except Exception:  # the other queues must not wait on it; it is checked again next second
             logger.warning("the AI budget check failed", exc_info=True)
+        for receiver, result in leader_sweep.send_robust(sender=None):
+            if isinstance(result, Exception):  # checked again next second
+                logger.warning("the leader's sweep %s failed", getattr(receiver, "__qualname__", receiver),
+                               exc_info=result)
     wanted = [ledger.Wanted(queue, settings.DISPATCH_BATCH_SIZE, max_in_flight(queue), free_slots(queue))
               for queue in settings.QUEUE_NAMES]
     publish_batch(ledger.take_due(wanted), stats)  # a paused queue gives none: its jobs wait for resume_queue

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import re
 import threading
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
@@ -12,31 +14,74 @@ from aiosmtpd.controller import Controller
 from tests.system.processes import free_port
 
 
+@dataclass
+class Refusal:
+    """Refuse recipients whose address matches `pattern` (a regex, searched) at `phase` ("rcpt", or
+    "data": after the content came) with `reply`; only their first `times` tries when set (a 421 or a
+    greylisting 451 "now and then"), every try otherwise."""
+
+    phase: str
+    pattern: str
+    reply: str
+    times: int | None = None
+
+
 class SmtpSink:
     """rcpt_replies / data_replies: address -> SMTP reply ("550 5.1.1 no such mailbox") given at RCPT
-    or after DATA instead of accepting. data_delay: seconds to wait before answering DATA (the
-    message is kept first: the server took it, whatever the client saw). port: a fixed one (make chaos
-    keeps to its own range); a free one by default."""
+    or after DATA instead of accepting; refuse(): the same by pattern (refusals, checked in order after
+    those). Every refusal given is in `refused` (phase, address, reply). data_delay: seconds to wait
+    before answering DATA (the message is kept first: the server took it, whatever the client saw).
+    port: a fixed one (make chaos keeps to its own range); a free one by default."""
 
     def __init__(self, data_delay: float = 0.0, port: int | None = None) -> None:
         self.messages: list[EmailMessage] = []
         self.rcpt_replies: dict[str, str] = {}
         self.data_replies: dict[str, str] = {}
+        self.refusals: list[Refusal] = []
+        self.refused: list[tuple[str, str, str]] = []
+        self._tries: dict[tuple[int, str], int] = {}
         self.data_delay = data_delay
         self.lock = threading.Lock()
         self.port = port or free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
+    def refuse(self, phase: str, pattern: str, reply: str, *, times: int | None = None) -> Refusal:
+        assert phase in ("rcpt", "data"), phase
+        refusal = Refusal(phase, pattern, reply, times)
+        with self.lock:
+            self.refusals.append(refusal)
+        return refusal
+
+    def stop_refusing(self, refusal: Refusal | None = None) -> None:
+        with self.lock:
+            self.refusals = [] if refusal is None else [r for r in self.refusals if r is not refusal]
+
+    def _reply_for(self, phase: str, address: str) -> str | None:
+        with self.lock:
+            exact = (self.rcpt_replies if phase == "rcpt" else self.data_replies).get(address)
+            reply = exact
+            for refusal in self.refusals:
+                if reply is not None:
+                    break
+                if refusal.phase != phase or not re.search(refusal.pattern, address):
+                    continue
+                tries = self._tries[(id(refusal), address)] = self._tries.get((id(refusal), address), 0) + 1
+                if refusal.times is None or tries <= refusal.times:
+                    reply = refusal.reply
+            if reply is not None:
+                self.refused.append((phase, address, reply))
+            return reply
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.rcpt_replies:
-            return self.rcpt_replies[address]
+        if (reply := self._reply_for("rcpt", address)) is not None:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         for address in envelope.rcpt_tos:
-            if address in self.data_replies:
-                return self.data_replies[address]
+            if (reply := self._reply_for("data", address)) is not None:
+                return reply
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(message)

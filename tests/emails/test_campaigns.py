@@ -6,6 +6,7 @@ from django.contrib.messages import get_messages
 from django.db import IntegrityError, transaction
 
 from emails import services
+from emails.suppression import suppress
 from emails.models import Campaign, Message, Suppression
 from tests.emails.helpers import make_lead, run_due_email_jobs
 from workers.models import Job
@@ -34,8 +35,8 @@ def test_launch_makes_one_message_per_audience_member_skipping_suppressed(smtp_s
     leads = leads_with_sites(4)
     make_lead("nosite@acme.io")  # qualified, but no site yet: not in the audience
     make_lead("cold@acme.io", status="disqualified")
-    Suppression.objects.create(email=leads[0].email, unsubscribed_at="2026-01-01T00:00Z")
-    Suppression.objects.create(email=leads[1].email, bounced_at="2026-01-01T00:00Z")
+    suppress(leads[0].email, "unsubscribe")
+    suppress(leads[1].email, "bounce")
     c = campaign()
 
     result = services.launch_campaign(c.id, launched_by="root")

@@ -84,7 +84,7 @@ def test_a_5xx_mailbox_dead_letters_at_once_and_marks_the_address_bounced(smtp_s
 
     assert run_once() == ["dead"]
     assert Message.objects.get().status == "failed"
-    assert Suppression.objects.get(email="nobody@acme.io").bounced_at is not None
+    assert Suppression.objects.get(email="nobody@acme.io").reason == "bounce"
     from dlq.models import DeadLetter
     assert DeadLetter.objects.get().queue_name == "email-sending"
     # Nothing goes to a bounced address again, transactional or not.

@@ -26,7 +26,7 @@ def test_each_part_escapes_values_its_own_way():
         '&lt;/b&gt;\r\nBcc: all@evil.example\u202e\u200b</p>')
     assert render("{{ first_name }}", Part.TEXT, first_name=HOSTILE).text == HOSTILE
     assert render("Hi {{ first_name }}", Part.SUBJECT, first_name=HOSTILE).text == (
-        'Hi <b onclick="x">"Tom" & \'Jerry\'</b>  Bcc: all@evil.example  ')
+        'Hi <b onclick="x">"Tom" & \'Jerry\'</b> Bcc: all@evil.example')  # one line, nothing invisible
 
 
 def test_filters_and_the_default():

@@ -6,6 +6,7 @@ import pytest
 from django.core import signing
 
 from emails import services, tracking
+from emails.suppression import suppress
 from emails.models import Message, Suppression
 from tests.emails.helpers import make_lead, run_due_email_jobs
 
@@ -118,7 +119,7 @@ def test_unsubscribe_page_then_post_is_idempotent(client, sent):
         response = client.post(links["unsubscribe"], {"List-Unsubscribe": "One-Click"})
         assert response.status_code == 200 and b"jane@acme.io" in response.content
     suppression = Suppression.objects.get(email="jane@acme.io")
-    assert suppression.unsubscribed_at is not None
+    assert suppression.reason == "unsubscribe" and suppression.message_id == message.id
     message.refresh_from_db()
     assert message.unsubscribed_at is not None
 
@@ -130,12 +131,12 @@ def test_one_click_post_needs_no_csrf_token(sent):
     response = Client(enforce_csrf_checks=True).post(
         links["unsubscribe"], "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200
-    assert Suppression.objects.get(email="jane@acme.io").unsubscribed_at is not None
+    assert Suppression.objects.get(email="jane@acme.io").reason == "unsubscribe"
 
 
 def test_unsubscribed_address_gets_no_more_marketing_but_transactional(smtp_sink):
     lead = make_lead("jane@acme.io")
-    Suppression.objects.create(email="jane@acme.io", unsubscribed_at="2026-01-01T00:00Z")
+    suppress("jane@acme.io", "unsubscribe")
     services.queue_outreach(lead.id, SITE)
     services.queue_message(key="handover:1", to="jane@acme.io", template="handover", context={"site_url": SITE})
     run_due_email_jobs()

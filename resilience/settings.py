@@ -232,20 +232,25 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
 
 # --- Email (emails/) ----------------------------------------------------------------------------
 # SMTP from EMAIL_URL (smtp://user:pass@host:587?tls=1) or EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
-# EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail: set
-# EMAIL_BACKEND (and its ANYMAIL settings) and nothing else changes. MOCK_MODE sends nothing: each
-# message is written as an .eml file under var/mail/ that a person can open.
+# EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail:
+# EMAIL_PROVIDER=postmark (amazon_ses, sendgrid, mailgun, resend ...) with its ANYMAIL_<NAME> settings
+# (emails/providers.py), and nothing else changes. MOCK_MODE sends nothing: each message is written as
+# an .eml file under var/mail/ that a person can open.
 from emails.conf import public_base_url, smtp_settings  # noqa: E402
+from emails.providers import provider_settings  # noqa: E402
 
 globals().update(smtp_settings())
+_provider = provider_settings()
+# EMAIL_PROVIDER also chooses whose signed tracking webhooks /email/events/<provider>/ accepts.
+EMAIL_PROVIDER = _provider["EMAIL_PROVIDER"]
+ANYMAIL = _provider["ANYMAIL"]
+EMAIL_PROVIDER_SECRETS = _provider["EMAIL_PROVIDER_SECRETS"]  # by value, for dlq.redaction; never shown
 # MOCK_MODE_SENDS_EMAIL=true keeps Claude mocked but sends through the backend above (make chaos: a
 # loopback SMTP server that counts what arrives); off, MOCK_MODE never sends a real email.
 MOCK_MODE_SENDS_EMAIL = env_bool("MOCK_MODE_SENDS_EMAIL", False)
 EMAIL_BACKEND = ("emails.backends.FileBackend" if MOCK_MODE and not MOCK_MODE_SENDS_EMAIL
-                 else env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend"))
+                 else env_str("EMAIL_BACKEND", _provider["PROVIDER_BACKEND"] or "emails.backends.SMTPBackend"))
 EMAIL_FILE_PATH = VAR_DIR / "mail"
-# django-anymail's settings from ANYMAIL_<NAME> variables (ANYMAIL_POSTMARK_SERVER_TOKEN=...).
-ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Resilience <hello@localhost>")
 # The right-hand side of every Message-ID (<msg-<message id>@DOMAIN>): the sender's domain by default.
 EMAIL_MESSAGE_ID_DOMAIN = env_str("EMAIL_MESSAGE_ID_DOMAIN", DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip("> ") or "localhost")

@@ -22,7 +22,7 @@ from delivery.models import DeliveryRun, DeliveryStep
 from delivery.services import start_delivery
 from dlq.models import DeadLetter
 from emails import tracking
-from emails.models import Message, Suppression
+from emails.models import EmailEvent, Message, Suppression
 from leads.models import Lead, LeadSubmission, WebhookIdempotencyKey
 from resilience.http import csrf_failure
 from resilience.openapi import document
@@ -48,7 +48,8 @@ def _table(model) -> str:
 def stored() -> tuple:
     """What any request could store or change, in one query: compared before and after a refused one."""
     counts = [f"(SELECT count(*) FROM {_table(model)})" for model in (
-        Lead, LeadSubmission, WebhookIdempotencyKey, Job, DeadLetter, DeliveryRun, DeliveryStep, LogEntry, Suppression)]
+        Lead, LeadSubmission, WebhookIdempotencyKey, Job, DeadLetter, DeliveryRun, DeliveryStep, LogEntry, Suppression,
+        EmailEvent)]
     counts += [f"(SELECT count(*) FROM {_table(Lead)} WHERE won_at IS NOT NULL)",
                f"(SELECT count(*) FROM {_table(DeadLetter)} WHERE resolved)",
                f"(SELECT coalesce(sum(open_count), 0) || '/' || coalesce(sum(click_count), 0) || '/' || "

@@ -19,6 +19,9 @@ SMTP = "smtp"
 # Shared by every provider: HTTP basic auth ("user:password", several comma-separated while rotating)
 # that anymail checks on every webhook post, and the only check for providers that do not sign.
 WEBHOOK_SECRET = "WEBHOOK_SECRET"
+# Every provider's: seconds anymail waits for the provider's answer (a send that times out may have
+# been accepted: the message stays `sending`, and the retry makes it `unknown`).
+REQUESTS_TIMEOUT = "REQUESTS_TIMEOUT"
 # Settings anymail reads as JSON structures rather than strings.
 _JSON_SETTINGS = {"AMAZON_SES_CLIENT_PARAMS", "AMAZON_SES_SESSION_PARAMS"}
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$")
@@ -38,7 +41,7 @@ class Provider:
     idempotency_seconds: int = 0
 
     def settings(self) -> tuple[str, ...]:
-        return (*self.required, *self.optional, *(self.verified_by or ()), WEBHOOK_SECRET)
+        return (*self.required, *self.optional, *(self.verified_by or ()), WEBHOOK_SECRET, REQUESTS_TIMEOUT)
 
 
 def _view(module: str, name: str) -> str:
@@ -125,6 +128,14 @@ def provider_settings() -> dict:
 
 
 def _parse(key: str, value: str):
+    if key == REQUESTS_TIMEOUT:
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ConfigError(f"ANYMAIL_REQUESTS_TIMEOUT={value!r} is not a number of seconds") from None
+        if not 1 <= seconds <= 600:
+            raise ConfigError(f"ANYMAIL_REQUESTS_TIMEOUT={seconds:g} must be between 1 and 600 seconds")
+        return seconds
     if key not in _JSON_SETTINGS:
         return value
     try:

@@ -81,10 +81,7 @@ def from_anymail(provider: str, event: AnymailTrackingEvent) -> ProviderEvent:
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
     return ProviderEvent(
         provider=provider,
-        # Some providers give no id for some events (Postmark's deliveries, opens, clicks): the event
-        # as posted names itself, and a re-post is the same text.
-        event_id=str(event.event_id or "sha256:" + hashlib.sha256(
-            json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()),
+        event_id=_event_id(provider, event, payload),
         event_type=str(event.event_type or "unknown"),
         recipient=str(event.recipient or ""),
         provider_message_id=str(event.message_id or ""),
@@ -95,6 +92,20 @@ def from_anymail(provider: str, event: AnymailTrackingEvent) -> ProviderEvent:
         hard=not _soft_bounce(provider, event.esp_event),
         payload=payload,
     )
+
+
+def _event_id(provider: str, event: AnymailTrackingEvent, payload: dict[str, Any]) -> str:
+    if provider == "mailgun":
+        # anymail names a Mailgun event by its post's signature token, which a re-post signed anew
+        # changes; the event's own id (unique within a day) with its timestamp does not.
+        data = payload.get("event-data") or {}
+        if data.get("id") and data.get("timestamp"):
+            return f"{data['id']}@{data['timestamp']}"
+    if event.event_id:
+        return str(event.event_id)
+    # Some providers give no id for some events (Postmark's deliveries, opens, clicks): the event as
+    # posted names itself, and a re-post is the same text.
+    return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _soft_bounce(provider: str, esp_event: Any) -> bool:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 
 from emails.models import EmailEvent, Message
@@ -57,7 +59,7 @@ def record_event(event: ProviderEvent) -> bool:
         reason = SUPPRESSES.get(event.event_type)
         if created and reason and (event.hard or reason != "bounce"):
             address = message.to_email if message is not None else event.recipient
-            if address:
+            if _is_address(address):
                 suppress(address, reason, message_id=message.id if message else None, event_id=event.event_id,
                          detail=f"{event.provider} {event.reject_reason} {event.description}".strip()[:500],
                          by=event.provider)
@@ -65,6 +67,15 @@ def record_event(event: ProviderEvent) -> bool:
                 logger.warning("%s %s event %s: %s suppressed", event.provider, event.event_type, event.event_id,
                                address)
     return created
+
+
+def _is_address(address: str) -> bool:
+    # A recipient the provider garbled is recorded with its event, never made a suppressed "address".
+    try:
+        validate_email(address)
+    except ValidationError:
+        return False
+    return len(address) <= 254
 
 
 def _message_of(event: ProviderEvent) -> Message | None:

@@ -81,13 +81,13 @@ def from_anymail(provider: str, event: AnymailTrackingEvent) -> ProviderEvent:
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
     return ProviderEvent(
         provider=provider,
-        event_id=_event_id(provider, event, payload),
-        event_type=str(event.event_type or "unknown"),
-        recipient=str(event.recipient or ""),
-        provider_message_id=str(event.message_id or ""),
+        event_id=_text(_event_id(provider, event, payload)),
+        event_type=_text(event.event_type or "unknown"),
+        recipient=_text(event.recipient),
+        provider_message_id=_text(event.message_id),
         message_id=_uuid(metadata.get(METADATA_KEY)),
-        reject_reason=str(event.reject_reason or ""),
-        description=" ".join(str(part) for part in (event.description, event.mta_response) if part),
+        reject_reason=_text(event.reject_reason),
+        description=" ".join(_text(part) for part in (event.description, event.mta_response) if part),
         occurred_at=event.timestamp,
         hard=not _soft_bounce(provider, event.esp_event),
         payload=payload,
@@ -122,7 +122,20 @@ def _stored_payload(esp_event: Any) -> dict[str, Any]:
         plain = {"unparsed": str(esp_event)[:10_000]}
     if not isinstance(plain, dict):
         plain = {"event": plain}
-    return redact({key: value for key, value in plain.items() if key not in SIGNATURE_FIELDS})
+    return _without_nul(redact({key: value for key, value in plain.items() if key not in SIGNATURE_FIELDS}))
+
+
+def _text(value: Any) -> str:
+    # PostgreSQL stores neither a NUL nor half a surrogate pair: a post carrying one must not become a 500.
+    return str(value or "").replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_text(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return _text(value) if isinstance(value, str) else value
 
 
 def _uuid(value: Any) -> uuid.UUID | None:

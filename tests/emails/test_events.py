@@ -152,3 +152,12 @@ def test_a_wrongly_signed_mailgun_post_is_refused_with_json(mailgun, tamper):
         return
     assert response.status_code == 403 and "not signed by mailgun" in response.json()["error"]
     assert not EmailEvent.objects.exists() and not Suppression.objects.exists()
+
+
+def test_a_signed_post_with_characters_postgresql_cannot_store_is_recorded_not_a_500(fake_provider):
+    odd = {"RecordType": "Bounce", "ID": 79, "Type": "HardBounce", "Email": "nul\u0000@acme.io" + "x" * 300,
+           "Details": "half a pair \ud800", "Metadata": {"k\u0000": "v\u0000"}, "BouncedAt": "2026-01-02T10:00:00Z"}
+    response = Client().post(POSTMARK, json.dumps(odd), "application/json", **basic_auth())
+    assert response.status_code == 200
+    event = EmailEvent.objects.get()
+    assert event.suppressed is False and not Suppression.objects.exists()  # not an address: nobody suppressed

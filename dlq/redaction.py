@@ -91,6 +91,10 @@ def configured_secrets() -> tuple[str, ...]:
             return ()
         values = [getattr(settings, name, "") for name in _SECRET_SETTINGS]
         values += [db.get("PASSWORD") for db in settings.DATABASES.values()]
+        # The email provider's tokens, signing keys and webhook logins (emails.providers), and the
+        # webhook logins' passwords alone (an error may quote just that part).
+        provider = list(getattr(settings, "EMAIL_PROVIDER_SECRETS", ()))
+        values += provider + [login.partition(":")[2] for login in provider if ":" in login]
         values += [urlsplit(url).password for name in _SECRET_URL_SETTINGS
                    if isinstance(url := getattr(settings, name, ""), str) and "@" in url]
         values += [login.partition(":")[2] for login in os.environ.get("FLOWER_BASIC_AUTH", "").split(",")]

@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from emails import services, suppression
-from emails.models import BreakerTrip, Campaign, Message, Suppression
+from emails.models import BreakerTrip, Campaign, EmailEvent, Message, Suppression
 from emails.templating import TemplateError
 
 # The HTML part of a preview is shown on a page of its own, sandboxed: no script, no form, and no
@@ -162,14 +162,14 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ("to_email", "subject", "key")
     readonly_fields = ("id", "message_id", "key", "kind", "campaign", "lead", "to_email", "subject", "text_body",
                        "html_source", "marketing", "links", "site_url", "status", "fence", "job_id", "send_attempts",
-                       "resends", "last_error", "claimed_at", "sent_at", "first_opened_at", "open_count",
-                       "first_clicked_at", "click_count", "unsubscribed_at", "created_at", "updated_at")
+                       "resends", "last_error", "claimed_at", "sent_at", "provider_message_id", "first_opened_at",
+                       "open_count", "first_clicked_at", "click_count", "unsubscribed_at", "created_at", "updated_at")
     exclude = ("html_body",)
     fieldsets = (
         ("Message", {"fields": ("id", "message_id", "key", "kind", "campaign", "lead", "to_email", "subject",
                                 "text_body", "html_source", "marketing", "links", "site_url")}),
         ("Sending", {"fields": ("status", "last_error", "fence", "job_id", "send_attempts", "resends", "claimed_at",
-                                "sent_at")}),
+                                "sent_at", "provider_message_id")}),
         ("Tracking", {"fields": ("first_opened_at", "open_count", "first_clicked_at", "click_count",
                                  "unsubscribed_at")}),
     )
@@ -315,4 +315,34 @@ class BreakerTripAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(EmailEvent)
+class EmailEventAdmin(admin.ModelAdmin):
+    """What the providers reported, as they reported it: read-only (a record of fact, like the ledger)."""
+
+    list_display = ("received_at", "provider", "event_type", "recipient", "message", "reject_reason", "suppressed",
+                    "occurred_at")
+    list_filter = ("event_type", "provider", "suppressed", "reject_reason")
+    search_fields = ("recipient", "event_id", "provider_message_id")
+    list_select_related = ("message",)
+    date_hierarchy = "received_at"
+    fieldsets = (
+        ("Event", {"fields": ("provider", "event_id", "event_type", "recipient", "occurred_at", "received_at")}),
+        ("Message", {"fields": ("message", "provider_message_id")}),
+        ("Outcome", {"fields": ("reject_reason", "description", "suppressed")}),
+        ("As posted", {"fields": ("payload",)}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in EmailEvent._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

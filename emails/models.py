@@ -108,6 +108,8 @@ class Message(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     fence = models.BigIntegerField(null=True, blank=True)  # the attempt that set it `sending`
     job_id = models.UUIDField(null=True, blank=True)  # plain id: the ledger is pruned, messages are not
+    # The provider's id for it (anymail's message.anymail_status.message_id): its events name it.
+    provider_message_id = models.CharField(max_length=255, blank=True, default="")
     send_attempts = models.PositiveIntegerField(default=0)
     resends = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
@@ -139,6 +141,8 @@ class Message(models.Model):
             models.Index(fields=["status"], condition=Q(status="unknown"), name="email_unknown_idx"),
             models.Index(fields=["last_failed_at"], condition=Q(last_failure="ours"), name="email_refused_ours_idx"),
             models.Index(fields=["claimed_at"], name="email_claimed_idx"),
+            models.Index(fields=["provider_message_id"], condition=~Q(provider_message_id=""),
+                         name="email_provider_message_id_idx"),
         ]
         permissions = [("resolve_unknown_message", "Can mark an unknown message sent or send it again")]
 
@@ -204,3 +208,47 @@ class BreakerTrip(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_cause_display()} at {self.tripped_at:%Y-%m-%d %H:%M}"
+
+
+class EmailEvent(models.Model):
+    """One tracking event a provider posted to /email/events/<provider>/, recorded once however often
+    the provider posts it again (provider, event_id is unique)."""
+
+    class Type(models.TextChoices):  # django-anymail's normalised event types
+        QUEUED = "queued", "queued"
+        SENT = "sent", "sent"
+        REJECTED = "rejected", "rejected"
+        FAILED = "failed", "failed"
+        BOUNCED = "bounced", "bounced"
+        DEFERRED = "deferred", "deferred"
+        DELIVERED = "delivered", "delivered"
+        AUTORESPONDED = "autoresponded", "autoresponded"
+        OPENED = "opened", "opened"
+        CLICKED = "clicked", "clicked"
+        COMPLAINED = "complained", "complained"
+        UNSUBSCRIBED = "unsubscribed", "unsubscribed"
+        SUBSCRIBED = "subscribed", "subscribed"
+        UNKNOWN = "unknown", "unknown"
+
+    provider = models.CharField(max_length=30)
+    # The provider's event id, or (for providers that give none) a digest of the event as posted.
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=15, choices=Type.choices)
+    recipient = models.CharField(max_length=254, blank=True)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    reject_reason = models.CharField(max_length=30, blank=True)
+    description = models.TextField(blank=True)  # the provider's words (and the receiving server's)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    suppressed = models.BooleanField(default=False)  # this event stopped mail to the address
+    payload = models.JSONField(default=dict, blank=True)  # as posted, signatures and secrets removed
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name, verbose_name_plural = "email event", "email events"
+        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="email_event_once")]
+        indexes = [models.Index(fields=["provider_message_id"], name="email_event_provider_msg_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.recipient}"

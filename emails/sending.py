@@ -1,8 +1,10 @@
 """Sending one message exactly once: the runner's outside-call steps for an email-sending job.
 
 prepare  pending -> sending, stamped with the attempt's fence, committed before any network call
-call     the email backend (SMTP, a file in MOCK_MODE, or a provider through django-anymail)
-record   sending -> sent, in the transaction that completes the job (refused unless the fence holds)
+call     the email backend (SMTP, a file in MOCK_MODE, or a provider through django-anymail, given the
+         job's idempotency key where the provider takes one)
+record   sending -> sent with the provider's message id, in the transaction that completes the job
+         (refused unless the fence holds)
 failed   refused for now (4xx, or the connection failed before DATA): back to pending, retried;
          refused on our side or for the message (5.7.x, relay, login, content, a 5xx without an
          enhanced code: emails.refusals): back to pending, retried, then dead-lettered with the
@@ -29,6 +31,7 @@ from django.db.models.functions import Now
 
 from dlq.redaction import redact_text
 from emails import refusals, suppression, tracking
+from emails.events import METADATA_KEY, attach_events
 from emails.models import Message
 from leads.models import Lead
 from resilience.text import header_text
@@ -131,19 +134,24 @@ class EmailWork:
                                        headers=prepared.headers, connection=connection)
         if prepared.html:
             email.attach_alternative(prepared.html, "text/html")
+        # Read by django-anymail's backends, ignored by the others: the provider echoes the metadata
+        # in its events, and the job's key reaches the providers that take one (emails.backends).
+        email.metadata = {METADATA_KEY: str(prepared.message_id)}
+        email.idempotency_key = attempt.idempotency_key
         try:
             email.send()
         except Exception as exc:
             raise classify(exc, data_started=getattr(connection, "data_started", True)) from exc
-        return "sent"
+        return provider_message_id(email)
 
     def record(self, attempt: Attempt, prepared: Prepared, result: str) -> None:
         mine = Message.objects.filter(pk=prepared.message_id)
         if prepared.action == "send":
             if not mine.filter(status=S.SENDING, fence=attempt.fence).update(
-                    status=S.SENT, sent_at=Now(), last_error="", updated_at=Now()):
+                    status=S.SENT, sent_at=Now(), last_error="", provider_message_id=result, updated_at=Now()):
                 logger.warning("message %s: sent, but no longer `sending` under fence %s", prepared.message_id,
                                attempt.fence)
+            attach_events(prepared.message_id, result)
         elif prepared.action == "unknown":
             if mine.filter(status=S.SENDING, fence=prepared.found_fence).update(
                     status=S.UNKNOWN, last_error="found `sending` by a later attempt: it may or may not have been "
@@ -166,6 +174,17 @@ class EmailWork:
                         last_failure=F.OURS if isinstance(exc, Refused) else F.TEMPORARY)
         else:  # it may have been accepted: stays `sending`, and the next attempt makes it `unknown`
             mine.update(last_error=error, updated_at=Now())
+
+
+def provider_message_id(email: EmailMultiAlternatives) -> str:
+    """The provider's id for the message just sent (anymail's anymail_status), "" for SMTP."""
+    status = getattr(email, "anymail_status", None)
+    found = getattr(status, "message_id", None)
+    if isinstance(found, str):
+        return found[:255]
+    if isinstance(found, set | frozenset) and len(found) == 1:  # one id per recipient; we send to one
+        return str(next(iter(found)))[:255]
+    return ""
 
 
 def classify(exc: BaseException, *, data_started: bool) -> BaseException:

@@ -33,7 +33,8 @@ def api_not_found(request, exception=None):
 
 
 def _is_api(request) -> bool:
-    return request.path.startswith("/api/") or request.path in ("/metrics", "/healthz")
+    # /email/events/: providers post their webhooks there, and read JSON errors like any API client.
+    return request.path.startswith(("/api/", "/email/events/")) or request.path in ("/metrics", "/healthz")
 
 
 def api_bad_request(request, exception=None):

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
 from access.auth import admin_api
+from emails.providers import WEBHOOK_PROVIDERS
 from leads.idempotency import MAX_KEY_LENGTH
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -54,7 +55,8 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Resilience HTTP API", "version": "1",
-                 "description": "The Clay webhook, the admin API, Prometheus metrics and the liveness check. "
+                 "description": "The Clay webhook, the email providers' webhooks, the admin API, Prometheus "
+                                "metrics and the liveness check. "
                                 "Every error is JSON: {\"success\": false, \"error\": \"<what is wrong>\"}."},
         "components": {
             "securitySchemes": {
@@ -63,6 +65,20 @@ def document() -> dict[str, Any]:
                 "staffSession": {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME,
                                  "description": "An admin login; changes also need the X-CSRFToken header"},
                 "claySecret": {"type": "apiKey", "in": "header", "name": "X-Clay-Secret"},
+                # The email providers' webhooks: no login, no token; the provider's own signature.
+                "providerSignature": {
+                    "type": "apiKey", "in": "header", "name": "Signature",
+                    "description": "The email provider's signature of the post, checked by django-anymail with "
+                                   "the provider's key: Mailgun's signature block (HMAC-SHA256, "
+                                   "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY), SendGrid's "
+                                   "X-Twilio-Email-Event-Webhook-Signature (ECDSA), Resend's svix-signature, "
+                                   "MailerSend's Signature, Postal's X-Postal-Signature, Mandrill's "
+                                   "X-Mandrill-Signature, Unisender Go's auth field"},
+                "providerBasicAuth": {
+                    "type": "http", "scheme": "basic",
+                    "description": "ANYMAIL_WEBHOOK_SECRET (user:password) in the webhook URL given to the provider: "
+                                   "the only check for providers that do not sign (Postmark, Amazon SES through "
+                                   "SNS, Brevo, Mailjet, Mailtrap, SparkPost), an extra one for the others"},
             },
             "schemas": {"Error": {"type": "object", "required": ["success", "error"], "properties": {
                 "success": {"const": False}, "error": {"type": "string"}}}},
@@ -129,6 +145,24 @@ def document() -> dict[str, Any]:
                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
                               **_errors(*admin_errors)},
             }},
+            "/email/events/{provider}/": {
+                "parameters": [{"name": "provider", "in": "path", "required": True,
+                                "schema": {"type": "string", "enum": list(WEBHOOK_PROVIDERS)}}],
+                "post": {
+                    "operationId": "emailProviderEvents",
+                    "summary": "An email provider's tracking webhook (django-anymail): each event recorded once "
+                               "per event id; a hard bounce, a complaint or an unsubscribe suppresses the address. "
+                               "Served for EMAIL_PROVIDER only, once its verification is configured",
+                    "security": [{"providerSignature": []}, {"providerBasicAuth": []}],
+                    "requestBody": {"required": True, "content": {
+                        "application/json": {"schema": {}},
+                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+                    "responses": {**_ok("Verified; the events and how many were new", {
+                        "type": "object", "properties": {"success": {"const": True}, "events": {"type": "integer"},
+                                                         "recorded": {"type": "integer"}}}),
+                        **_errors(400, 401, 403, 404, 405, 413, 503)},
+                },
+            },
             "/healthz": {"get": {
                 "operationId": "healthz", "summary": "Liveness: answers without touching the database",
                 "security": [], "responses": {**_ok("Alive"), **_errors(405)},

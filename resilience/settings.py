@@ -229,22 +229,27 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
 
 # --- Email (emails/) ----------------------------------------------------------------------------
 # SMTP from EMAIL_URL (smtp://user:pass@host:587?tls=1) or EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
-# EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail: set
-# EMAIL_BACKEND (and its ANYMAIL settings) and nothing else changes. MOCK_MODE sends nothing: each
-# message is written as an .eml file under var/mail/ that a person can open.
+# EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail:
+# EMAIL_PROVIDER=postmark (amazon_ses, sendgrid, mailgun, resend ...) with its ANYMAIL_<NAME> settings
+# (emails/providers.py), and nothing else changes. MOCK_MODE sends nothing: each message is written as
+# an .eml file under var/mail/ that a person can open.
 from emails.conf import public_base_url, sender, smtp_settings  # noqa: E402
+from emails.providers import provider_settings  # noqa: E402
 
 _smtp = smtp_settings()
 globals().update(_smtp)
+_provider = provider_settings()
+# EMAIL_PROVIDER also chooses whose signed tracking webhooks /email/events/<provider>/ accepts.
+EMAIL_PROVIDER = _provider["EMAIL_PROVIDER"]
+ANYMAIL = _provider["ANYMAIL"]
+EMAIL_PROVIDER_SECRETS = _provider["EMAIL_PROVIDER_SECRETS"]  # by value, for dlq.redaction; never shown
 # MOCK_MODE_SENDS_EMAIL=true keeps Claude mocked but sends through the backend above (make chaos: a
 # loopback SMTP server that counts what arrives); off, MOCK_MODE never sends a real email.
 MOCK_MODE_SENDS_EMAIL = env_bool("MOCK_MODE_SENDS_EMAIL", False)
 EMAIL_SENDS_MAIL = not MOCK_MODE or MOCK_MODE_SENDS_EMAIL
-EMAIL_BACKEND = (env_str("EMAIL_BACKEND", "emails.backends.SMTPBackend") if EMAIL_SENDS_MAIL
-                 else "emails.backends.FileBackend")
+EMAIL_BACKEND = (env_str("EMAIL_BACKEND", _provider["PROVIDER_BACKEND"] or "emails.backends.SMTPBackend")
+                 if EMAIL_SENDS_MAIL else "emails.backends.FileBackend")
 EMAIL_FILE_PATH = VAR_DIR / "mail"
-# django-anymail's settings from ANYMAIL_<NAME> variables (ANYMAIL_POSTMARK_SERVER_TOKEN=...).
-ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
 # The sender of transactional mail (a handover); marketing mail (outreach, campaigns) comes from
 # CAMPAIGN_FROM_EMAIL when set, so that complaints about marketing do not sink the reputation of the
 # address customers' handovers come from (a subdomain of its own, e.g. news@mail.agency.com).

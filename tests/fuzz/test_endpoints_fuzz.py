@@ -22,7 +22,7 @@ from delivery.models import DeliveryRun, DeliveryStep
 from delivery.services import start_delivery
 from dlq.models import DeadLetter
 from emails import tracking
-from emails.models import Message, Suppression
+from emails.models import EmailEvent, Message, Suppression
 from leads.models import Lead, LeadSubmission, WebhookIdempotencyKey
 from resilience.http import csrf_failure
 from resilience.openapi import document
@@ -48,7 +48,8 @@ def _table(model) -> str:
 def stored() -> tuple:
     """What any request could store or change, in one query: compared before and after a refused one."""
     counts = [f"(SELECT count(*) FROM {_table(model)})" for model in (
-        Lead, LeadSubmission, WebhookIdempotencyKey, Job, DeadLetter, DeliveryRun, DeliveryStep, LogEntry, Suppression)]
+        Lead, LeadSubmission, WebhookIdempotencyKey, Job, DeadLetter, DeliveryRun, DeliveryStep, LogEntry, Suppression,
+        EmailEvent)]
     counts += [f"(SELECT count(*) FROM {_table(Lead)} WHERE won_at IS NOT NULL)",
                f"(SELECT count(*) FROM {_table(DeadLetter)} WHERE resolved)",
                f"(SELECT coalesce(sum(open_count), 0) || '/' || coalesce(sum(click_count), 0) || '/' || "
@@ -255,3 +256,43 @@ def test_a_csrf_refusal_is_json_on_the_api_and_a_page_in_the_admin(django_user_m
     client.force_login(django_user_model.objects.create_superuser("root", password="x"))
     page = client.post("/admin/logout/")
     assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
+
+
+# --- the email providers' signed webhooks ------------------------------------------------------------
+
+def _postmark_event(draw) -> dict:
+    return draw(st.fixed_dictionaries(
+        {"RecordType": st.sampled_from(["Delivery", "Bounce", "SpamComplaint", "Open", "Click", "SubscriptionChange",
+                                        "Inbound", "Other"])},
+        optional={"Type": st.sampled_from(["HardBounce", "SoftBounce", "Transient", "SpamComplaint", "Weird"]),
+                  "ID": values, "MessageID": values, "Email": values, "Recipient": values, "BouncedAt": values,
+                  "DeliveredAt": values, "ReceivedAt": values, "Metadata": values, "Details": values}))
+
+
+@fuzzes("POST /email/events/{provider}/")
+@fuzz_settings
+@given(provider=st.sampled_from(["postmark", "mailgun"]), login=st.sampled_from(["right", "wrong", "none"]),
+       method=st.sampled_from(["POST"] * 6 + ["GET", "HEAD", "PUT"]), data=st.data(), content_type=content_types)
+def test_provider_webhooks_with_any_post(settings, provider, login, method, data, content_type):
+    """Signed, unsigned and wrongly signed posts with any body: never a 500; a refusal records nothing."""
+    from tests.emails.provider_keys import MAILGUN_SIGNING_KEY, WEBHOOK_LOGIN, basic_auth, mailgun_post
+
+    settings.EMAIL_PROVIDER = provider
+    settings.ANYMAIL = ({"POSTMARK_SERVER_TOKEN": "POSTMARK_API_TEST", "WEBHOOK_SECRET": [WEBHOOK_LOGIN]}
+                        if provider == "postmark"
+                        else {"MAILGUN_API_KEY": "k", "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY})
+    if data.draw(st.booleans()):
+        event_data = _postmark_event(data.draw) if provider == "postmark" else data.draw(
+            st.dictionaries(st.sampled_from(["event", "severity", "id", "timestamp", "recipient", "message",
+                                             "user-variables", "delivery-status"]), values, max_size=8))
+        raw = (json.dumps(event_data, default=str).encode() if provider == "postmark" else
+               mailgun_post(event_data, key=MAILGUN_SIGNING_KEY if login == "right" else "wrong-signing-key"))
+    else:
+        raw = data.draw(bodies)
+    auth = {"right": basic_auth(), "wrong": basic_auth("postmark-hooks:not-the-password"), "none": {}}[login]
+    with rolled_back():
+        before = stored()
+        response = Client().generic(method, f"/email/events/{provider}/", raw, content_type, **auth)
+        assert_answer_ok(response, method)
+        if response.status_code >= 400:
+            assert stored() == before, f"a refused post to the {provider} webhook stored something"

@@ -31,6 +31,7 @@ from emails import tracking
 from emails.models import Message
 from leads.models import Lead
 from resilience.openapi import document
+from tests.emails.provider_keys import signing_settings
 from tests.fuzz.test_endpoints_fuzz import stored
 from workers.models import Job
 
@@ -82,7 +83,10 @@ MODEL_ADMIN_URLS = [(url, name) for url, name in ADMIN_URLS
 API_OPERATIONS = [(method.upper(), path.replace("{lead_id}", "1"))
                   for path, item in document()["paths"].items() for method in item if method != "parameters"]
 ADMIN_API = [(method, path) for method, path in API_OPERATIONS
-             if path not in ("/api/webhooks/clay", "/healthz")]  # their own gates, below
+             if path not in ("/api/webhooks/clay", "/healthz")  # their own gates, below
+             and not path.startswith("/email/events/")]  # the providers' signatures, below
+# Every provider whose webhook the document lists: its signature is the only credential there is.
+EVENT_PROVIDERS = document()["paths"]["/email/events/{provider}/"]["parameters"][0]["schema"]["enum"]
 WRITES = [(method, path) for method, path in ADMIN_API if method not in ("GET", "HEAD")]
 
 
@@ -265,6 +269,32 @@ def test_the_webhook_refuses_a_wrong_or_missing_secret(client, secret):
     response = client.post("/api/webhooks/clay", b'[{"email": "jane@acme.io"}]', "application/json", **headers)
     assert response.status_code == 401 and "X-Clay-Secret" in refusal(response)
     assert stored() == before
+
+
+# --- the email providers' webhooks ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("provider", EVENT_PROVIDERS)
+@pytest.mark.parametrize("body, content_type", [(b"{}", "application/json"), (b"[]", "application/json"),
+                                                (b"event=delivered", "application/x-www-form-urlencoded"),
+                                                (b"\xff", "application/octet-stream")])
+def test_an_unsigned_post_to_each_provider_webhook_is_refused_with_json(settings, provider, body, content_type):
+    settings.EMAIL_PROVIDER, settings.ANYMAIL = provider, signing_settings(provider)
+    for client in (Client(), session(User.objects.create_user(f"v-{provider}-{len(body)}", password="x")),
+                   Client(HTTP_AUTHORIZATION=f"Bearer {create_token('r')[1]}"),
+                   Client(HTTP_AUTHORIZATION="Basic " + "d3Jvbmc6d3JvbmctcGFzc3dvcmQ=")):  # wrong:wrong-password
+        before = stored()
+        response = client.post(f"/email/events/{provider}/", body, content_type)
+        assert response.status_code in (400, 401, 403), (provider, response.status_code, response.content)
+        assert "not signed" in refusal(response) or "login" in refusal(response), response.json()
+        assert stored() == before
+
+
+def test_a_provider_webhook_is_not_served_until_its_verification_is_configured(settings):
+    settings.EMAIL_PROVIDER, settings.ANYMAIL = "mailgun", {"MAILGUN_API_KEY": "key-not-a-signing-key"}
+    response = Client().post("/email/events/mailgun/", b"{}", "application/json")
+    assert response.status_code == 404 and "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY" in refusal(response)
+    settings.ANYMAIL = signing_settings("postmark")  # configured, but for another provider than EMAIL_PROVIDER
+    assert Client().post("/email/events/postmark/", b"{}", "application/json").status_code == 404
 
 
 # --- the tracking links -----------------------------------------------------------------------------------

@@ -35,6 +35,21 @@ def audience_with_sites(n: int) -> None:
     Job.objects.all().delete()
 
 
+def launched_with_both_pools(processes, recipients: int) -> Campaign:
+    """A campaign to `recipients` qualified leads with sites, launched once an email worker and a
+    dispatcher of each pool are up."""
+    audience_with_sites(recipients)
+    campaign = Campaign.objects.create(name="Big", subject_template="Hi {{ first_name }}",
+                                       text_template="Your site: {{ site_url }}")
+    for pool in POOLS:
+        processes.worker("email-sending", pool, 4)
+        processes.dispatcher(pool)
+    for pool in POOLS:
+        processes.wait_ready(f"email-sending@{pool}")
+    assert services.launch_campaign(campaign.id).queued == recipients
+    return campaign
+
+
 def test_campaign_of_200_with_a_worker_sigkilled_mid_campaign(processes):
     sink = SmtpSink(data_delay=0.3).start()  # each answer takes a while: a kill finds messages in flight
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -44,16 +59,7 @@ def test_campaign_of_200_with_a_worker_sigkilled_mid_campaign(processes):
             EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(sink.port), EMAIL_TIMEOUT="10",
             DEFAULT_FROM_EMAIL="Agency <hello@agency.test>", PUBLIC_BASE_URL="http://127.0.0.1:8000",
             EMAIL_SENDING_RATE=f"{LIMIT}/{PERIOD:g}s", EMAIL_SENDING_CONCURRENCY="4", LOG_LEVEL="INFO")
-        audience_with_sites(RECIPIENTS)
-        campaign = Campaign.objects.create(name="Big", subject_template="Hi {{ first_name }}",
-                                           text_template="Your site: {{ site_url }}")
-        for pool in POOLS:
-            processes.worker("email-sending", pool, 4)
-            processes.dispatcher(pool)
-        for pool in POOLS:
-            processes.wait_ready(f"email-sending@{pool}")
-
-        assert services.launch_campaign(campaign.id).queued == RECIPIENTS
+        campaign = launched_with_both_pools(processes, RECIPIENTS)
         starts: dict[bytes, float] = {}
         killed = False
 

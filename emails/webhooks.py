@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import uuid
 from typing import Any
 
@@ -131,10 +132,14 @@ def _text(value: Any) -> str:
 
 
 def _without_nul(value: Any) -> Any:
+    """What PostgreSQL's JSON can store: no NUL, no half surrogate, no NaN or Infinity (Python's json
+    reads and writes them; PostgreSQL refuses them as invalid JSON)."""
     if isinstance(value, dict):
         return {_text(key): _without_nul(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_without_nul(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return _text(value) if isinstance(value, str) else value
 
 

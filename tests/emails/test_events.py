@@ -162,3 +162,12 @@ def test_a_signed_post_with_characters_postgresql_cannot_store_is_recorded_not_a
     assert response.status_code == 200
     event = EmailEvent.objects.get()
     assert event.suppressed is False and not Suppression.objects.exists()  # not an address: nobody suppressed
+
+
+def test_a_signed_post_with_numbers_postgresql_json_cannot_hold_is_recorded_not_a_500(fake_provider):
+    """NaN and Infinity are JSON to Python, not to PostgreSQL (found by the webhook fuzz)."""
+    body = '{"RecordType": "Delivery", "Recipient": "jane@acme.io", "ServerID": NaN, "Extra": [Infinity, -Infinity]}'
+    response = Client().post(POSTMARK, body, "application/json", **basic_auth())
+    assert response.status_code == 200
+    assert EmailEvent.objects.get().payload == {"RecordType": "Delivery", "Recipient": "jane@acme.io",
+                                                "ServerID": "nan", "Extra": ["inf", "-inf"]}

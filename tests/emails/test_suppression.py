@@ -8,13 +8,12 @@ import pytest
 from django.contrib.admin.models import ADDITION, DELETION, LogEntry
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from emails import services
 from emails.models import Campaign, Message, Suppression
 from emails.suppression import import_csv, is_suppressed, suppress
 from tests.emails.helpers import make_lead, run_due_email_jobs
+from tests.migrating import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SITE = "https://sites.example.com/sites/abc123/"
@@ -64,13 +63,6 @@ def test_a_suppressed_address_receives_nothing_outreach_campaign_or_transactiona
     assert counts["u@acme.io"] == 1 and smtp_sink.to("u@acme.io")[0]["Subject"].startswith("Your website")
     assert counts["ok@acme.io"] == 2  # outreach and the campaign
     assert set(Message.objects.filter(to_email="c@acme.io").values_list("status", flat=True)) == {"skipped"}
-
-
-def migrate(target):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-    return executor.loader.project_state([target]).apps
 
 
 def test_the_migration_turns_old_rows_into_facts_and_drops_bounces_that_were_not_the_mailboxs():

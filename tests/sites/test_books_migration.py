@@ -3,10 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
-
-from tests.access.test_token_user_migration import migrate
+from tests.migrating import migrate, migrate_to_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -14,8 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def back_to_the_latest():
     yield  # the tests after this one run on the whole schema, whatever came to depend on sites since
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to_latest()
 
 
 def test_each_existing_site_becomes_one_paid_request_with_its_tokens_and_cost():

@@ -1,4 +1,4 @@
-"""Runs with their steps (state, attempts, timings, the job of each), read-only: runs are started by
+"""Runs with their steps (state, attempts, waits, timings, the job of each), read-only: runs are started by
 "mark won" on a lead (or the admin API) and moved on by their jobs; a failed run is resumed by
 requeueing its dead-letter entry."""
 from __future__ import annotations
@@ -32,8 +32,8 @@ def _job_link(job_id: uuid.UUID | None) -> str:
 
 class DeliveryStepInline(admin.TabularInline):
     model = DeliveryStep
-    fields = ("position", "step", "state", "attempts", "started_at", "finished_at", "took", "job", "last_error",
-              "result")
+    fields = ("position", "step", "state", "attempts", "waits", "waiting_for", "started_at", "finished_at", "took",
+              "job", "last_error", "result")
     readonly_fields = fields
     ordering = ("position",)
     extra = 0

@@ -43,6 +43,10 @@ class DeliveryStep(models.Model):
     name = models.CharField(max_length=60)  # a key of delivery.steps
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveIntegerField(default=0)  # every start, across requeues
+    # Times it waited for something outside the run (the lead's site, still to be made): a wait is
+    # not an attempt, and each one is longer than the last (delivery.steps.site_wait_seconds).
+    waits = models.PositiveIntegerField(default=0, db_default=0)
+    waiting_for = models.CharField(max_length=300, blank=True, default="", db_default="")  # while it waits
     job_id = models.UUIDField(null=True, blank=True)  # plain id: the ledger is pruned, runs are not
     result = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)

@@ -7,6 +7,7 @@ step marked done is never run again (its job, delivered twice, finds it done: Al
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -19,7 +20,7 @@ from dlq.models import DeadLetter
 from dlq.redaction import redact_text
 from leads.models import Lead
 from workers import ledger
-from workers.errors import InvalidData, MissingResource
+from workers.errors import InvalidData, MissingResource, Postpone
 from workers.outside import AlreadyDone, Attempt
 
 DELIVERY_QUEUE = "delivery"
@@ -28,6 +29,11 @@ STEP_TASK = "delivery.run_step"
 
 class LeadNotFound(Exception):
     pass
+
+
+# The lead has no site and none is being made (never qualified, disqualified): its run could never
+# publish one, so it is not started.
+NoSiteComing = step_defs.NoSiteComing
 
 
 def step_key(run_id: int, name: str) -> str:
@@ -49,13 +55,16 @@ def _enqueue_step(run: DeliveryRun, step: DeliveryStep) -> None:
 def start_delivery(lead_id: int, *, by: str) -> tuple[DeliveryRun, bool]:
     """Mark the lead won and start its delivery run: (run, created). A lead has one run: starting
     it again returns the existing run, whatever its state (a failed run resumes through the
-    dead-letter queue, at its failed step)."""
+    dead-letter queue, at its failed step). A lead with no run that has no site and no site-generation
+    job is refused (NoSiteComing), before it is marked won."""
     with transaction.atomic():
         # The lead's row lock makes concurrent starts wait for each other; the unique index on
         # DeliveryRun.lead is what guarantees one run even without it.
         lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
         if lead is None:
             raise LeadNotFound(f"no lead {lead_id}")
+        if not DeliveryRun.objects.filter(lead=lead).exists():
+            step_defs.check_site_coming(lead)
         Lead.objects.filter(pk=lead.pk, won_at__isnull=True).update(won_at=Now(), updated_at=Now())
         run, created = DeliveryRun.objects.get_or_create(lead=lead, defaults={"started_by": by[:150]})
         if created:
@@ -82,27 +91,43 @@ def _locked_step(step_id: int) -> DeliveryStep:
     return step
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """What prepare() hands to call() when the step must wait: call() postpones the job."""
+    seconds: float
+    reason: str
+
+
 class StepWork:
     """workers.outside.OutsideWork for one delivery step."""
 
-    def prepare(self, attempt: Attempt) -> step_defs.StepContext:
+    def prepare(self, attempt: Attempt) -> step_defs.StepContext | Waiting:
         step = _locked_step(_payload_step_id(attempt.payload))
         if step.state == DeliveryStep.State.DONE:
             raise AlreadyDone(f"delivery step {step.pk} ({step.name}) is done")
-        step_defs.step_named(step.name)  # unknown: PermanentError before anything is marked
+        definition = step_defs.step_named(step.name)  # unknown: PermanentError before anything is marked
+        if definition.needs_site:
+            waiting_for = step_defs.site_wait_reason(step.run.lead)
+            if waiting_for is not None:
+                return _wait(step, waiting_for)
         now = timezone.now()
         step.state = DeliveryStep.State.RUNNING
         step.attempts += 1
         step.started_at = step.started_at or now
         step.job_id = attempt.job_id
-        step.save(update_fields=["state", "attempts", "started_at", "job_id"])
+        step.waiting_for = ""
+        step.save(update_fields=["state", "attempts", "started_at", "job_id", "waiting_for"])
         DeliveryRun.objects.filter(pk=step.run_id).update(current_step=step.position, updated_at=now)
         run = step.run
         return step_defs.StepContext(run_id=run.pk, lead_id=run.lead_id, lead_email=run.lead.email, step_id=step.pk,
                                      position=step.position, name=step.name,
                                      idempotency_key=step_key(run.pk, step.name))
 
-    def call(self, attempt: Attempt, ctx: step_defs.StepContext) -> dict[str, Any]:
+    def call(self, attempt: Attempt, ctx: step_defs.StepContext | Waiting) -> dict[str, Any]:
+        if isinstance(ctx, Waiting):
+            # Raised here rather than in prepare(): prepare's transaction must commit for the wait to
+            # be counted, and it is the attempt's owner that counted it (the job's row was locked).
+            raise Postpone(ctx.seconds, ctx.reason)
         step = step_defs.step_named(ctx.name)
         return step.call(ctx) if step.call else {}
 
@@ -114,9 +139,20 @@ class StepWork:
         result = definition.record(ctx, called) if definition.record else called
         _finish_step(step, result)
 
-    def failed(self, attempt: Attempt, ctx: step_defs.StepContext, exc: BaseException) -> None:
+    def failed(self, attempt: Attempt, ctx: step_defs.StepContext | Waiting, exc: BaseException) -> None:
+        if isinstance(ctx, Waiting):
+            return  # not a failure: prepare() wrote why it waits
         DeliveryStep.objects.filter(pk=ctx.step_id).update(
             last_error=redact_text(f"{type(exc).__name__}: {exc}")[:2000])
+
+
+def _wait(step: DeliveryStep, reason: str) -> Waiting:
+    """Count the step's wait and say why it waits; the step is not started (no attempt counted)."""
+    seconds = step_defs.site_wait_seconds(step.waits)
+    step.waits += 1
+    step.waiting_for = reason
+    step.save(update_fields=["waits", "waiting_for"])
+    return Waiting(seconds, f"delivery step {step.position} ({step.name}) waits {seconds:.0f} s: {reason}")
 
 
 def _finish_step(step: DeliveryStep, result: dict[str, Any]) -> None:
@@ -146,7 +182,7 @@ def fail_run_at_step(step_id: Any, entry: DeadLetter) -> None:
     run = step.run
     total = run.steps.count()
     error = f"delivery step {step.position} of {total} ({step.name}) failed: {entry.error_message or ''}"
-    DeliveryStep.objects.filter(pk=step.pk).update(state=DeliveryStep.State.FAILED,
+    DeliveryStep.objects.filter(pk=step.pk).update(state=DeliveryStep.State.FAILED, waiting_for="",
                                                    last_error=entry.error_message or "")
     DeliveryRun.objects.filter(pk=run.pk).update(state=DeliveryRun.State.FAILED, current_step=step.position,
                                                 error=error, updated_at=Now())

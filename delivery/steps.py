@@ -24,7 +24,9 @@ from django.db.models.functions import Now
 from emails.services import queue_message
 from leads.models import Lead
 from sites.models import Site
-from workers.errors import PermanentError
+from sites.services import site_generation_job
+from workers.errors import MissingResource, PermanentError
+from workers.models import Job, QueuePause
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +49,71 @@ class Step:
     title: str
     call: Callable[[StepContext], dict[str, Any]] | None = None
     record: Callable[[StepContext, dict[str, Any]], dict[str, Any]] | None = None
+    # The step cannot act before the lead's site exists: while site generation is still to make it
+    # (its job waiting, running, or its queue paused by the budget), the step waits instead of failing.
+    needs_site: bool = False
 
 
 class SiteNotReady(Exception):
-    """The lead has no site yet (still generating?): a temporary failure, retried with backoff; after
-    the last attempt the run is dead-lettered at this step, to be requeued once the site exists."""
+    """The lead has no site and its site-generation job ended without one (dead-lettered, or the site
+    was deleted): a temporary failure, retried with backoff; after the last attempt the run is
+    dead-lettered at this step, to be requeued once the site exists."""
+
+
+class NoSiteComing(MissingResource):
+    """The lead has no site and no site-generation job (it was never qualified): no site will ever come."""
+
+
+# --- waiting for the lead's site ------------------------------------------------------------------
+
+# While the site is still to be made, the step asks again after 30 s, then twice as long each time, up
+# to 15 minutes. Site generation paused by the daily budget stays paused until 00:00 UTC, so a wait
+# can last a day: growing waits keep that to about a hundred checks (each takes a start slot of the
+# delivery queue's rate limit, shared with the runs that can go on), and the cap bounds how late a
+# delivery goes on once its site exists, while a site made in seconds is picked up in seconds.
+SITE_WAIT_FIRST_SECONDS = 30.0
+SITE_WAIT_MOST_SECONDS = 900.0
+
+
+def site_wait_seconds(waits: int) -> float:
+    """How long to wait after `waits` earlier waits of the same step."""
+    return min(SITE_WAIT_MOST_SECONDS, SITE_WAIT_FIRST_SECONDS * 2 ** min(waits, 16))
+
+
+def no_site_coming(lead: Lead) -> str:
+    """Why `lead`, which has no site and no site-generation job, will never get a site."""
+    if lead.status == Lead.Status.DISQUALIFIED:
+        why = f"it is disqualified (score {lead.score}), and only a qualified lead's site is generated"
+    else:
+        why = ("it is qualified but never went through lead processing (or its site was deleted after its job was "
+               "pruned)")
+    return f"lead {lead.pk} has no site and no site-generation job: {why}"
+
+
+def check_site_coming(lead: Lead) -> None:
+    """NoSiteComing unless the lead has its site or a site-generation job that may make it."""
+    if not Site.objects.filter(lead_id=lead.pk).exists() and site_generation_job(lead.pk) is None:
+        raise NoSiteComing(no_site_coming(lead))
+
+
+def site_wait_reason(lead: Lead) -> str | None:
+    """Why a step needing the lead's site must wait (its site-generation job is still to run), or None
+    when the site exists. Raises when the site will not come by waiting: NoSiteComing when the lead has
+    no site-generation job, SiteNotReady when that job ended without a site."""
+    if Site.objects.filter(lead_id=lead.pk).exists():
+        return None
+    job = site_generation_job(lead.pk)
+    if job is None:
+        raise NoSiteComing(no_site_coming(lead))
+    if job.state == Job.State.DEAD:
+        raise SiteNotReady(f"lead {lead.pk} has no site: its site-generation job {job.id} is dead-lettered; "
+                           f"requeue it, then this delivery")
+    if job.state == Job.State.SUCCEEDED:
+        raise SiteNotReady(f"lead {lead.pk} has no site, although its site-generation job {job.id} succeeded "
+                           f"(the site was deleted?)")
+    pause = QueuePause.objects.filter(queue=job.queue).first()
+    paused = f"; {job.queue} is paused: {pause.reason}" if pause else ""
+    return f"the site of lead {lead.pk} is not made yet (its site-generation job is {job.state}{paused})"[:300]
 
 
 # --- publish the site -----------------------------------------------------------------------------
@@ -132,8 +194,8 @@ def mark_delivered(ctx: StepContext, called: dict[str, Any]) -> dict[str, Any]:
 
 # Names are stored in each step row: rename one only with a data migration.
 STEPS: tuple[Step, ...] = (
-    Step("publish_site", "Publish the site", record=publish_site),
-    Step("send_handover_email", "Send the handover email", record=send_handover_email),
+    Step("publish_site", "Publish the site", record=publish_site, needs_site=True),
+    Step("send_handover_email", "Send the handover email", record=send_handover_email, needs_site=True),
     Step("notify_team", "Notify the team", call=notify_team),
     Step("mark_delivered", "Mark delivered", record=mark_delivered),
 )

@@ -1,5 +1,6 @@
 """The admin API of deliveries: POST /api/admin/leads/<id>/deliver marks the lead won and starts its
-run (201; 200 with the existing run when it has one); GET reads the lead's run and its steps."""
+run (201; 200 with the existing run when it has one; 409 when the lead will never have a site to deliver);
+GET reads the lead's run and its steps."""
 from __future__ import annotations
 
 from typing import Any
@@ -36,6 +37,8 @@ def serialize_run(run: DeliveryRun) -> dict[str, Any]:
                 "title": step_title(step.name),
                 "state": step.state,
                 "attempts": step.attempts,
+                "waits": step.waits,
+                "waiting_for": step.waiting_for,
                 "started_at": iso_utc(step.started_at),
                 "finished_at": iso_utc(step.finished_at),
                 "last_error": step.last_error,
@@ -59,6 +62,8 @@ def _start(request: HttpRequest, lead_id: int) -> JsonResponse:
                 log_api_change(request.actor_user, run, ADDITION, "Started")
     except services.LeadNotFound as exc:
         raise ApiError(404, str(exc)) from None
+    except services.NoSiteComing as exc:
+        raise ApiError(409, f"not started: {exc}") from None
     return JsonResponse({"success": True, "created": created, "run": serialize_run(run)},
                         status=201 if created else 200)
 

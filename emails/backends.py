@@ -2,9 +2,12 @@
 file backend that writes one .eml per message (MOCK_MODE)."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import smtplib
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -13,8 +16,80 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 
 
+class SendDeadline:
+    """One send cut off as a whole: EMAIL_TIMEOUT bounds each socket operation (Django's meaning),
+    and an SMTP session is a dozen of them (greeting, EHLO, STARTTLS and its handshake, EHLO, AUTH,
+    MAIL, RCPT, DATA, the message, QUIT), each of which a slow or trickling server may stretch to the
+    timeout. At the deadline the session's socket is shut down, which ends whatever it is waiting for
+    at once, and no further command is sent. Connecting is bounded per address tried by EMAIL_TIMEOUT
+    (socket.create_connection), before there is a socket to shut: a host whose first address never
+    answers spends that long before the second is tried (resilience/settings.py counts two)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._expired = threading.Event()
+        self._lock = threading.Lock()
+        self._session: smtplib.SMTP | None = None
+        self._socket: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> SendDeadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, session: smtplib.SMTP, sock: socket.socket) -> None:
+        with self._lock:
+            self._session, self._socket = session, sock
+        if self._expired.is_set():  # it expired while connecting
+            self._shut()
+
+    def check(self) -> None:
+        if self._expired.is_set():
+            raise smtplib.SMTPServerDisconnected(f"the send took longer than EMAIL_TIMEOUT ({self.seconds:g} s) "
+                                                 "as a whole and was cut off")
+
+    def _expire(self) -> None:
+        self._expired.set()
+        self._shut()
+
+    def _shut(self) -> None:
+        with self._lock:
+            # After STARTTLS the session reads through a TLS socket that replaced the one connected.
+            sock = getattr(self._session, "sock", None) or self._socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
 class _PhaseMixin:
     data_started = False
+
+    def __init__(self, *args, deadline: SendDeadline | None = None, **kwargs) -> None:
+        self.deadline = deadline  # before super(): its constructor connects
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, timeout)
+        if self.deadline is not None:
+            self.deadline.watch(self, sock)
+        return sock
+
+    def send(self, s):
+        if self.deadline is not None:
+            self.deadline.check()
+        return super().send(s)
+
+    def getreply(self):
+        reply = super().getreply()
+        if self.deadline is not None:
+            self.deadline.check()  # a reply read across the cut-off may be a torn line ("25" of "250 ...")
+        return reply
 
     def data(self, msg):
         # From here on the server may accept the message even if we never read its answer.
@@ -31,15 +106,26 @@ class _SMTP_SSL(_PhaseMixin, smtplib.SMTP_SSL):
 
 
 class SMTPBackend(DjangoSMTPBackend):
-    """Django's SMTP backend (settings, STARTTLS, SSL, login unchanged). After a send, `data_started`
-    says whether the DATA command was reached: a connection lost before it means the message was
-    certainly not accepted (safe to retry); lost after it, the server may have it."""
+    """Django's SMTP backend (settings, STARTTLS, SSL, login unchanged), with each send (connection to
+    QUIT) cut off as a whole at EMAIL_TIMEOUT (SendDeadline). After a send, `data_started` says
+    whether the DATA command was reached: a connection lost before it means the message was certainly
+    not accepted (safe to retry); lost after it, the server may have it."""
 
     data_started = False
+    _deadline: SendDeadline | None = None
 
     @property
     def connection_class(self):
-        return _SMTP_SSL if self.use_ssl else _SMTP
+        return functools.partial(_SMTP_SSL if self.use_ssl else _SMTP, deadline=self._deadline)
+
+    def send_messages(self, email_messages) -> int:
+        if self.connection is not None or not self.timeout:
+            return super().send_messages(email_messages)  # a connection its caller opened and closes
+        with SendDeadline(self.timeout) as self._deadline:
+            try:
+                return super().send_messages(email_messages)
+            finally:
+                self._deadline = None
 
     def _send(self, email_message) -> bool:
         try:

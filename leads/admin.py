@@ -3,7 +3,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
-from delivery.services import start_delivery
+from delivery.services import NoSiteComing, start_delivery
 from leads.models import Lead, LeadSubmission
 
 
@@ -32,10 +32,15 @@ class LeadAdmin(admin.ModelAdmin):
     def mark_won(self, request, queryset) -> None:
         started = existing = 0
         for lead in queryset:
-            with transaction.atomic():  # the run and its history record stand or fall together
-                run, created = start_delivery(lead.pk, by=request.user.get_username())
-                if created:
-                    self.log_change(request, lead, f"Marked won; delivery run {run.pk} started")
+            try:
+                with transaction.atomic():  # the run and its history record stand or fall together
+                    run, created = start_delivery(lead.pk, by=request.user.get_username())
+                    if created:
+                        self.log_change(request, lead, f"Marked won; delivery run {run.pk} started")
+            except NoSiteComing as exc:
+                self.message_user(request, f"Not marked won, no delivery started for {lead.email}: {exc}.",
+                                  messages.ERROR)
+                continue
             if created:
                 started += 1
             else:

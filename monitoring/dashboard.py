@@ -87,9 +87,10 @@ def delivery_runs_summary(request: HttpRequest) -> dict[str, Any] | None:
             "step": run.current_step,
             "steps": len(steps),
             "stepName": step_title(current.name) if current else "",
-            "stepState": current.state if current else "",
+            # A step waiting for the lead's site is not stuck: say so, and why, where its error would be.
+            "stepState": ("waiting" if current.waiting_for else current.state) if current else "",
             "stepAttempts": current.attempts if current else 0,
-            "lastError": (current.last_error if current else "")[:ERROR_PREVIEW_CHARS],
+            "lastError": (current.last_error or current.waiting_for if current else "")[:ERROR_PREVIEW_CHARS],
             "startedAt": iso_utc(run.created_at),
             "adminUrl": reverse("admin:delivery_deliveryrun_change", args=[run.pk]),
         })

@@ -4,16 +4,18 @@ every web process answers the same and nothing is lost when one restarts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import redis
 from django.conf import settings
 from django.db.models import Count
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from dlq.models import DeadLetter
 from monitoring.health import (HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, collect_leader, db_now, judge,
                             worker_report)
+from sites.services import paid_requests_by_model_and_outcome
 from workers.models import Job
 from workers.redis_client import shared_client
 
@@ -105,6 +107,8 @@ class ResilienceCollector:
                 dlq.add_metric([queue, str(resolved).lower()], dlq_counts.get((queue, resolved), 0))
         yield dlq
 
+        yield from ai_spend_counters()
+
         labels = ["worker", "pool", "queue"]
         age = _gauge("worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat", labels)
         up = _gauge("worker_up", "1 while the worker's heartbeat is live", labels)
@@ -120,6 +124,21 @@ class ResilienceCollector:
             done.add_metric(key, worker["jobsDone"])
             failed.add_metric(key, worker["jobsFailed"])
         yield from (age, up, memory, done, failed)
+
+
+def ai_spend_counters() -> Iterator[Metric]:
+    """Every paid request since the books began (MOCK_MODE's left out): counters, since the books only
+    grow (a request's model and outcome never change, and paid requests are never pruned)."""
+    spend = CounterMetricFamily("resilience_ai_spend_usd", "USD paid for Claude requests, by model", labels=["model"])
+    requests = CounterMetricFamily("resilience_ai_requests", "Paid Claude requests by model and outcome "
+                                   "(valid, malformed, refused)", labels=["model", "outcome"])
+    by_model: dict[str, Decimal] = {}
+    for row in paid_requests_by_model_and_outcome():
+        by_model[row["model"]] = by_model.get(row["model"], Decimal(0)) + row["cost"]
+        requests.add_metric([row["model"], row["outcome"]], row["requests"])
+    for model, cost in sorted(by_model.items()):
+        spend.add_metric([model], float(cost))
+    yield from (spend, requests)
 
 
 def render() -> bytes:

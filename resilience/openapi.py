@@ -113,7 +113,7 @@ def document() -> dict[str, Any]:
                          "security": ADMIN_AUTH,
                          "requestBody": _json_body({"type": "object", "maxProperties": 0}, required=False),
                          "responses": {**_ok("Started", status="201"), **_ok("The run it already has"),
-                                       **_errors(400, *admin_errors, 404, 413, 415)}},
+                                       **_errors(400, *admin_errors, 404, 409, 413, 415)}},
             },
             "/api/admin/workers/health": {"get": {
                 "operationId": "workersHealth", "summary": "Queues, workers and the dispatcher: the health report",

@@ -203,9 +203,11 @@ AI_MODEL_PRICES = {
 }
 if _model_prices := env_str("ANTHROPIC_MODEL_PRICES", ""):
     _parts = [part.strip() for part in _model_prices.split(",")]
-    if len(_parts) != 4 or not all(re.fullmatch(r"\d+(\.\d+)?", part) for part in _parts):
-        raise ConfigError(f"ANTHROPIC_MODEL_PRICES={_model_prices!r} must be four USD prices per million tokens: "
-                          "input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)")
+    # At most 4 decimals: a cost is tokens x price / 10^6, kept with 10 decimals (AiRequest.cost_usd),
+    # so every cost is then stored exactly as it was computed and printed.
+    if len(_parts) != 4 or not all(re.fullmatch(r"\d+(\.\d{1,4})?", part) for part in _parts):
+        raise ConfigError(f"ANTHROPIC_MODEL_PRICES={_model_prices!r} must be four USD prices per million tokens, "
+                          "each with at most 4 decimals: input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)")
     AI_MODEL_PRICES[ANTHROPIC_MODEL] = tuple(_parts)
 if ANTHROPIC_MODEL not in AI_MODEL_PRICES:
     raise ConfigError(f"ANTHROPIC_MODEL={ANTHROPIC_MODEL!r} has no price (known: {', '.join(AI_MODEL_PRICES)}); "
@@ -232,7 +234,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
 # message is written as an .eml file under var/mail/ that a person can open.
 from emails.conf import public_base_url, smtp_settings  # noqa: E402
 
-globals().update(smtp_settings())
+_smtp = smtp_settings()
+globals().update(_smtp)
 # MOCK_MODE_SENDS_EMAIL=true keeps Claude mocked but sends through the backend above (make chaos: a
 # loopback SMTP server that counts what arrives); off, MOCK_MODE never sends a real email.
 MOCK_MODE_SENDS_EMAIL = env_bool("MOCK_MODE_SENDS_EMAIL", False)
@@ -332,6 +335,39 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
 if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     # Redis would hand a still-running task to a second worker.
     raise ConfigError("CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT")
+# The lease keeper renews an attempt's lease for CELERY_TASK_TIME_LIMIT and no longer (workers.runner):
+# an attempt whose outside calls may last longer is reaped while they run and made again (a site paid
+# twice, a message found `sending` and left unknown), so such settings stop start-up.
+# A site attempt: up to AI_REQUESTS_PER_ATTEMPT requests (sites.claude.ask_for_site asks once more after a
+# malformed answer), each ANTHROPIC_TIMEOUT_SECONDS at most while the API is silent (the SDK's timeout
+# bounds each phase, connecting, sending and each wait for the answer's next bytes, not their sum), then
+# the site attempt's retries of a paid answer's record while PostgreSQL is away.
+AI_REQUESTS_PER_ATTEMPT = 2
+# How long a site attempt keeps trying to record a paid answer while PostgreSQL is away (sites.claude):
+# the answer exists only in the worker until it is written, and a lost one is paid for again.
+AI_RECORD_RETRY_SECONDS = 30.0
+_site_attempt = AI_REQUESTS_PER_ATTEMPT * ANTHROPIC_TIMEOUT_SECONDS + AI_RECORD_RETRY_SECONDS
+if _site_attempt > CELERY_TASK_TIME_LIMIT:
+    raise ConfigError(
+        f"ANTHROPIC_TIMEOUT_SECONDS={ANTHROPIC_TIMEOUT_SECONDS:g} lets a site attempt outlast its lease: "
+        f"{AI_REQUESTS_PER_ATTEMPT} requests x {ANTHROPIC_TIMEOUT_SECONDS:g} s + {AI_RECORD_RETRY_SECONDS:g} s "
+        f"of retries to record a paid answer = {_site_attempt:g} s, above CELERY_TASK_TIME_LIMIT="
+        f"{CELERY_TASK_TIME_LIMIT} (a slow answer would be paid twice); lower ANTHROPIC_TIMEOUT_SECONDS to "
+        f"{(CELERY_TASK_TIME_LIMIT - AI_RECORD_RETRY_SECONDS) / AI_REQUESTS_PER_ATTEMPT:g} or raise "
+        "CELERY_TASK_TIME_LIMIT")
+# An email attempt: one SMTP send, cut off as a whole EMAIL_TIMEOUT after it began (emails.backends.
+# SendDeadline), save while connecting, which waits up to EMAIL_TIMEOUT for each address of the host it
+# tries: two are counted (a first one, IPv6 often, that never answers). A provider through
+# django-anymail has its own timeout, not checked here.
+EMAIL_SEND_TIMEOUTS = 2
+_email_send = EMAIL_SEND_TIMEOUTS * _smtp["EMAIL_TIMEOUT"]
+if _email_send > CELERY_TASK_TIME_LIMIT:
+    raise ConfigError(
+        f"EMAIL_TIMEOUT={_smtp['EMAIL_TIMEOUT']:g} lets an email attempt outlast its lease: a send takes up to "
+        f"{EMAIL_SEND_TIMEOUTS} x EMAIL_TIMEOUT (cut off at EMAIL_TIMEOUT, but connecting waits that long for "
+        f"each of two addresses) = {_email_send:g} s, above "
+        f"CELERY_TASK_TIME_LIMIT={CELERY_TASK_TIME_LIMIT} (the message would be found `sending` and left unknown); "
+        f"lower EMAIL_TIMEOUT to {CELERY_TASK_TIME_LIMIT / EMAIL_SEND_TIMEOUTS:g} or raise CELERY_TASK_TIME_LIMIT")
 
 FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535)
 WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)

@@ -1,12 +1,15 @@
-"""AI_DAILY_BUDGET_USD: when the day's spend (UTC, by the database's clock) reaches it, the
-site-generation queue pauses itself (a QueuePause with reason `budget`): its jobs wait in the ledger,
-none is dead-lettered, health shows it paused, not unhealthy. The leading dispatcher lifts the pause
-itself at its next sweep once the spend is below the budget again: the next UTC day, or a raised
-budget after a restart.
+"""AI_DAILY_BUDGET_USD: when the day's spend (UTC, by the database's clock: every paid request,
+AiRequest, the ones that made no site included; MOCK_MODE's never) reaches it, the site-generation
+queue pauses itself (a QueuePause with reason `budget`): its jobs wait in the ledger, none is
+dead-lettered, health shows it paused, not unhealthy. The leading dispatcher lifts the pause itself at
+its next sweep once the spend is below the budget again: the next UTC day, or a raised budget after a
+restart.
 
-Spend past the budget is bounded by the calls already running when it was reached: every job checks
-the budget before it is claimed, so only calls that had passed that check (at most concurrency x pools
-of them, the dispatcher's in-flight bound) can still add to it.
+Spend past the budget is bounded by the requests in flight when it was reached: every request (the
+second ask after a malformed answer included) checks the budget just before it is made, and every
+answer is on the books a few milliseconds after it arrives, so only requests already sent (at most
+concurrency x pools of them, the dispatcher's in-flight bound) can still add to it. Over the budget a
+request is not made: its job is given back to the ledger uncounted (Postpone), never failed.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from django.conf import settings
 from sites.services import SITE_QUEUE, total_spend, usd, utc_day_start
 from workers import ledger
 from monitoring.health import db_now
+from workers.errors import Postpone
 from workers.models import QueuePause
 from workers.pausing import pause_queue, resume_queue
 
@@ -25,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 # Who paused: the budget's own pause is told apart from a person's, which it never lifts.
 BUDGET_PAUSED_BY = "AI_DAILY_BUDGET_USD"
+# A job stopped by the budget waits this long before the ledger offers it again; the pause holds it
+# past that until the budget allows.
+BUDGET_WAIT_SECONDS = 60.0
 
 
 def spend_today() -> Decimal:
@@ -80,3 +87,13 @@ def hold_if_over_budget(job_id: str, dispatch_token: int) -> bool:
     ledger.undo_dispatch(ledger.Dispatch(job_id, "", SITE_QUEUE, dispatch_token))
     logger.info("site-generation job %s waits: the day's AI budget is spent", job_id)
     return True
+
+
+def check_before_request() -> None:
+    """Just before a paid request: over the budget, pause the queue and give the job back to wait
+    (raises Postpone); the request is not made."""
+    over, spent = over_budget()
+    if over:
+        _pause(spent)
+        raise Postpone(BUDGET_WAIT_SECONDS, f"the day's AI budget is spent ({usd(spent)} of "
+                                            f"{usd(settings.AI_DAILY_BUDGET_USD)})")

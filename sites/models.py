@@ -17,8 +17,8 @@ def new_public_id() -> str:
 
 
 class Site(models.Model):
-    """A generated site and what it cost: the cost lives on the site row itself, written in the one
-    transaction that completes its job, so the totals can never disagree with the sites."""
+    """A generated site and what the requests that made it cost (their sum, kept for the site's page in
+    the admin). The books are AiRequest: every paid request, the ones that made no site included."""
 
     class Status(models.TextChoices):
         PUBLISHED = "published", "published"  # served at /sites/<public_id>/
@@ -36,7 +36,7 @@ class Site(models.Model):
     html = models.TextField()
     model = models.CharField(max_length=100)
     mock = models.BooleanField(default=False)  # MOCK_MODE: no API call was made
-    api_requests = models.PositiveSmallIntegerField(default=1)  # 2 when a malformed answer was asked again
+    api_requests = models.PositiveSmallIntegerField(default=1)  # its AiRequests: 2 when a malformed answer was asked again
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cache_write_tokens = models.PositiveIntegerField(default=0)
@@ -68,3 +68,61 @@ class Site(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+class AiRequest(models.Model):
+    """One answered request to Claude: paid the moment its answer arrived, whatever became of the job.
+
+    Written right after the answer, in a short transaction of its own and not fenced (a late attempt's
+    answer was paid for all the same), before the answer is validated into a site. Every total, the
+    budget, the admin, cost_report, the dashboard and /metrics read this table. A valid answer whose
+    site was not recorded (the record failed, the worker died, the attempt was refused as late) stays
+    here with site empty, and the job's next attempt uses it instead of paying for another.
+    """
+
+    class Outcome(models.TextChoices):
+        VALID = "valid", "valid"  # a site's content: it made a site, or the next attempt will use it
+        MALFORMED = "malformed", "malformed"  # failed validation (or no tool call): paid, no site
+        REFUSED = "refused", "refused"  # the model declined (stop_reason "refusal"): paid, no site
+
+    # Plain ids, not foreign keys: the ledger is pruned and leads may be deleted; the money stays on record.
+    job_id = models.UUIDField(null=True, blank=True)
+    fence = models.PositiveIntegerField(default=0)  # the attempt's dispatch token (which attempt paid)
+    lead_id = models.BigIntegerField(null=True, blank=True)
+    # Set in the transaction that records the site; PROTECT: a site is withdrawn, never deleted.
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="ai_requests")
+    model = models.CharField(max_length=100)
+    request_id = models.CharField(max_length=200, blank=True)  # the API's request-id header: what its bill names
+    message_id = models.CharField(max_length=200, blank=True)
+    mock = models.BooleanField(default=False)  # MOCK_MODE: made up, never spend
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    detail = models.CharField(max_length=500, blank=True)  # why a malformed answer was refused
+    answer = models.JSONField(null=True, blank=True)  # a valid answer's tool input: what a later attempt reuses
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=10)  # exact: prices per million x tokens
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)  # the database's clock: one day everywhere
+
+    class Meta:
+        verbose_name, verbose_name_plural = "paid AI request", "paid AI requests"
+        ordering = ["-created_at"]
+        constraints = [
+            # The API names every answer once: a record retried after a lost connection cannot count it twice.
+            models.UniqueConstraint(fields=["request_id"], condition=~Q(request_id=""), name="airequest_request_once"),
+        ]
+        indexes = [
+            models.Index(fields=["created_at", "model"], name="airequest_spend_idx"),
+            # What prepare() looks for: a valid answer of this lead that made no site yet.
+            models.Index(fields=["lead_id"], condition=Q(site__isnull=True, outcome="valid"),
+                         name="airequest_unused_idx"),
+        ]
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+    def __str__(self) -> str:
+        return f"{self.request_id or self.pk} ({self.outcome})"

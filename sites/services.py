@@ -1,4 +1,5 @@
-"""Site generation's plain functions: enqueue, cost, rendering, spend figures and the cost lines."""
+"""Site generation's plain functions: enqueue, cost, rendering, spend figures (from the paid requests,
+AiRequest) and the cost lines."""
 from __future__ import annotations
 
 import hashlib
@@ -8,13 +9,13 @@ from datetime import date, datetime, time, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.template.loader import render_to_string
 
 from leads.models import Lead
 from sites.content import LeadBrief, SiteContent, Usage
-from sites.models import Site
+from sites.models import AiRequest, Site
 from workers import ledger
 from workers.models import Job
 
@@ -26,10 +27,19 @@ DESIGNS = ("bold", "classic")
 _MILLION = Decimal(1_000_000)
 
 
+def site_generation_key(lead_id: int) -> str:
+    return f"site-generation:lead:{lead_id}"
+
+
 def enqueue_site_generation(lead: Lead) -> Job:
     """Call in the transaction that qualifies `lead`. One job per lead, ever: the key makes a merged
     duplicate (or a second qualification) return the first job."""
-    return ledger.enqueue(SITE_QUEUE, SITE_TASK, {"lead_id": lead.pk}, idempotency_key=f"site-generation:lead:{lead.pk}")
+    return ledger.enqueue(SITE_QUEUE, SITE_TASK, {"lead_id": lead.pk}, idempotency_key=site_generation_key(lead.pk))
+
+
+def site_generation_job(lead_id: int) -> Job | None:
+    """The lead's one site-generation job, or None: it was never qualified (or its finished job was pruned)."""
+    return Job.objects.filter(idempotency_key=site_generation_key(lead_id)).first()
 
 
 def brief_for(lead: Lead) -> LeadBrief:
@@ -71,66 +81,94 @@ def usd(amount: Decimal) -> str:
 
 
 _TOKENS = F("input_tokens") + F("output_tokens") + F("cache_write_tokens") + F("cache_read_tokens")
+_NO_SITE = Q(site__isnull=True)
 
 
 @dataclass(frozen=True)
 class Spend:
-    sites: int
+    sites: int  # sites the requests made
+    requests: int  # paid requests, the ones that made no site included
     tokens: int
     cost: Decimal
+    no_site_requests: int = 0
+    no_site_cost: Decimal = Decimal(0)
 
 
-def total_spend(since: datetime | None = None) -> Spend:
-    """Every site of every pool and host, counted by the database (one aggregate query)."""
-    rows = Site.objects.all() if since is None else Site.objects.filter(created_at__gte=since)
-    agg = rows.aggregate(sites=Count("id"), tokens=Coalesce(Sum(_TOKENS), 0),
-                         cost=Coalesce(Sum("cost_usd"), Decimal(0)))
-    return Spend(agg["sites"], agg["tokens"], agg["cost"])
+def _paid(since: datetime | None, mock: bool):
+    rows = AiRequest.objects.filter(mock=mock)
+    return rows if since is None else rows.filter(created_at__gte=since)
+
+
+def total_spend(since: datetime | None = None, *, mock: bool = False) -> Spend:
+    """Every paid request of every pool and host, counted by the database (one aggregate query).
+    MOCK_MODE's made-up requests are counted only when asked for (mock=True), never with real ones."""
+    agg = _paid(since, mock).aggregate(
+        sites=Count("site", distinct=True), requests=Count("id"), tokens=Coalesce(Sum(_TOKENS), 0),
+        cost=Coalesce(Sum("cost_usd"), Decimal(0)), no_site_requests=Count("id", filter=_NO_SITE),
+        no_site_cost=Coalesce(Sum("cost_usd", filter=_NO_SITE), Decimal(0)))
+    return Spend(**agg)
 
 
 def utc_day_start(moment: datetime) -> datetime:
     return datetime.combine(moment.astimezone(dt_timezone.utc).date(), time.min, tzinfo=dt_timezone.utc)
 
 
-def spend_by_day_and_model(since: date | None = None) -> list[dict]:
-    """[{day, model, sites, input/output/cache tokens, tokens, cost}], newest day first (UTC days)."""
-    rows = Site.objects.all()
-    if since is not None:
-        rows = rows.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=dt_timezone.utc))
+def spend_by_day_and_model(since: date | None = None, *, mock: bool = False) -> list[dict]:
+    """[{day, model, requests, sites, input/output/cache tokens, tokens, cost, no_site_requests,
+    no_site_cost}], newest day first (UTC days): what made a site and what was paid for nothing."""
+    since_moment = None if since is None else datetime.combine(since, time.min, tzinfo=dt_timezone.utc)
     grouped = (
-        rows.annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day", "model")
-        .annotate(sites=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
-                  cache_write_tokens=Sum("cache_write_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
-                  cost=Sum("cost_usd"))
+        _paid(since_moment, mock).annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day", "model")
+        .annotate(requests=Count("id"), sites=Count("site", distinct=True), input_tokens=Sum("input_tokens"),
+                  output_tokens=Sum("output_tokens"), cache_write_tokens=Sum("cache_write_tokens"),
+                  cache_read_tokens=Sum("cache_read_tokens"), cost=Sum("cost_usd"),
+                  no_site_requests=Count("id", filter=_NO_SITE),
+                  no_site_cost=Coalesce(Sum("cost_usd", filter=_NO_SITE), Decimal(0)))
         .order_by("-day", "model")
     )
     return [{**row, "tokens": row["input_tokens"] + row["output_tokens"] + row["cache_write_tokens"]
              + row["cache_read_tokens"]} for row in grouped]
 
 
+def paid_requests_by_model_and_outcome() -> list[dict]:
+    """[{model, outcome, requests, cost}] over the whole books, MOCK_MODE's left out (for /metrics)."""
+    return list(AiRequest.objects.filter(mock=False).values("model", "outcome")
+                .annotate(requests=Count("id"), cost=Sum("cost_usd")).order_by("model", "outcome"))
+
+
 def site_line(site: Site) -> str:
     return f"✅ Site generated: {site.public_id} | {site.total_tokens} tokens | {usd(site.cost_usd)}"
 
 
-def total_line(spend: Spend) -> str:
-    return f"💰 Total: {spend.sites} sites | {spend.tokens} tokens | {usd(spend.cost)}"
+def total_line(spend: Spend, *, mock: bool = False) -> str:
+    line = f"💰 Total: {spend.sites} sites | {spend.tokens} tokens | {usd(spend.cost)}"
+    if spend.no_site_requests:
+        line += f" ({spend.no_site_requests} paid requests made no site: {usd(spend.no_site_cost)})"
+    return line + (" [MOCK_MODE: made-up figures, not spend]" if mock else "")
 
 
 def log_cost_lines(site: Site) -> None:
     """After the site's transaction committed: the total then includes it, and every other pool's."""
     logger.info(site_line(site))
-    logger.info(total_line(total_spend()))
+    logger.info(total_line(total_spend(mock=site.mock), mock=site.mock))
+
+
+def _summary(spend: Spend) -> dict:
+    return {"sites": spend.sites, "requests": spend.requests, "tokens": spend.tokens, "cost": usd(spend.cost),
+            "costUsd": str(spend.cost), "noSiteRequests": spend.no_site_requests,
+            "noSiteCost": usd(spend.no_site_cost)}
 
 
 def spend_today_summary(now: datetime) -> dict:
-    """The day's spend (UTC) for the worker dashboard: total, per model, and the budget."""
+    """The day's spend (UTC) for the worker dashboard: total, per model, the budget, and MOCK_MODE's
+    made-up figures apart."""
     day_start = utc_day_start(now)
-    spend = total_spend(since=day_start)
     budget = settings.AI_DAILY_BUDGET_USD
     return {
-        "day": day_start.date().isoformat(),
-        "sites": spend.sites, "tokens": spend.tokens, "cost": usd(spend.cost), "costUsd": str(spend.cost),
+        "day": day_start.date().isoformat(), **_summary(total_spend(since=day_start)),
         "budget": usd(budget) if budget is not None else None,
-        "byModel": [{"model": row["model"], "sites": row["sites"], "tokens": row["tokens"], "cost": usd(row["cost"])}
+        "byModel": [{"model": row["model"], "sites": row["sites"], "requests": row["requests"],
+                     "tokens": row["tokens"], "cost": usd(row["cost"]), "noSiteCost": usd(row["no_site_cost"])}
                     for row in spend_by_day_and_model(day_start.date())],
+        "mock": _summary(total_spend(since=day_start, mock=True)),
     }

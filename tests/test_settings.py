@@ -64,6 +64,25 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
         ({"DISPATCH_INTERVAL_SECONDS": "5", "DISPATCHER_LEADER_TIMEOUT_SECONDS": "10"},
          "DISPATCHER_LEADER_TIMEOUT_SECONDS must be at least 4 x DISPATCH_INTERVAL_SECONDS, "
          "or a healthy leader would lose its lock between two rounds"),
+        # Outside calls that could outlast the lease would be reaped and made again (issue 17, item 5).
+        ({"ANTHROPIC_TIMEOUT_SECONDS": "136"},
+         "ANTHROPIC_TIMEOUT_SECONDS=136 lets a site attempt outlast its lease: 2 requests x 136 s + 30 s of retries "
+         "to record a paid answer = 302 s, above CELERY_TASK_TIME_LIMIT=300 (a slow answer would be paid twice); "
+         "lower ANTHROPIC_TIMEOUT_SECONDS to 135 or raise CELERY_TASK_TIME_LIMIT"),
+        ({"CELERY_TASK_SOFT_TIME_LIMIT": "100", "CELERY_TASK_TIME_LIMIT": "120"},
+         "ANTHROPIC_TIMEOUT_SECONDS=60 lets a site attempt outlast its lease: 2 requests x 60 s + 30 s of retries "
+         "to record a paid answer = 150 s, above CELERY_TASK_TIME_LIMIT=120 (a slow answer would be paid twice); "
+         "lower ANTHROPIC_TIMEOUT_SECONDS to 45 or raise CELERY_TASK_TIME_LIMIT"),
+        ({"EMAIL_TIMEOUT": "151"},
+         "EMAIL_TIMEOUT=151 lets an email attempt outlast its lease: a send takes up to 2 x EMAIL_TIMEOUT (cut off "
+         "at EMAIL_TIMEOUT, but connecting waits that long for each of two addresses) = 302 s, above "
+         "CELERY_TASK_TIME_LIMIT=300 (the message would be found `sending` and left unknown); lower EMAIL_TIMEOUT "
+         "to 150 or raise CELERY_TASK_TIME_LIMIT"),
+        ({"EMAIL_URL": "smtp://mail.example.com?timeout=200"},
+         "EMAIL_TIMEOUT=200 lets an email attempt outlast its lease: a send takes up to 2 x EMAIL_TIMEOUT (cut off "
+         "at EMAIL_TIMEOUT, but connecting waits that long for each of two addresses) = 400 s, above "
+         "CELERY_TASK_TIME_LIMIT=300 (the message would be found `sending` and left unknown); lower EMAIL_TIMEOUT "
+         "to 150 or raise CELERY_TASK_TIME_LIMIT"),
         ({"FLOWER_PUBLIC_URL": "javascript:alert(1)"},
          "FLOWER_PUBLIC_URL='javascript:alert(1)' must be an http:// or https:// URL"),
     ],
@@ -86,6 +105,17 @@ def test_good_settings_start(tmp_path):
     result = start(MANAGE, VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # the defaults: 2 x 60 s + 30 s and 2 x 30 s, within 300 s
+    {"ANTHROPIC_TIMEOUT_SECONDS": "135", "EMAIL_TIMEOUT": "150"},  # exactly what the lease covers
+    {"ANTHROPIC_TIMEOUT_SECONDS": "600", "CELERY_TASK_TIME_LIMIT": "1230", "CELERY_TASK_SOFT_TIME_LIMIT": "1200",
+     "CELERY_VISIBILITY_TIMEOUT": "3600"},  # a longer timeout with a lease to match
+])
+def test_timeouts_that_fit_the_lease_start(tmp_path, overrides):
+    result = start(MANAGE, VAR_DIR=str(tmp_path), **overrides)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("overrides, backend", [

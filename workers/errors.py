@@ -46,3 +46,12 @@ def is_permanent(exc: BaseException) -> bool:
     same data is refused the same way on every attempt."""
     return isinstance(exc, (PermanentError, DataError))
 
+
+
+class Postpone(Exception):
+    """Not a failure: the job cannot run yet for a reason outside it (a paused queue it waits on, a budget spent).
+    The attempt is given back uncounted and the job waits `seconds` in the ledger (workers.ledger.defer)."""
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(reason)
+        self.seconds = max(0.0, float(seconds))
+        self.reason = reason

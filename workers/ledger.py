@@ -8,7 +8,9 @@ pending/retry --dispatch--> dispatched --claim--> running --complete--> succeede
 from __future__ import annotations
 
 import logging
+import os
 import traceback
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -163,7 +165,7 @@ CLAIM_LOCK_CLASS = 0x5E52
 # its queue this worker runs besides it.
 _CLAIM_SQL = NO_FSYNC + """
 SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(worker)s));
-UPDATE workers_job SET state = 'running', attempts = attempts + 1, worker = %(worker)s,
+UPDATE workers_job SET state = 'running', attempts = attempts + 1, worker = %(worker)s, worker_pid = %(pid)s,
        started_at = statement_timestamp(), slot_at = NULL,
        lease_expires_at = statement_timestamp() + %(lease)s * interval '1 second', updated_at = statement_timestamp()
  WHERE id = %(id)s AND state = 'dispatched' AND dispatch_token = %(token)s
@@ -174,12 +176,14 @@ RETURNING workers_job.*,
 """
 
 
-def claim(job_id: str, token: int, worker: str) -> Job | None:
+def claim(job_id: str, token: int, worker: str, *, pid: int | None = None) -> Job | None:
     """Compare-and-set dispatched -> running, in one round trip. None when this message is stale or a
-    duplicate. The job returned carries `running_here`: the jobs of its queue that this worker runs,
-    this one included (what workers.runner.worker_at_concurrency checks)."""
-    params = {"lock_class": CLAIM_LOCK_CLASS, "worker": worker[:200], "lease": settings.JOB_LEASE_SECONDS,
-              "id": str(job_id), "token": token}
+    duplicate. `pid` is the worker's main process (workers.runner.worker_main_pid; this process's own
+    by default), so that the jobs of a worker that died can be told from its successor's under the same
+    name (expire_leases_of). The job returned carries `running_here`: the jobs of its queue that this
+    worker runs, this one included (what workers.runner.worker_at_concurrency checks)."""
+    params = {"lock_class": CLAIM_LOCK_CLASS, "worker": worker[:200], "pid": os.getpid() if pid is None else pid,
+              "lease": settings.JOB_LEASE_SECONDS, "id": str(job_id), "token": token}
     rows = list(Job.objects.raw(_CLAIM_SQL, params))
     if not rows:
         return None
@@ -387,6 +391,13 @@ def defer(job: Job, seconds: float, reason: str) -> bool:
     return bool(deferred)
 
 
+def defer_owned(job: Job, seconds: float, reason: str) -> None:
+    """defer() for an attempt that already ran part of its work (a workers.errors.Postpone): refused
+    with LeaseLost, like fail(), once this attempt no longer owns the job."""
+    if not defer(job, seconds, reason):
+        raise _lease_lost(job)
+
+
 def release_lost(job_id: str, token: int, worker: str, reason: str) -> str | None:
     """The process running this attempt is known to be gone (its Celery pool child died): end the
     attempt now instead of waiting for its lease to expire. Returns the job's new state, or None
@@ -427,8 +438,8 @@ def requeue_dead(job_id: str) -> Job | None:
             return None
         Job.objects.filter(id=job.id).update(
             state=State.PENDING, attempts=0, max_attempts=max_attempts_for(job.queue), next_attempt_at=Now(),
-            started_at=None, slot_at=None, finished_at=None, lease_expires_at=None, worker="", updated_at=Now(),
-            rejected=False,
+            started_at=None, slot_at=None, finished_at=None, lease_expires_at=None, worker="", worker_pid=None,
+            updated_at=Now(), rejected=False,
         )
         job.refresh_from_db()
         job_requeued.send(sender=Job, job=job)
@@ -437,12 +448,22 @@ def requeue_dead(job_id: str) -> Job | None:
     return job
 
 
-def expire_leases_of(worker: str) -> int:
-    """The process named `worker` is known to be gone (its supervisor saw it exit, or a worker of
-    that name is starting again): end the leases of the jobs it was running now, so the reaper
-    returns them at its next sweep (within a second) rather than when the leases run out. The
-    reaper does the rest as for any expired lease (the attempt counts; the last one dead-letters).
-    Only attempts started before this call: call it before the new worker consumes anything.
-    deploy/supervisor_events.py runs the same UPDATE in SQL (that process does not load Django)."""
-    return Job.objects.filter(state=State.RUNNING, worker=worker[:200], started_at__lt=Now(),
+def running_pids_of(worker: str) -> set[int]:
+    """The main processes (their pids) that claimed the jobs now running under node name `worker`."""
+    return set(Job.objects.filter(state=State.RUNNING, worker=worker[:200], worker_pid__isnull=False)
+               .values_list("worker_pid", flat=True).distinct())
+
+
+def expire_leases_of(worker: str, pids: Collection[int]) -> int:
+    """The processes `pids` that ran as node `worker` are known to be gone (supervisord saw them exit,
+    or a worker of that name starting again found them dead): end the leases of the jobs they were
+    running now, so the reaper returns them at its next sweep (within a second) rather than when the
+    leases run out. The reaper does the rest as for any expired lease (the attempt counts; the last
+    one dead-letters). A job claimed by another process under the same name (the worker supervisord
+    already started again) keeps its lease, however early it claimed; so does one claimed before its
+    claim recorded a pid (those leases run out by themselves). deploy/supervisor_events.py runs the
+    same UPDATE in SQL (that process does not load Django)."""
+    if not pids:
+        return 0
+    return Job.objects.filter(state=State.RUNNING, worker=worker[:200], worker_pid__in=list(pids),
                               lease_expires_at__gt=Now()).update(lease_expires_at=Now(), updated_at=Now())

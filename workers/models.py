@@ -35,6 +35,10 @@ class Job(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # The pid of the worker's main process (the one supervisord started and reports in its events; a
+    # prefork child's own pid differs) that claimed the current attempt: the node name alone is shared
+    # by every life of that worker, so only the pid tells a dead one's jobs from its successor's.
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

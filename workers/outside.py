@@ -59,7 +59,8 @@ class OutsideWork(Protocol[P, R]):
         """No transaction is open here and must not be opened. The lease is renewed meanwhile by the runner.
         Call the outside service with attempt.idempotency_key. Raise PermanentError for a permanent
         failure (bad request, rejected key, bad mailbox), anything else for a temporary one (it is retried
-        with backoff). Raise workers.errors.RetryLater(seconds, message) to ask for a specific delay
+        with backoff). Raise workers.errors.Postpone(seconds, reason) when the call may not be made yet
+        (a budget spent): the job waits, the attempt uncounted, nothing failed. Raise workers.errors.RetryLater(seconds, message) to ask for a specific delay
         (e.g. HTTP 429 retry-after): counted as a failed attempt, retried after max(backoff, seconds)."""
         ...
 
@@ -107,7 +108,7 @@ def _execute(job: Job, work: OutsideWork[Any, Any]) -> str:
             ledger.complete(job)
         logger.info("job %s (%s): already done, completed without calling out", job.id, job.queue)
         return Job.State.SUCCEEDED
-    except Exception as exc:
+    except Exception as exc:  # a Postpone too: fail_unless_lost gives the attempt back uncounted
         return fail_unless_lost(job, exc)
     try:
         result = work.call(attempt, prepared)

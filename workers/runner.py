@@ -14,7 +14,7 @@ from django.db import (DEFAULT_DB_ALIAS, InterfaceError, OperationalError, close
                        connections, transaction)
 
 from workers import ledger, ratelimit, wakeup
-from workers.errors import LeaseLost
+from workers.errors import LeaseLost, Postpone
 from workers.models import Job
 
 logger = logging.getLogger(__name__)
@@ -47,16 +47,33 @@ def skip_connection_health_checks() -> None:
         conn.health_check_enabled = False
 
 
+# The pid supervisord knows this worker by: its main process, which forks the prefork pool's children
+# (they inherit this value) or runs the jobs itself on threads. Set by the main process before the
+# pool forks (workers.worker_signals.ReleasePreviousLife); a process that is no Celery worker (a test,
+# a shell) claims under its own pid.
+_worker_main_pid: int | None = None
+
+
+def remember_worker_main_process() -> int:
+    global _worker_main_pid
+    _worker_main_pid = os.getpid()
+    return _worker_main_pid
+
+
+def worker_main_pid() -> int:
+    return _worker_main_pid or os.getpid()
+
+
 def _claim(job_id: str, dispatch_token: int, worker: str) -> Job | None:
     try:
-        return ledger.claim(job_id, dispatch_token, worker)
+        return ledger.claim(job_id, dispatch_token, worker, pid=worker_main_pid())
     except (InterfaceError, OperationalError) as exc:
         # A connection that died while idle (PostgreSQL restarted): once more on a new one. The claim
         # is a compare-and-set, so one that did commit before the error only makes this one skip.
         logger.info("job %s: claiming failed (%s); once more on a new database connection", job_id,
                     str(exc).strip() or type(exc).__name__)
         connection.close()
-        return ledger.claim(job_id, dispatch_token, worker)
+        return ledger.claim(job_id, dispatch_token, worker, pid=worker_main_pid())
 
 
 def _start_slot(job: Job) -> ratelimit.Decision:
@@ -208,9 +225,16 @@ def _log_refused(job: Job) -> None:
 
 
 def fail_unless_lost(job: Job, exc: BaseException) -> str:
-    """Record a failed attempt (retry or dead); LeaseLost passes through to run_attempt."""
+    """Record a failed attempt (retry or dead), or give back a postponed one (Postpone: "deferred",
+    its attempt not counted, so a wait of any length never dead-letters the job); LeaseLost passes
+    through to run_attempt. Every way an attempt ends early comes here (run_job, and each step of
+    workers.outside), so a job of either kind may postpone itself at any step."""
     if isinstance(exc, LeaseLost):
         raise exc
+    if isinstance(exc, Postpone):
+        ledger.defer_owned(job, exc.seconds, exc.reason)
+        logger.info("job %s (%s) postponed %.0fs: %s", job.id, job.queue, exc.seconds, exc.reason)
+        return "deferred"
     return ledger.fail(job, exc)
 
 

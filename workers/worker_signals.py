@@ -209,12 +209,14 @@ class FreezeHeapBeforeFork(bootsteps.Step):
 
 
 class ReleasePreviousLife(bootsteps.Step):
-    """A worker starting under a node name (`lead-processing+delivery@primary.<host>`) ends the leases
-    of the jobs still `running` under that name: they belong to a previous process of the same name
-    that died (supervisord starts it again at once), and nothing renews them. The reaper then returns
-    them within a second instead of when their lease runs out. Done in the constructor, before any
-    step starts, so that this process has claimed nothing yet. Never fails the start: the lease is
-    still there for what this misses."""
+    """A worker starting under a node name (`lead-processing+delivery@primary.<host>`) records its main
+    process's pid for its claims (workers.runner.worker_main_pid) and ends the leases of the jobs still
+    `running` under that name whose claiming process is gone: they belong to a previous process of the
+    same name that died (supervisord starts it again at once), and nothing renews them. The reaper then
+    returns them within a second instead of when their lease runs out. A job of a process of that name
+    that is still alive (a second worker started by hand under the same name) is left alone. Done in
+    the constructor, before any step starts and before the pool forks, so that every child inherits
+    the pid. Never fails the start: the lease is still there for what this misses."""
 
     label = "ReleasePreviousLife"
 
@@ -222,13 +224,15 @@ class ReleasePreviousLife(bootsteps.Step):
         super().__init__(worker, **kwargs)
         from django.db import connection
 
-        from workers import ledger
+        from workers import ledger, liveness, runner
 
+        runner.remember_worker_main_process()
         try:
-            released = ledger.expire_leases_of(worker.hostname)
+            gone = liveness.gone_pids(ledger.running_pids_of(worker.hostname))
+            released = ledger.expire_leases_of(worker.hostname, gone)
             if released:
-                logger.warning("%s: %d job(s) of this worker's previous process end their lease now",
-                               worker.hostname, released)
+                logger.warning("%s: %d job(s) of this worker's previous process end their lease now (pid %s)",
+                               worker.hostname, released, ", ".join(map(str, sorted(gone))))
         except Exception as exc:
             logger.warning("%s: could not release the jobs of a previous process (%s); their leases will "
                            "run out", worker.hostname, exc)

@@ -7,6 +7,7 @@ import pytest
 from delivery.models import DeliveryStep
 from delivery.services import start_delivery
 from leads.models import Lead
+from sites.services import enqueue_site_generation
 from tests.browser.conftest import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -16,6 +17,8 @@ HOSTILE_ERROR = '<img src=x onerror="window.__xss=1">SiteNotReady: lead has no s
 def test_runs_in_progress_show_their_step_attempts_and_error(page, live_server, staff_user, redis_client):
     waiting = Lead.objects.create(email="waiting@acme.io", status="qualified", score=80)
     retrying = Lead.objects.create(email="retrying@acme.io", status="qualified", score=80)
+    for lead in (waiting, retrying):
+        enqueue_site_generation(lead)  # as qualifying does: their sites are still to be made
     start_delivery(waiting.pk, by="test")
     run, _ = start_delivery(retrying.pk, by="test")
     DeliveryStep.objects.filter(run=run, position=1).update(state="running", attempts=2, last_error=HOSTILE_ERROR)

@@ -14,6 +14,7 @@ from delivery import steps
 from delivery.tasks import run_step
 from leads.models import Lead
 from sites.models import Site
+from sites.services import enqueue_site_generation
 from workers import ledger
 from workers.models import Job
 
@@ -63,7 +64,10 @@ def executions(monkeypatch, site_ready) -> Executions:
 
 @pytest.fixture
 def lead(db) -> Lead:
-    return Lead.objects.create(email="won@acme.io", company="Acme", status="qualified", score=80)
+    """A qualified lead, with the site-generation job its qualification enqueued (not run: no site yet)."""
+    lead = Lead.objects.create(email="won@acme.io", company="Acme", status="qualified", score=80)
+    enqueue_site_generation(lead)
+    return lead
 
 
 def run_due_steps(rounds: int = 30) -> list[str]:

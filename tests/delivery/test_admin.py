@@ -1,4 +1,5 @@
 """Admin: "mark won" on leads starts one run per lead; runs show their steps; the dashboard lists runs in progress."""
+import html
 import re
 
 import pytest
@@ -9,6 +10,7 @@ from django.test import Client
 from delivery import services
 from delivery.models import DeliveryRun, DeliveryStep
 from leads.models import Lead
+from sites.services import enqueue_site_generation
 from tests.delivery.conftest import run_due_steps
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +29,7 @@ def mark_won(client, *leads):
 
 def test_mark_won_starts_one_run_per_lead_and_says_so(admin_client, lead):
     other = Lead.objects.create(email="other@acme.io", status="qualified", score=70)
+    enqueue_site_generation(other)
     page = mark_won(admin_client, lead, other).content.decode()
     assert "Marked won and started delivery of 2 lead(s)." in page
     assert DeliveryRun.objects.count() == 2 and set(DeliveryRun.objects.values_list("started_by", flat=True)) == {"root"}
@@ -39,6 +42,17 @@ def test_mark_won_starts_one_run_per_lead_and_says_so(admin_client, lead):
     assert f'<a href="/admin/delivery/deliveryrun/{run.pk}/change/">running, step 1</a>' in change
     third = Lead.objects.create(email="third@acme.io", status="qualified", score=70)
     assert "none (not marked won)" in admin_client.get(f"/admin/leads/lead/{third.pk}/change/").content.decode()
+
+
+def test_mark_won_refuses_each_lead_that_will_never_have_a_site_naming_why(admin_client, lead):
+    cold = Lead.objects.create(email="cold@acme.io", status="disqualified", score=20)
+    page = html.unescape(mark_won(admin_client, lead, cold).content.decode())
+    assert "Marked won and started delivery of 1 lead(s)." in page
+    assert (f"Not marked won, no delivery started for cold@acme.io: lead {cold.pk} has no site and no "
+            f"site-generation job: it is disqualified (score 20)") in page
+    assert list(DeliveryRun.objects.values_list("lead", flat=True)) == [lead.pk]
+    assert Lead.objects.get(pk=cold.pk).won_at is None
+    assert not LogEntry.objects.filter(object_id=str(cold.pk)).exists()
 
 
 def test_mark_won_needs_the_permission_to_start_runs(lead, redis_client):
@@ -80,6 +94,9 @@ def test_the_dashboard_lists_runs_in_progress_to_those_who_may_view_them(admin_c
     assert (shown["id"], shown["lead"], shown["step"], shown["steps"], shown["stepName"], shown["stepState"]) == (
         run.pk, "won@acme.io", 1, 4, "Publish the site", "pending")
     assert shown["adminUrl"] == f"/admin/delivery/deliveryrun/{run.pk}/change/"
+    DeliveryStep.objects.filter(run=run, position=1).update(waits=3, waiting_for="the site of lead 1 is not made yet")
+    [shown] = admin_client.get("/admin/workers/data").json()["deliveryRuns"]["runs"]
+    assert (shown["stepState"], shown["lastError"]) == ("waiting", "the site of lead 1 is not made yet")
     DeliveryRun.objects.filter(pk=run.pk).update(state="delivered")
     assert admin_client.get("/admin/workers/data").json()["deliveryRuns"]["inProgress"] == 0
 

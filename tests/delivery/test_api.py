@@ -53,11 +53,12 @@ def test_post_starts_the_run_once_and_records_who_did_it(api, lead):
     assert [(s["position"], s["name"], s["state"]) for s in run["steps"]] == [
         (1, "publish_site", "pending"), (2, "send_handover_email", "pending"), (3, "notify_team", "pending"),
         (4, "mark_delivered", "pending")]
-    assert run["steps"][0]["job_id"] == str(Job.objects.get().id)
+    assert run["steps"][0]["job_id"] == str(Job.objects.get(queue="delivery").id)
 
     again = api.post(url(lead.pk), data="{}", content_type="application/json")
     assert again.status_code == 200 and again.json()["created"] is False
-    assert again.json()["run"]["id"] == run["id"] and DeliveryRun.objects.count() == 1 and Job.objects.count() == 1
+    assert again.json()["run"]["id"] == run["id"] and DeliveryRun.objects.count() == 1
+    assert Job.objects.filter(queue="delivery").count() == 1
 
     history = LogEntry.objects.order_by("pk")
     assert [(e.action_flag, e.object_repr.split(" (")[0], e.change_message) for e in history] == [
@@ -65,6 +66,15 @@ def test_post_starts_the_run_once_and_records_who_did_it(api, lead):
         (ADDITION, f"delivery {run['id']} of lead {lead.pk}", "Started (through the API)"),
     ]
     assert {e.user.username for e in history} == {"token:crm"}
+
+
+def test_a_lead_that_will_never_have_a_site_is_refused_naming_why(api):
+    # Disqualified at scoring: lead processing enqueued no site-generation job, so no site will come.
+    lead = Lead.objects.create(email="cold@acme.io", status="disqualified", score=20)
+    assert_json_error(post(api, lead.pk), 409, f"lead {lead.pk} has no site and no site-generation job",
+                      "disqualified (score 20)")
+    assert not DeliveryRun.objects.exists() and not Job.objects.exists()
+    assert Lead.objects.get(pk=lead.pk).won_at is None and not LogEntry.objects.exists()
 
 
 def test_get_reads_the_run_and_its_steps(api, lead):

@@ -8,6 +8,8 @@ from delivery import services
 from delivery.models import DeliveryRun, DeliveryStep
 from dlq.services import record_dead_letter
 from leads.models import Lead
+from sites.services import enqueue_site_generation
+from tests.delivery.conftest import make_site
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +24,7 @@ def test_starting_a_delivery_marks_the_lead_won_and_queues_the_first_step_only(l
     steps = list(run.steps.order_by("position"))
     assert [(s.position, s.name, s.state, s.attempts) for s in steps] == [
         (i, name, "pending", 0) for i, name in enumerate(STEP_NAMES, 1)]
-    [job] = Job.objects.all()
+    [job] = Job.objects.filter(queue="delivery")
     assert (job.queue, job.task, job.state) == ("delivery", "delivery.run_step", "pending")
     assert job.payload == {"run_id": run.pk, "step_id": steps[0].pk, "step": "publish_site", "position": 1}
     assert steps[0].job_id == job.id and steps[1].job_id is None
@@ -35,7 +37,8 @@ def test_starting_twice_returns_the_existing_run_and_queues_nothing_more(lead):
     won_at = Lead.objects.get(pk=lead.pk).won_at
     again, created = services.start_delivery(lead.pk, by="bob")
     assert not created and again.pk == first.pk and again.started_by == "alice"
-    assert DeliveryRun.objects.count() == 1 and DeliveryStep.objects.count() == 4 and Job.objects.count() == 1
+    assert DeliveryRun.objects.count() == 1 and DeliveryStep.objects.count() == 4
+    assert Job.objects.filter(queue="delivery").count() == 1
     assert Lead.objects.get(pk=lead.pk).won_at == won_at  # the first time it was won
 
 
@@ -48,6 +51,7 @@ def test_one_run_per_lead_is_a_constraint_not_a_check(lead):
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_starts_make_one_run():
     lead = Lead.objects.create(email="race@acme.io", status="qualified", score=80)
+    enqueue_site_generation(lead)
     barrier = threading.Barrier(4)
     outcomes = []
 
@@ -65,13 +69,41 @@ def test_two_concurrent_starts_make_one_run():
     for t in threads:
         t.join()
     assert len({pk for pk, _ in outcomes}) == 1 and sorted(c for _, c in outcomes) == [False, False, False, True]
-    assert Job.objects.count() == 1
+    assert Job.objects.filter(queue="delivery").count() == 1
 
 
 def test_an_unknown_lead_is_refused():
     with pytest.raises(services.LeadNotFound, match="no lead 999"):
         services.start_delivery(999, by="alice")
     assert not DeliveryRun.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.parametrize("status, why", [
+    ("disqualified", "it is disqualified (score 20), and only a qualified lead's site is generated"),
+    ("qualified", "it is qualified but never went through lead processing (or its site was deleted after its job "
+                  "was pruned)"),
+])
+def test_a_lead_with_no_site_and_no_site_generation_job_is_refused_before_it_is_won(status, why):
+    lead = Lead.objects.create(email="cold@acme.io", status=status, score=20)
+    with pytest.raises(services.NoSiteComing) as refused:
+        services.start_delivery(lead.pk, by="alice")
+    assert str(refused.value) == f"lead {lead.pk} has no site and no site-generation job: {why}"
+    assert not DeliveryRun.objects.exists() and not Job.objects.exists()
+    assert Lead.objects.get(pk=lead.pk).won_at is None
+
+
+def test_a_lead_with_its_site_starts_even_once_its_site_job_was_pruned():
+    lead = Lead.objects.create(email="made@acme.io", status="qualified", score=80)
+    make_site(lead)  # its finished site-generation job is gone from the ledger (retention)
+    run, created = services.start_delivery(lead.pk, by="alice")
+    assert created and run.state == "running"
+
+
+def test_a_lead_that_has_a_run_gets_it_back_whatever_became_of_its_site(lead):
+    first, _ = services.start_delivery(lead.pk, by="alice")
+    Job.objects.filter(queue="site-generation").delete()
+    again, created = services.start_delivery(lead.pk, by="bob")
+    assert not created and again.pk == first.pk
 
 
 def test_a_dead_step_fails_the_run_at_that_step_and_a_requeue_resumes_it_there(lead):

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from delivery import services
@@ -13,11 +14,12 @@ from dlq.models import DeadLetter
 from emails.models import Message
 from leads.models import Lead
 from sites.models import Site
-from tests.delivery.conftest import run_due_steps
+from tests.delivery.conftest import make_site, run_due_steps
 from workers import ledger
 from workers.errors import PermanentError
-from workers.models import Job
+from workers.models import Job, JobFailure
 from workers.outside import Attempt
+from workers.pausing import pause_queue, resume_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,14 +131,84 @@ def test_a_permanent_failure_dead_letters_at_once(lead, executions):
     assert "(send_handover_email)" in DeadLetter.objects.get().error_message
 
 
-def test_without_a_site_the_first_step_retries_then_dead_letters_naming_it(lead):
-    # No stub: sites/ has no site for this lead (on this branch, for any lead).
+def run_waiting_round() -> list[str]:
+    """One round of the delivery workers with every delivery job due, a waiting one included."""
+    Job.objects.filter(queue="delivery", state__in=Job.WAITING_STATES).update(next_attempt_at=Now())
+    return [run_step.run(d.job_id, d.token) for d in ledger.take_due_jobs("delivery", 10)]
+
+
+def wait_asked(job: Job) -> float:
+    """The wait the job's last postponement asked for (both times are set by the same UPDATE)."""
+    return (job.next_attempt_at - job.updated_at).total_seconds()
+
+
+def test_a_delivery_waits_for_a_site_paused_by_the_budget_with_growing_waits_and_goes_on_once_it_exists(lead):
+    # The lead's site-generation job is pending and its queue paused by the daily budget until 00:00 UTC.
+    pause_queue("site-generation", "budget: $5.0000 spent today (UTC) reached AI_DAILY_BUDGET_USD=$5.00")
     run, _ = services.start_delivery(lead.pk, by="alice")
-    assert run_due_steps() == ["retry", "retry", "dead"]
+    [job] = Job.objects.filter(queue="delivery")
+
+    waits = []
+    for _ in range(job.max_attempts * 4):  # many more rounds than the job has attempts
+        assert run_waiting_round() == ["deferred"]
+        job.refresh_from_db()
+        assert (job.state, job.attempts) == ("pending", 0)  # no attempt counted
+        waits.append(wait_asked(job))
+
+    assert waits == [30, 60, 120, 240, 480] + [900] * (len(waits) - 5)  # long, growing, then capped
+    assert not DeadLetter.objects.exists() and not JobFailure.objects.filter(job_id=job.pk).exists()
+    run.refresh_from_db()
+    step = run.steps.get(position=1)
+    assert (run.state, run.current_step, run.error) == ("running", 1, "")
+    assert (step.state, step.attempts, step.waits, step.last_error) == ("pending", 0, len(waits), "")
+    assert step.waiting_for == (f"the site of lead {lead.pk} is not made yet (its site-generation job is pending; "
+                                f"site-generation is paused: budget: $5.0000 spent today (UTC) reached "
+                                f"AI_DAILY_BUDGET_USD=$5.00)")
+
+    # 00:00 UTC: the pause is lifted and site generation makes the site; the next check goes on.
+    resume_queue("site-generation")
+    make_site(lead)
+    assert run_due_steps() == []  # not due yet: it waits the time it asked for
+    assert run_waiting_round() == ["succeeded"]
+    assert run_due_steps() == ["succeeded"] * 3
+    run.refresh_from_db()
+    step = run.steps.get(position=1)
+    assert run.state == "delivered" and not DeadLetter.objects.exists()
+    assert (step.state, step.attempts, step.waiting_for) == ("done", 1, "")
+
+
+@pytest.mark.parametrize("site_job_state", ["pending", "retry", "dispatched", "running"])
+def test_a_site_still_to_be_made_is_waited_for_whatever_its_job_is_doing(lead, site_job_state):
+    Job.objects.filter(queue="site-generation").update(state=site_job_state)
+    services.start_delivery(lead.pk, by="alice")
+    assert run_waiting_round() == ["deferred"]
+    [step] = DeliveryStep.objects.filter(position=1)
+    assert step.waits == 1 and f"its site-generation job is {site_job_state})" in step.waiting_for
+
+
+def test_a_dead_site_job_still_fails_the_delivery_naming_it(lead):
+    run, _ = services.start_delivery(lead.pk, by="alice")
+    assert run_waiting_round() == ["deferred"]  # waited while the site job was pending
+    site_job = Job.objects.get(queue="site-generation")
+    Job.objects.filter(pk=site_job.pk).update(state="dead")
+    assert run_waiting_round() == ["retry"]
+    assert run_due_steps() == ["retry", "dead"]
     run.refresh_from_db()
     assert (run.state, run.current_step) == ("failed", 1)
-    assert f"SiteNotReady: lead {lead.pk} has no site yet" in run.error
+    step = run.steps.get(position=1)
+    assert (step.state, step.waits, step.waiting_for) == ("failed", 1, "")  # failed, no longer waiting
+    assert (f"SiteNotReady: lead {lead.pk} has no site: its site-generation job {site_job.pk} is dead-lettered; "
+            f"requeue it, then this delivery") in run.error
     assert Lead.objects.get(pk=lead.pk).delivered_at is None
+
+
+def test_a_lead_with_no_site_job_at_all_dead_letters_at_once_naming_why(lead):
+    run, _ = services.start_delivery(lead.pk, by="alice")
+    Job.objects.filter(queue="site-generation").delete()  # as for a run started before runs were refused
+    assert run_due_steps() == ["dead"]
+    run.refresh_from_db()
+    assert (run.state, run.current_step) == ("failed", 1)
+    assert f"NoSiteComing: lead {lead.pk} has no site and no site-generation job" in run.error
 
 
 def test_a_step_whose_run_was_deleted_is_a_permanent_failure(lead, executions):

@@ -26,6 +26,7 @@ from emails.models import Message, Suppression
 from leads.models import Lead, LeadSubmission, WebhookIdempotencyKey
 from resilience.http import csrf_failure
 from resilience.openapi import document
+from sites.services import enqueue_site_generation
 from tests.fuzz.coverage import fuzzes
 from tests.fuzz.strategies import (assert_answer_ok, content_types, fuzz_settings, query_params, raw_bodies,
                                    rolled_back, texts, values, with_query)
@@ -58,7 +59,10 @@ def stored() -> tuple:
 
 
 def a_lead(email: str = "fuzz@acme.io") -> Lead:
-    return Lead.objects.create(email=email, company="Acme", status=Lead.Status.QUALIFIED, score=80)
+    """A qualified lead with the site-generation job its qualification enqueued."""
+    lead = Lead.objects.create(email=email, company="Acme", status=Lead.Status.QUALIFIED, score=80)
+    enqueue_site_generation(lead)
+    return lead
 
 
 # --- a lead's delivery ---------------------------------------------------------------------------
@@ -68,7 +72,7 @@ def mostly(common, rare, percent: int = 75):
     return st.integers(0, 99).flatmap(lambda n: common if n < percent else rare)
 
 
-lead_ids = mostly(st.sampled_from(["fresh", "fresh", "with-run", "with-run", "missing", "zero"]), st.one_of(
+lead_ids = mostly(st.sampled_from(["fresh", "fresh", "with-run", "with-run", "cold", "missing", "zero"]), st.one_of(
     st.sampled_from([str(10**20), "9223372036854775808", "2147483648", "-1", "1.5", "%00", "0x10"]),
     texts.map(lambda text: quote(text.encode("utf-8", "surrogatepass"), safe=""))))
 
@@ -83,8 +87,10 @@ def test_lead_delivery_fuzz(method, which, raw, content_type, params, read_only)
         lead = a_lead()
         if which == "with-run":
             start_delivery(lead.pk, by="setup")
-        lead_id = {"fresh": str(lead.pk), "with-run": str(lead.pk), "missing": str(lead.pk + 1000), "zero": "0"}.get(
-            which, which)
+        # Disqualified, so no site-generation job: it never gets a site, and is never marked won.
+        cold = Lead.objects.create(email="cold@acme.io", status=Lead.Status.DISQUALIFIED, score=20)
+        lead_id = {"fresh": str(lead.pk), "with-run": str(lead.pk), "cold": str(cold.pk),
+                   "missing": str(lead.pk + 1000), "zero": "0"}.get(which, which)
         before = stored()
 
         response = client.generic(method, with_query(f"/api/admin/leads/{lead_id}/deliver", params), raw,
@@ -94,6 +100,7 @@ def test_lead_delivery_fuzz(method, which, raw, content_type, params, read_only)
         if response.status_code >= 400:
             assert stored() == before, f"a refused {method} changed something"
         elif method == "POST":
+            assert which != "cold", f"a lead that never gets a site was started: {response.content!r}"
             assert response.status_code == (201 if which == "fresh" else 200), response.content
             assert DeliveryRun.objects.filter(lead=lead).count() == 1
 

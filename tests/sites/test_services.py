@@ -11,6 +11,7 @@ from leads.models import Lead
 from sites.content import LeadBrief, MalformedAnswer, Usage, validate_content
 from sites.models import Site
 from sites.services import DESIGNS, cost_of, design_for, render_site, usd
+from tests.sites.conftest import paid_request
 from tests.sites.fake_anthropic import site_input
 from tests.test_settings import MANAGE, start
 
@@ -82,20 +83,30 @@ def test_the_public_page_has_no_script_and_a_strict_policy(client):
 
 
 @pytest.mark.django_db
-def test_cost_report_prints_spend_per_day_and_model_and_the_total(capsys):
+def test_cost_report_prints_every_paid_request_per_day_and_model_and_the_total(capsys):
     lead = Lead.objects.create(email="a@b.io", status="qualified")
     for n, model in enumerate(["claude-3-haiku-20240307", "claude-3-haiku-20240307", "claude-sonnet-4-5"]):
-        Site.objects.create(job_id=f"00000000-0000-0000-0000-00000000000{n}", lead=lead if n == 0 else None,
-                            design="bold", content={}, html="", model=model, input_tokens=2000, output_tokens=500,
-                            cost_usd=Decimal("0.001125"))
+        site = Site.objects.create(job_id=f"00000000-0000-0000-0000-00000000000{n}", lead=lead if n == 0 else None,
+                                   design="bold", content={}, html="", model=model, input_tokens=2000,
+                                   output_tokens=500, cost_usd=Decimal("0.001125"))
+        paid_request(model=model, site=site)
+    # Paid for, no site: two malformed answers, and MOCK_MODE's made-up request (never spend).
+    paid_request(outcome="malformed", input_tokens=1000, output_tokens=100, cost="0.000375")
+    paid_request(outcome="malformed", input_tokens=1000, output_tokens=100, cost="0.000375")
+    paid_request(mock=True, cost="5")
     call_command("cost_report", "--since", "2020-01-01")
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:3] == ["day", "model", "sites"]
-    assert out[1].split()[1:4] == ["claude-3-haiku-20240307", "2", "4000"] and out[1].endswith("$0.00225")
-    assert out[2].split()[1:3] == ["claude-sonnet-4-5", "1"]
-    assert out[-1] == "💰 Total: 3 sites | 7500 tokens | $0.003375"
+    assert out[0].split()[:4] == ["day", "model", "requests", "sites"]
+    haiku = out[1].split()
+    assert haiku[1:6] == ["claude-3-haiku-20240307", "4", "2", "6000", "1200"] and haiku[-3:] == ["$0.00075", "(2)",
+                                                                                                 "$0.0030"]
+    assert out[2].split()[1:4] == ["claude-sonnet-4-5", "1", "1"] and out[2].endswith("$0.001125")
+    assert out[-2] == "(MOCK_MODE made up 1 requests, $5.0000: not spend, not above)"
+    assert out[-1] == ("💰 Total: 5 paid requests | 3 sites | 9700 tokens | $0.004125, of which $0.00075 for 2 "
+                       "requests that made no site")
     call_command("cost_report", "--since", "2999-01-01")
-    assert capsys.readouterr().out.splitlines()[-1] == "💰 Total: 0 sites | 0 tokens | $0.0000"
+    assert capsys.readouterr().out.splitlines()[-1] == ("💰 Total: 0 paid requests | 0 sites | 0 tokens | $0.0000, "
+                                                        "of which $0.0000 for 0 requests that made no site")
 
 
 def test_cost_report_refuses_a_bad_date():
@@ -111,8 +122,12 @@ def test_cost_report_refuses_a_bad_date():
      "claude-3-5-haiku-20241022, claude-haiku-4-5, claude-sonnet-4-5); set ANTHROPIC_MODEL_PRICES=input,output,"
      "cache write,cache read in USD per million tokens"),
     ({"ANTHROPIC_MODEL_PRICES": "1,2,3"},
-     "configuration error: ANTHROPIC_MODEL_PRICES='1,2,3' must be four USD prices per million tokens: "
-     "input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)"),
+     "configuration error: ANTHROPIC_MODEL_PRICES='1,2,3' must be four USD prices per million tokens, each with at "
+     "most 4 decimals: input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)"),
+    # A fifth decimal would be rounded away by the books (cost = tokens x price / 10^6, 10 decimals kept).
+    ({"ANTHROPIC_MODEL_PRICES": "0.25,1.25,0.30,0.00001"},
+     "configuration error: ANTHROPIC_MODEL_PRICES='0.25,1.25,0.30,0.00001' must be four USD prices per million "
+     "tokens, each with at most 4 decimals: input,output,cache write,cache read (e.g. 0.25,1.25,0.30,0.03)"),
     ({"AI_DAILY_BUDGET_USD": "ten"}, "configuration error: AI_DAILY_BUDGET_USD='ten' is not an amount in USD (e.g. 5 or 0.50)"),
     ({"AI_DAILY_BUDGET_USD": "-1"}, "configuration error: AI_DAILY_BUDGET_USD='-1' must be above 0 (leave it empty for no budget)"),
     ({"MOCK_MODE": "false", "ANTHROPIC_API_KEY": ""},
@@ -138,16 +153,24 @@ def test_the_dashboard_shows_the_days_spend_per_model(admin_client, settings):
 
     settings.AI_DAILY_BUDGET_USD = Decimal("5")
     for n, model in enumerate(["claude-3-haiku-20240307", "claude-3-haiku-20240307", "claude-sonnet-4-5"]):
-        Site.objects.create(job_id=f"00000000-0000-0000-0000-00000000000{n}", design="bold", content={}, html="",
-                            model=model, input_tokens=2000, output_tokens=500, cost_usd=Decimal("0.001125"))
-    Site.objects.create(job_id="00000000-0000-0000-0000-000000000009", design="bold", content={}, html="",
-                        model="claude-3-haiku-20240307", input_tokens=1, cost_usd=Decimal("9"),
-                        created_at=timezone.now() - timedelta(days=1))  # yesterday's: not today's spend
+        site = Site.objects.create(job_id=f"00000000-0000-0000-0000-00000000000{n}", design="bold", content={},
+                                   html="", model=model, input_tokens=2000, output_tokens=500,
+                                   cost_usd=Decimal("0.001125"))
+        paid_request(model=model, site=site)
+    paid_request(outcome="malformed", cost="0.001")  # paid today, made no site
+    paid_request(cost="9", created_at=timezone.now() - timedelta(days=1))  # yesterday's: not today's spend
+    paid_request(mock=True, cost="7")  # MOCK_MODE: not spend
     data = admin_client.get("/admin/workers/data").json()["aiSpendToday"]
-    assert (data["sites"], data["tokens"], data["cost"], data["budget"]) == (3, 7500, "$0.003375", "$5.0000")
+    assert (data["sites"], data["requests"], data["tokens"], data["cost"], data["budget"]) == (
+        3, 4, 10000, "$0.004375", "$5.0000")
+    assert (data["noSiteRequests"], data["noSiteCost"]) == (1, "$0.0010")
     assert data["byModel"] == [
-        {"model": "claude-3-haiku-20240307", "sites": 2, "tokens": 5000, "cost": "$0.00225"},
-        {"model": "claude-sonnet-4-5", "sites": 1, "tokens": 2500, "cost": "$0.001125"},
+        {"model": "claude-3-haiku-20240307", "sites": 2, "requests": 3, "tokens": 7500, "cost": "$0.00325",
+         "noSiteCost": "$0.0010"},
+        {"model": "claude-sonnet-4-5", "sites": 1, "requests": 1, "tokens": 2500, "cost": "$0.001125",
+         "noSiteCost": "$0.0000"},
     ]
+    assert (data["mock"]["requests"], data["mock"]["cost"]) == (1, "$7.0000")
     page = admin_client.get("/admin/workers/").content.decode()
-    assert "$0.003375</strong>" in page and "claude-sonnet-4-5 $0.001125" in page and "daily budget $5.0000" in page
+    assert "$0.004375</strong>" in page and "claude-sonnet-4-5 $0.001125" in page and "daily budget $5.0000" in page
+    assert '<strong data-field="aiSpendNoSite">$0.0010</strong> of it paid for 1' in page

@@ -8,6 +8,7 @@ are done every site job's old messages are published again.
 Then: every qualified lead has exactly one site, the API was asked once per site, each site logged
 the contract's two lines, the last total matches the database, and the public page answers.
 """
+import hashlib
 import random
 import re
 import urllib.request
@@ -86,10 +87,34 @@ def test_every_qualified_lead_ends_with_exactly_one_site(live_server, processes)
         fake.stop()
 
 
-def test_the_budget_pauses_the_queue_and_the_dispatcher_resumes_it_the_next_day(processes):
-    """MOCK_MODE, a budget of about two sites: the queue pauses itself with jobs still waiting (none
-    dead), spend past the budget stays within the calls in flight, and when the day's sites become
-    yesterday's the leading dispatcher resumes the queue by itself."""
+class MalformedFirstAsks:
+    """The fake's script: the first ask of one job in `every` gets an answer that fails validation (its
+    second ask, `:again`, a valid one), so jobs ask twice and both asks are paid. The fake pops its
+    script under its lock right after logging the request, so the last request is the one to answer."""
+
+    def __init__(self, fake: FakeAnthropic, every: int) -> None:
+        self.fake, self.every = fake, every
+
+    def __bool__(self) -> bool:
+        return True
+
+    def popleft(self):
+        from tests.sites.fake_anthropic import ok
+
+        headers = {k.lower(): v for k, v in self.fake.requests[-1]["headers"].items()}
+        key = headers.get("idempotency-key", "")
+        first_ask = not key.endswith(":again")
+        if first_ask and int(hashlib.sha256(key.encode()).hexdigest(), 16) % self.every == 0:
+            return ok(tool_input={"headline": "no sections"}, delay=0.8)
+        return self.fake.default
+
+
+def test_the_budget_holds_on_the_wire_and_the_dispatcher_resumes_it_the_next_day(processes):
+    """Real workers of two pools against a fake API whose answers are slow and one in three malformed,
+    across a daily budget of about four requests: counted at the fake, the requests it answered cost no
+    more than the budget plus the requests in flight when it was reached; every one of them is on the
+    books; the queue paused with jobs waiting (none failed, none dead); the next UTC day the leading
+    dispatcher resumes it by itself."""
     from datetime import timedelta
     from decimal import Decimal
 
@@ -97,36 +122,57 @@ def test_the_budget_pauses_the_queue_and_the_dispatcher_resumes_it_the_next_day(
 
     from dlq.models import DeadLetter
     from sites.budget import BUDGET_PAUSED_BY
-    from sites.services import enqueue_site_generation
-    from workers.models import QueuePause
+    from sites.models import AiRequest
+    from sites.services import cost_of, enqueue_site_generation
+    from sites.content import Usage
+    from tests.sites.fake_anthropic import USAGE, ok
+    from workers.models import JobFailure, QueuePause
 
-    processes.configure(LOG_LEVEL="INFO", MOCK_MODE="true", AI_DAILY_BUDGET_USD="0.002",
-                        SITE_GENERATION_CONCURRENCY="2", WORKER_POOLS="2")
-    for pool in ("primary", "backup"):
-        processes.worker(SITE_QUEUE, pool, 2)
-    processes.dispatcher("primary")
-    for pool in ("primary", "backup"):
-        processes.wait_ready(f"{SITE_QUEUE}@{pool}")
-    for n in range(12):
-        enqueue_site_generation(Lead.objects.create(email=f"ceo{n}@acme{n}.io", title="CEO", company=f"Acme {n}",
-                                                    industry="logistics", score=90, status="qualified"))
+    budget = Decimal("0.005")
+    per_request = cost_of(Usage.from_api(USAGE), "claude-3-haiku-20240307")  # $0.001125: every answer's usage
+    fake = FakeAnthropic(default=ok(delay=0.8))
+    fake.script = MalformedFirstAsks(fake, every=3)
+    fake.start()
+    try:
+        pools, concurrency = 2, 2
+        processes.configure(LOG_LEVEL="INFO", MOCK_MODE="false", ANTHROPIC_API_KEY=TEST_KEY,
+                            ANTHROPIC_BASE_URL=fake.url, AI_DAILY_BUDGET_USD=str(budget),
+                            SITE_GENERATION_CONCURRENCY=str(concurrency), WORKER_POOLS=str(pools))
+        for pool in ("primary", "backup"):
+            processes.worker(SITE_QUEUE, pool, concurrency)
+        processes.dispatcher("primary")
+        for pool in ("primary", "backup"):
+            processes.wait_ready(f"{SITE_QUEUE}@{pool}")
+        for n in range(12):
+            enqueue_site_generation(Lead.objects.create(email=f"ceo{n}@acme{n}.io", title="CEO",
+                                                        company=f"Acme {n}", industry="logistics", score=90,
+                                                        status="qualified"))
 
-    paused = lambda: QueuePause.objects.filter(queue=SITE_QUEUE, paused_by=BUDGET_PAUSED_BY).exists()  # noqa: E731
-    idle = lambda: not Job.objects.filter(queue=SITE_QUEUE, state__in=["dispatched", "running"]).exists()  # noqa: E731
-    assert wait_for(lambda: paused() and idle(), 60), processes.logs()
-    first_day = Site.objects.count()
-    spent = total_spend().cost
-    in_flight = 2 * 2
-    most_per_site = max(Site.objects.values_list("cost_usd", flat=True))
-    assert spent >= Decimal("0.002") and first_day < 12
-    assert spent < Decimal("0.002") + in_flight * most_per_site  # the bound: calls already running
-    waiting = Job.objects.filter(queue=SITE_QUEUE, state="pending")
-    assert waiting.count() == 12 - first_day and set(waiting.values_list("attempts", flat=True)) <= {0}
-    assert not DeadLetter.objects.exists()
-    print(f"paused after {first_day} sites, {spent} spent")
+        paused = lambda: QueuePause.objects.filter(queue=SITE_QUEUE, paused_by=BUDGET_PAUSED_BY).exists()  # noqa: E731
+        idle = lambda: not Job.objects.filter(queue=SITE_QUEUE, state__in=["dispatched", "running"]).exists()  # noqa: E731
+        assert wait_for(lambda: paused() and idle(), 90), processes.logs()
+        answered = fake.count  # the fake's own count: every request it answered was paid
+        handed_out = answered * per_request
+        in_flight = pools * concurrency
+        print(f"budget {budget}: the fake answered {answered} requests ({handed_out}), "
+              f"{Site.objects.count()} sites made")
+        assert handed_out >= budget
+        assert handed_out - budget <= in_flight * per_request, f"{answered} requests answered past the bound"
+        # Every answer the fake gave is on the books, and nothing the fake did not give.
+        assert AiRequest.objects.filter(mock=False).count() == answered
+        assert total_spend().cost == handed_out
+        # The budget made nothing fail: the rest wait, their attempts uncounted.
+        assert not DeadLetter.objects.exists()
+        assert not JobFailure.objects.filter(job__queue=SITE_QUEUE).exists()
+        waiting = Job.objects.filter(queue=SITE_QUEUE, state="pending")
+        assert waiting.count() == 12 - Site.objects.count() > 0
+        assert set(waiting.values_list("attempts", flat=True)) == {0}
 
-    # The next UTC day: the dispatcher's sweep lifts its own pause, the queue runs again.
-    Site.objects.update(created_at=timezone.now() - timedelta(days=1))
-    assert wait_for(lambda: Site.objects.count() > first_day, 30), processes.logs()
-    assert "site-generation resumed" in processes.log_text("dispatcher-primary")
-    assert not DeadLetter.objects.exists()
+        # The next UTC day: the dispatcher's sweep lifts its own pause, the queue runs again.
+        first_day = Site.objects.count()
+        AiRequest.objects.update(created_at=timezone.now() - timedelta(days=1))
+        assert wait_for(lambda: Site.objects.count() > first_day, 60), processes.logs()
+        assert "site-generation resumed" in processes.log_text("dispatcher-primary")
+        assert not DeadLetter.objects.exists()
+    finally:
+        fake.stop()

@@ -1,14 +1,16 @@
 """run_job: the one path every task takes, against real PostgreSQL."""
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models.functions import Now
 
 from leads.models import Lead
 from workers import ledger
-from workers.errors import MissingResource
-from workers.models import Job
+from workers.errors import MissingResource, Postpone
+from workers.models import Job, JobFailure
 from workers.runner import run_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,6 +48,26 @@ def test_permanent_failure_is_dead_at_once():
         raise MissingResource("no such row")
 
     assert run_job(d.job_id, d.token, worker="w", handler=handler) == "dead"
+
+
+def test_a_postponed_job_waits_uncounted_however_often_and_never_dead_letters():
+    job, d = claimable()
+
+    def handler(j):
+        Lead.objects.create(email="x@acme.io", status="qualified")
+        raise Postpone(600, "waiting for something outside the job")
+
+    for _ in range(job.max_attempts + 2):  # more rounds than it has attempts
+        before = Job.objects.get(pk=job.pk).next_attempt_at
+        assert run_job(d.job_id, d.token, worker="w", handler=handler) == "deferred"
+        job.refresh_from_db()
+        assert (job.state, job.attempts, Lead.objects.count()) == ("pending", 0, 0)  # its writes rolled back
+        assert job.next_attempt_at - before > timedelta(seconds=590)  # waits the time it asked for
+        assert not JobFailure.objects.filter(job_id=job.pk).exists()  # no failure on the books
+        Job.objects.filter(pk=job.pk).update(next_attempt_at=Now())
+        [d] = ledger.take_due_jobs("delivery", 1)
+    assert run_job(d.job_id, d.token, worker="w", handler=lambda j: None) == "succeeded"
+    assert Job.objects.get(pk=job.pk).attempts == 1
 
 
 def test_lease_is_renewed_while_a_long_job_runs(settings):

@@ -253,3 +253,18 @@ def test_budget_held_fails_when_never_reached_paused_or_a_job_failed_for_it():
     # What the raise allowed afterwards is not past the budget.
     after = journal + [answer(9, jobs(1)[0], at=2001.0)]
     assert budget_run(after, rows + [row(after[-1])]).ok
+
+
+def test_book_rows_read_every_paid_request_but_the_mock_ones():
+    from sites.models import AiRequest
+
+    job_id = uuid.uuid4()
+    paid = AiRequest.objects.create(job_id=job_id, model="m", request_id="req_1", message_id="msg_1",
+                                    outcome="valid", input_tokens=1000, output_tokens=100, cache_write_tokens=500,
+                                    cache_read_tokens=2000, cost_usd=COST)
+    AiRequest.objects.create(job_id=job_id, model="m", mock=True, outcome="valid", input_tokens=2000, cost_usd=COST)
+    [read] = checks.book_rows()
+    assert read["request_id"] == "req_1" and read["job_id"] == str(job_id) and read["cost_usd"] == COST
+    assert read["created_at"] == paid.__class__.objects.get(pk=paid.pk).created_at.timestamp()
+    journal = [answer(1, str(job_id))]
+    assert checks.ai_spend(journal, prices=PRICES).ok and checks.paid_once(journal).ok

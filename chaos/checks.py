@@ -339,6 +339,21 @@ def _crossing(entries: list[dict[str, Any]], costs: list[Decimal], budget: Decim
     return None
 
 
+def _running_total(events) -> Callable[[float], Decimal]:
+    """moment -> the sum of the (time, amount) events at or before it."""
+    events = sorted(events)
+    times, totals, total = [t for t, _ in events], [], Decimal(0)
+    for _, amount in events:
+        total += amount
+        totals.append(total)
+
+    def at(moment: float) -> Decimal:
+        n = bisect.bisect_right(times, moment)
+        return totals[n - 1] if n else Decimal(0)
+
+    return at
+
+
 def budget_reasons() -> list[str]:
     """Failed attempts and dead letters of site generation that name the budget: it must fail none."""
     failures = JobFailure.objects.filter(queue="site-generation").filter(
@@ -366,16 +381,10 @@ def budget_held(journal: list[dict[str, Any]], *, budget: Decimal, raised_at: fl
         return Check("daily budget: overshoot within the in-flight bound, nothing failed for it", False,
                      f"the fake handed out ${sum(costs, Decimal(0))}, never the budget ${budget}: nothing was proven")
     crossed = paid[at]["answered"]
-    books = sorted((r["created_at"], r["cost_usd"]) for r in rows)
-    book_times = [t for t, _ in books]
-    running, total = [], Decimal(0)
-    for _, cost in books:
-        total += cost
-        running.append(total)
-
-    def books_at(moment: float) -> Decimal:
-        n = bisect.bisect_right(book_times, moment)
-        return running[n - 1] if n else Decimal(0)
+    books_at = _running_total((r["created_at"], r["cost_usd"]) for r in rows)
+    fake_at = _running_total((e["answered"], c) for e, c in zip(paid, costs))
+    on_books = {r["request_id"] for r in rows}
+    never_at = _running_total((e["answered"], c) for e, c in zip(paid, costs) if e["request_id"] not in on_books)
 
     held = [e for e in journal if crossed < e["answered"] and e["received"] <= raised_at]
     in_flight = [e for e in held if e["received"] <= crossed]
@@ -399,8 +408,10 @@ def budget_held(journal: list[dict[str, Any]], *, budget: Decimal, raised_at: fl
                f"request ${largest}); attempts failed or dead-lettered for the budget {len(reasons)}")
     for label, entries in (("lagged", lagged), ("just before", just_before), ("over", over)):
         if entries:
-            figures += f" ({label}: " + ", ".join(f"{e['request_id']} (books ${books_at(e['received'])})"
-                                                 for e in entries[:5]) + ")"
+            # Why the books were short of the fake then: answers never on them (the window), or committing.
+            figures += f" ({label}: " + ", ".join(
+                f"{e['request_id']} (books ${books_at(e['received'])}, fake ${fake_at(e['received'])}, "
+                f"${never_at(e['received'])} of it never on the books)" for e in entries[:5]) + ")"
     if reasons:
         figures += f" (e.g. {reasons[0][:120]})"
     return Check("daily budget: overshoot within the in-flight bound, nothing failed for it", ok, figures)

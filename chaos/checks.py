@@ -367,11 +367,11 @@ def budget_held(journal: list[dict[str, Any]], *, budget: Decimal, raised_at: fl
                 failures: Callable[[], list[str]] = budget_reasons) -> Check:
     """The daily budget, reached mid-run, held until it was raised (raised_at, wall clock): the fake's
     handed-out spend went past it by at most `bound` (concurrency x pools) times the largest single
-    request; the requests answered after the fake's crossing and asked before the raise are at most
-    `bound`, plus those asked while the books lagged the fake (an answer between its arrival and its
-    record's commit, or one never recorded): listed, not folded into the bound. None asked once the books
-    had crossed; the queue paused (`paused`: the run saw it); no attempt failed, nothing was
-    dead-lettered for it."""
+    request; the requests answered after the fake's crossing and asked before the raise are the ones in
+    flight at it, at most `bound`, plus those asked while the books lagged the fake (an answer between
+    its arrival and its record's commit, or one never recorded): listed, not folded into the bound. None
+    asked once the books had crossed; the queue paused (`paused`: the run saw it); no attempt failed,
+    nothing was dead-lettered for it."""
     rows = book_rows() if rows is None else rows
     prices = settings.AI_MODEL_PRICES if prices is None else prices
     paid = sorted(paid_answers(journal), key=lambda e: e["answered"])
@@ -396,7 +396,7 @@ def budget_held(journal: list[dict[str, Any]], *, budget: Decimal, raised_at: fl
     spent = sum((c for e, c in zip(paid, costs) if e["received"] <= raised_at), Decimal(0))
     largest = max(costs)
     overshoot = spent - budget
-    allowed = (bound + len(lagged) + len(just_before)) * largest
+    allowed = bound * largest
     reasons = failures()
     ok = paused and len(in_flight) <= bound and not over and overshoot <= allowed and not reasons
     figures = (f"budget ${budget} reached at the fake at {datetime.fromtimestamp(crossed, UTC):%H:%M:%S} UTC "
@@ -404,8 +404,8 @@ def budget_held(journal: list[dict[str, Any]], *, budget: Decimal, raised_at: fl
                f"answered after the crossing and asked before the raise: {len(in_flight)} in flight at the crossing "
                f"(bound {bound}), {len(lagged)} asked while the books lagged the fake, {len(just_before)} within "
                f"{CHECK_TO_ARRIVAL_SECONDS:g} s of the books' crossing, {len(over)} asked once the books had crossed; "
-               f"overshoot ${overshoot} (allowed ${allowed}: {bound + len(lagged) + len(just_before)} x the largest "
-               f"request ${largest}); attempts failed or dead-lettered for the budget {len(reasons)}")
+               f"overshoot ${overshoot} (bound ${allowed}: {bound} x the largest request ${largest}); attempts "
+               f"failed or dead-lettered for the budget {len(reasons)}")
     for label, entries in (("lagged", lagged), ("just before", just_before), ("over", over)):
         if entries:
             # Why the books were short of the fake then: answers never on them (the window), or committing.

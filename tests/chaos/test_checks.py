@@ -219,13 +219,14 @@ def test_budget_held_passes_with_the_requests_in_flight_at_the_crossing():
     result = budget_run(journal, [row(e) for e in journal])
     assert result.ok, result.figures
     assert "answer 5 of 7" in result.figures and "2 in flight at the crossing (bound 2)" in result.figures
-    assert "overshoot $0.008 (allowed $0.008" in result.figures
+    assert "overshoot $0.008 (bound $0.008: 2 x the largest request $0.004)" in result.figures
 
 
 def test_budget_held_fails_on_an_overshoot_past_the_in_flight_bound():
     journal = crossing_journal() + [answer(8, jobs(1)[0], at=1004.9, took=0.5)]  # a third in flight
     result = budget_run(journal, [row(e) for e in journal])
     assert not result.ok and "3 in flight at the crossing (bound 2)" in result.figures
+    assert "overshoot $0.012 (bound $0.008" in result.figures
     # Asked 3 s after the books crossed: the check before it should have stopped it.
     late = crossing_journal() + [answer(8, jobs(1)[0], at=1008.0)]
     result = budget_run(late, [row(e) for e in late])

@@ -14,7 +14,8 @@ reach it mid-run.
 
 Then posts the leads through the webhook while a worker process is SIGKILLed every 15 s, one pool gets
 a rolling restart, Redis restarts empty and PostgreSQL is away for 20 s; once the budget pauses site
-generation it is held 15 s, raised in the file and read by a rolling restart of both pools. When every
+generation it is held 15 s, raised in the file and read by a restart of the site-generation workers and
+the dispatchers, pool by pool (supervisorctl restart: a warm stop, no celery inspect). When every
 lead and job is final it decides the emails left `unknown` by a kill as a person would (README, Exactly
 one send), and prints one PASS/FAIL line per check (chaos/checks.py; the AI spend counted at the fake's
 journal). Exit 0 only when every check passes. The rate limits are scaled to a 10 s period (the same

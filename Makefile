@@ -80,8 +80,9 @@ bench: venv
 	@$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 .PHONY: chaos
-# The whole pipeline under fire (about 8 min, hard deadline 20): 1,000 leads through the webhook while
-# workers are SIGKILLed, a pool restarts, Redis restarts empty and PostgreSQL goes away for 20 s; then
-# PASS/FAIL per guarantee. Own PostgreSQL, Redis, SMTP sink and supervisord (ports 56010-56014, var/chaos).
+# The whole pipeline under fire (about 10 min, hard deadline 20): 1,000 leads through the webhook while
+# workers are SIGKILLed, a pool restarts, Redis restarts empty and PostgreSQL goes away for 20 s, Claude a
+# fake API on loopback and a daily budget reached mid-run; then PASS/FAIL per guarantee. Own PostgreSQL,
+# Redis, SMTP sink, fake Anthropic API and supervisord (ports 56010-56015, var/chaos).
 chaos: venv
 	@$(VENV)/bin/python -m chaos.run $(CHAOS_ARGS)

@@ -1,26 +1,30 @@
 """What make chaos verifies once every lead and job has reached its final state: one function per line
 of issue 13's list, each reading the database (and what the run saw: the sink's messages, the logs,
-the generator's plan) and returning a Check, PASS or FAIL with its figures.
+the generator's plan, the fake Anthropic API's journal) and returning a Check, PASS or FAIL with its
+figures. The AI checks (issue 17) count at the fake: its journal of every answer it handed out is the
+independent record; the books (sites.models.AiRequest) are what is checked against it.
 
 They take their inputs as arguments so that tests/chaos/test_checks.py can feed them a violating
 ledger, sink or log and see each one fail.
 """
 from __future__ import annotations
 
-import re
-from collections import Counter
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import getaddresses
+from typing import Any
 
-from django.db.models import Count
+from django.conf import settings
+from django.db.models import Count, Q
 
 from dlq.models import DeadLetter
 from emails.models import Message
 from leads.models import Lead, LeadSubmission
 from sites.models import Site
-from sites.services import total_spend
 from workers import ratelimit
 from workers.models import Job
 from workers.ratelimit import busiest_window, ledger_starts, started_without_a_slot
@@ -167,27 +171,243 @@ def rate_limits(limits: dict[str, tuple[int, float] | None],
     return Check("no more starts than the limit in any window (ledger)", ok, "; ".join(parts))
 
 
-TOTAL_LINE = re.compile(r"💰 Total: (\d+) sites \| (\d+) tokens \| \$([0-9.]+)")
+# --- AI spend, counted at the fake Anthropic API --------------------------------------------------
+
+CENT = Decimal("0.01")
+_MILLION = Decimal(1_000_000)
+# Journal kinds (tests/sites/fake_anthropic.py): the answers with a valid site in them.
+VALID_KINDS = ("valid", "slow")
+# Most answers handed out but not on the books (the window) a run may have. Each needs a death at the
+# wrong moment: a network worker SIGKILLed while it waited for an answer (about 15 such kills a run, each
+# taking the requests it had in flight, about 0.3 at the fake's latency) or between an answer's arrival
+# and its record's commit (milliseconds), or PostgreSQL stopped with answers on the way (at most the
+# in-flight bound, 6). Twice the expected count: more means answers are lost outside that window.
+WINDOW_MAX = 12
+# A request reaches the fake a little after its budget check read the books (the SDK builds it, the
+# loopback carries it): one that arrived this soon after the books crossed was checked before.
+CHECK_TO_ARRIVAL_SECONDS = 1.0
 
 
-def ai_cost(log_texts: list[str]) -> Check:
-    """The last word of the logs on AI spend (the 💰 Total line with the most sites: each is the
-    database's total when that site committed) equals the database's total now."""
-    totals = [(int(m[1]), int(m[2]), Decimal(m[3])) for text in log_texts for m in TOTAL_LINE.finditer(text)]
-    spend = total_spend()
-    db = (spend.sites, spend.tokens, spend.cost)
-    if not totals:
-        return Check("AI cost in the log equals the database's", spend.sites == 0,
-                     f"no 💰 Total line in the logs; database {spend.sites} sites, {spend.tokens} tokens, ${spend.cost}")
-    last = max(totals)
-    ok = last == db
-    return Check("AI cost in the log equals the database's", ok,
-                 f"log {last[0]} sites | {last[1]} tokens | ${last[2]} ({len(totals)} total lines); "
-                 f"database {db[0]} sites | {db[1]} tokens | ${db[2]}")
+def paid_answers(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The journal's answers the API bills: a 200 with usage (a malformed one too)."""
+    return [e for e in journal if e["status"] == 200 and e.get("usage")]
+
+
+def answer_cost(entry: dict[str, Any], prices: dict[str, tuple]) -> Decimal:
+    """Usage x prices per million, in Decimal, from the fake's own usage: counted here, not by
+    sites.services.cost_of, which is the code under test."""
+    usage = entry["usage"]
+    p_in, p_out, p_write, p_read = (Decimal(p) for p in prices[entry["model"]])
+    return (usage.get("input_tokens", 0) * p_in + usage.get("output_tokens", 0) * p_out
+            + (usage.get("cache_creation_input_tokens") or 0) * p_write
+            + (usage.get("cache_read_input_tokens") or 0) * p_read) / _MILLION
+
+
+def book_rows() -> list[dict[str, Any]]:
+    """The books: every non-mock AiRequest row (mock rows never count as spend)."""
+    from sites.models import AiRequest
+
+    return [{**row, "job_id": str(row["job_id"]) if row["job_id"] else None,
+             "created_at": row["created_at"].timestamp()}
+            for row in AiRequest.objects.filter(mock=False).values(
+                "request_id", "message_id", "job_id", "outcome", "model", "input_tokens", "output_tokens",
+                "cache_write_tokens", "cache_read_tokens", "cost_usd", "created_at")]
+
+
+def _job_of(entry: dict[str, Any]) -> str:
+    """The job a request was for, from its Idempotency-Key (job-<uuid>, job-<uuid>:again)."""
+    return (entry.get("idempotency_key") or "").removesuffix(":again").removeprefix("job-")
+
+
+def _disagreement(entry: dict[str, Any], row: dict[str, Any], cost: Decimal) -> str:
+    """How a book row differs from the answer the fake handed out ("" when it does not)."""
+    usage = entry["usage"]
+    fake = (usage.get("input_tokens", 0), usage.get("output_tokens", 0),
+            usage.get("cache_creation_input_tokens") or 0, usage.get("cache_read_input_tokens") or 0)
+    books = (row["input_tokens"], row["output_tokens"], row["cache_write_tokens"], row["cache_read_tokens"])
+    problems = []
+    if fake != books:
+        problems.append(f"tokens {books} at the books, {fake} at the fake")
+    if row["cost_usd"] != cost:
+        problems.append(f"cost ${row['cost_usd']} at the books, ${cost} at the fake")
+    if (row["outcome"] == "valid") != (entry["kind"] in VALID_KINDS):
+        problems.append(f"outcome {row['outcome']} for a {entry['kind']} answer")
+    if row.get("message_id") and entry.get("message_id") and row["message_id"] != entry["message_id"]:
+        problems.append(f"message {row['message_id']}, the fake's {entry['message_id']}")
+    return "; ".join(problems)
+
+
+def _window_line(entry: dict[str, Any], cost: Decimal) -> str:
+    fate = "its worker was gone before the answer was written" if entry.get("client_gone") else \
+        "written, never on the books"
+    return (f"{entry['request_id']} ({entry['kind']}, job {_job_of(entry)[:8]}, "
+            f"{datetime.fromtimestamp(entry['answered'], UTC):%H:%M:%S.%f}"[:-3] + f", ${cost}: {fate})")
+
+
+def ai_spend(journal: list[dict[str, Any]], rows: list[dict[str, Any]] | None = None,
+             prices: dict[str, tuple] | None = None) -> Check:
+    """The spend the fake handed out (its journal's usage x prices) equals the spend on the books to the
+    cent, once the answers missing from the books are counted out; those (the window: paid at the API,
+    never recorded) are listed, and there are at most WINDOW_MAX of them. Every book row agrees with
+    its answer (tokens, cost, outcome)."""
+    rows = book_rows() if rows is None else rows
+    prices = settings.AI_MODEL_PRICES if prices is None else prices
+    paid = paid_answers(journal)
+    costs = {e["request_id"]: answer_cost(e, prices) for e in paid}
+    handed = sum(costs.values(), Decimal(0))
+    books = sum((r["cost_usd"] for r in rows), Decimal(0))
+    by_id = {r["request_id"]: r for r in rows}
+    window = [e for e in paid if e["request_id"] not in by_id]
+    window_cost = sum((costs[e["request_id"]] for e in window), Decimal(0))
+    disagree = [f"{e['request_id']}: {d}" for e in paid if e["request_id"] in by_id
+                if (d := _disagreement(e, by_id[e["request_id"]], costs[e["request_id"]]))]
+    gap = handed - window_cost - books
+    ok = abs(gap) < CENT and len(window) <= WINDOW_MAX and not disagree
+    figures = (f"the fake handed out ${handed} in {len(paid)} paid answers ({len(journal)} answers: "
+               f"{dict(sorted(Counter(e['kind'] for e in journal).items()))}); the books ${books} in {len(rows)} "
+               f"requests; not on the books (the window) {len(window)} of at most {WINDOW_MAX}, ${window_cost}; "
+               f"handed out - window - books = ${gap}")
+    if window:
+        figures += "; window: " + ", ".join(_window_line(e, costs[e["request_id"]]) for e in window)
+    if disagree:
+        figures += f"; rows that disagree with the fake {len(disagree)}: {_few(disagree, 3)}"
+    return Check("AI spend: the books equal what the fake API handed out", ok, figures)
+
+
+def paid_once(journal: list[dict[str, Any]], rows: list[dict[str, Any]] | None = None) -> Check:
+    """No job paid for two valid answers outside the window: per job (its Idempotency-Key), the valid
+    answers the fake handed out are at most one, the extras allowed only when they are in the window
+    (the first never reached the books, so the next attempt had to ask again); and no book row names a
+    request the fake never answered."""
+    rows = book_rows() if rows is None else rows
+    on_books = {r["request_id"] for r in rows}
+    handed = {e["request_id"] for e in journal}
+    valid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in paid_answers(journal):
+        if entry["kind"] in VALID_KINDS:
+            valid[_job_of(entry)].append(entry)
+    twice = {job: entries for job, entries in valid.items()
+             if sum(e["request_id"] in on_books for e in entries) > 1}
+    again_in_window = {job for job, entries in valid.items() if len(entries) > 1 and job not in twice}
+    unknown = [r for r in rows if r["request_id"] not in handed]
+    ok = not twice and not unknown
+    figures = (f"{len(valid)} jobs got a valid answer, {sum(len(v) for v in valid.values())} valid answers; "
+               f"jobs paid twice outside the window {len(twice)}, asked again after an answer in the window "
+               f"{len(again_in_window)}; book rows the fake never answered {len(unknown)}")
+    if twice:
+        figures += " (" + "; ".join(f"job {job}: {', '.join(e['request_id'] for e in entries)}"
+                                    for job, entries in sorted(twice.items())[:3]) + ")"
+    if unknown:
+        figures += f" ({_few(r['request_id'] for r in unknown)})"
+    return Check("no site paid twice outside the window, no request the fake never answered", ok, figures)
+
+
+def _crossing(entries: list[dict[str, Any]], costs: list[Decimal], budget: Decimal) -> int | None:
+    """Index of the entry whose cost brought the running total to the budget (None: never reached)."""
+    total = Decimal(0)
+    for i, cost in enumerate(costs):
+        total += cost
+        if total >= budget:
+            return i
+    return None
+
+
+def _running_total(events) -> Callable[[float], Decimal]:
+    """moment -> the sum of the (time, amount) events at or before it."""
+    events = sorted(events)
+    times, totals, total = [t for t, _ in events], [], Decimal(0)
+    for _, amount in events:
+        total += amount
+        totals.append(total)
+
+    def at(moment: float) -> Decimal:
+        n = bisect.bisect_right(times, moment)
+        return totals[n - 1] if n else Decimal(0)
+
+    return at
+
+
+def budget_reasons() -> list[str]:
+    """Failed attempts and dead letters of site generation that name the budget: it must fail none."""
+    failures = JobFailure.objects.filter(queue="site-generation").filter(
+        Q(error__icontains="budget")).values_list("error", flat=True)
+    letters = DeadLetter.objects.filter(Q(error_message__icontains="budget")).values_list("error_message", flat=True)
+    return [*failures, *(m or "" for m in letters)]
+
+
+def budget_held(journal: list[dict[str, Any]], *, budget: Decimal, raised_at: float, bound: int,
+                paused: bool, rows: list[dict[str, Any]] | None = None, prices: dict[str, tuple] | None = None,
+                failures: Callable[[], list[str]] = budget_reasons) -> Check:
+    """The daily budget, reached mid-run, held until it was raised (raised_at, wall clock): the fake's
+    handed-out spend went past it by at most `bound` (concurrency x pools) times the largest single
+    request; the requests answered after the fake's crossing and asked before the raise are the ones in
+    flight at it, at most `bound`, plus those asked while the books lagged the fake (an answer between
+    its arrival and its record's commit, or one never recorded): listed, not folded into the bound. None
+    asked once the books had crossed; the queue paused (`paused`: the run saw it); no attempt failed,
+    nothing was dead-lettered for it."""
+    rows = book_rows() if rows is None else rows
+    prices = settings.AI_MODEL_PRICES if prices is None else prices
+    paid = sorted(paid_answers(journal), key=lambda e: e["answered"])
+    costs = [answer_cost(e, prices) for e in paid]
+    at = _crossing(paid, costs, budget)
+    if at is None:
+        return Check("daily budget: overshoot within the in-flight bound, nothing failed for it", False,
+                     f"the fake handed out ${sum(costs, Decimal(0))}, never the budget ${budget}: nothing was proven")
+    crossed = paid[at]["answered"]
+    books_at = _running_total((r["created_at"], r["cost_usd"]) for r in rows)
+    fake_at = _running_total((e["answered"], c) for e, c in zip(paid, costs))
+    on_books = {r["request_id"] for r in rows}
+    never_at = _running_total((e["answered"], c) for e, c in zip(paid, costs) if e["request_id"] not in on_books)
+
+    held = [e for e in journal if crossed < e["answered"] and e["received"] <= raised_at]
+    in_flight = [e for e in held if e["received"] <= crossed]
+    later = [e for e in held if e["received"] > crossed]
+    lagged = [e for e in later if books_at(e["received"]) < budget]
+    over = [e for e in later if books_at(e["received"] - CHECK_TO_ARRIVAL_SECONDS) >= budget]
+    # Arrived just after the books crossed, so checked just before: the crossing's record was committing.
+    just_before = [e for e in later if e not in lagged and e not in over]
+    spent = sum((c for e, c in zip(paid, costs) if e["received"] <= raised_at), Decimal(0))
+    largest = max(costs)
+    overshoot = spent - budget
+    allowed = bound * largest
+    reasons = failures()
+    ok = paused and len(in_flight) <= bound and not over and overshoot <= allowed and not reasons
+    figures = (f"budget ${budget} reached at the fake at {datetime.fromtimestamp(crossed, UTC):%H:%M:%S} UTC "
+               f"(answer {at + 1} of {len(paid)}); the pause {'seen' if paused else 'NOT seen'}; {len(held)} requests "
+               f"answered after the crossing and asked before the raise: {len(in_flight)} in flight at the crossing "
+               f"(bound {bound}), {len(lagged)} asked while the books lagged the fake, {len(just_before)} within "
+               f"{CHECK_TO_ARRIVAL_SECONDS:g} s of the books' crossing, {len(over)} asked once the books had crossed; "
+               f"overshoot ${overshoot} (bound ${allowed}: {bound} x the largest request ${largest}); attempts "
+               f"failed or dead-lettered for the budget {len(reasons)}")
+    for label, entries in (("lagged", lagged), ("just before", just_before), ("over", over)):
+        if entries:
+            # Why the books were short of the fake then: answers never on them (the window), or committing.
+            figures += f" ({label}: " + ", ".join(
+                f"{e['request_id']} (books ${books_at(e['received'])}, fake ${fake_at(e['received'])}, "
+                f"${never_at(e['received'])} of it never on the books)" for e in entries[:5]) + ")"
+    if reasons:
+        figures += f" (e.g. {reasons[0][:120]})"
+    return Check("daily budget: overshoot within the in-flight bound, nothing failed for it", ok, figures)
 
 
 def every_check(*, lead_job_ids: list[str], invalid_job_ids: set[str], sink_counts: Counter,
-                limits: dict[str, tuple[int, float] | None], log_texts: list[str],
+                limits: dict[str, tuple[int, float] | None], journal: list[dict[str, Any]], budget: dict[str, Any],
                 limiter_log: dict[str, list[float]] | None = None) -> list[Check]:
-    return [leads_final(lead_job_ids), jobs_final(), sites_and_emails(sink_counts), dead_letters(invalid_job_ids),
-            rate_limits(limits, limiter_log), ai_cost(log_texts)]
+    """Every line, each on its own: one that raises is a FAIL with its error, the others still run."""
+    checks: list[tuple[str, Callable[[], Check]]] = [
+        ("every lead final", lambda: leads_final(lead_job_ids)),
+        ("no job lost or stuck", jobs_final),
+        ("each qualified lead: one site, one email", lambda: sites_and_emails(sink_counts)),
+        ("dead-letter entries", lambda: dead_letters(invalid_job_ids)),
+        ("rate limits", lambda: rate_limits(limits, limiter_log)),
+        ("AI spend at the fake", lambda: ai_spend(journal)),
+        ("paid once", lambda: paid_once(journal)),
+        ("daily budget", lambda: budget_held(journal, **budget)),
+    ]
+    results = []
+    for name, check in checks:
+        try:
+            results.append(check())
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run has not passed
+            results.append(Check(name, False, f"the check raised {type(exc).__name__}: {exc}"))
+    return results

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.footprint import process_tree
+from bench.footprint import ROOT, process_tree
 
 WORKER_MARK = "workers.run_celery"  # what a worker's command line holds (deploy/supervisord.conf)
 
@@ -115,6 +116,28 @@ def rolling_restart(sv, pool: str, log: Callable[[str], None], seconds: float = 
         raise RuntimeError(f"rolling restart: {pool} did not consume again within {seconds:g} s")
     took = time.monotonic() - started
     log(f"rolling restart of {pool} done in {took:.1f} s")
+    return took
+
+
+def restart_programs(sv, programs: list[str], log: Callable[[str], None], seconds: float = 120) -> float:
+    """supervisorctl restart of these programs (a warm stop: their running tasks finish first), then
+    until each is RUNNING again: what an operator does after a change to what they read at start.
+    Returns the seconds it took."""
+    import workers_helper as wh
+
+    started = time.monotonic()
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "supervisorctl"), "-c", str(sv.conf), "restart", *programs],
+                            capture_output=True, text=True, timeout=wh.stop_wait_seconds() + seconds)
+    if failures := wh._ctl_failures(result.stdout + result.stderr):
+        raise RuntimeError(f"restarting {', '.join(programs)}: {failures}")
+    deadline = time.monotonic() + seconds
+    while (states := sv.states()) and any(states.get(name) != "RUNNING" for name in programs):
+        # A kill may have just taken one of them: supervisord starts it again within seconds.
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"restarted programs not RUNNING after {seconds:g} s: {states}")
+        time.sleep(1)
+    took = time.monotonic() - started
+    log(f"restarted {', '.join(programs)} in {took:.1f} s")
     return took
 
 

@@ -2,15 +2,24 @@
 
     .venv/bin/python -m chaos.run [--leads 1000] [--seed N] [--deadline-minutes 20]
 
-Starts everything it needs on its own ports (56010-56014) and in var/chaos: a throwaway PostgreSQL
-cluster, a redis-server that keeps nothing, the loopback SMTP sink, and deploy/supervisord.conf (both
-pools, both dispatchers, the event listener, web under hypercorn, Flower) in MOCK_MODE with
-MOCK_MODE_SENDS_EMAIL, so Claude is mocked (its token costs recorded) and every email goes to the sink.
+Starts everything it needs on its own ports (56010-56015) and in var/chaos: a throwaway PostgreSQL
+cluster (56010), a redis-server that keeps nothing (56011), the web app (56012), Flower (56013), the
+loopback SMTP sink (56014), the fake Anthropic API (56015: tests/sites/fake_anthropic.py's process
+mode, a seeded mix of valid, slow, overloaded, rate-limited and malformed answers, each in its journal
+var/chaos/fake-anthropic.jsonl before it is written), and deploy/supervisord.conf (both pools, both
+dispatchers, the event listener, web under hypercorn, Flower) with MOCK_MODE=false: the real SDK calls
+the fake with a fake key, and every email goes over SMTP to the sink. A daily budget
+(AI_DAILY_BUDGET_USD, in the programs' ENV_FILE var/chaos/budget.env) is set so the fake's answers
+reach it mid-run.
+
 Then posts the leads through the webhook while a worker process is SIGKILLed every 15 s, one pool gets
-a rolling restart, Redis restarts empty and PostgreSQL is away for 20 s. When every lead and job is
-final it decides the emails left `unknown` by a kill as a person would (README, Exactly one send), and
-prints one PASS/FAIL line per check (chaos/checks.py). Exit 0 only when every check passes. The rate
-limits are scaled to a 10 s period (the same count per period) so the run takes about 8 minutes.
+a rolling restart, Redis restarts empty and PostgreSQL is away for 20 s; once the budget pauses site
+generation it is held 15 s, raised in the file and read by a restart of the site-generation workers and
+the dispatchers, pool by pool (supervisorctl restart: a warm stop, no celery inspect). When every
+lead and job is final it decides the emails left `unknown` by a kill as a person would (README, Exactly
+one send), and prints one PASS/FAIL line per check (chaos/checks.py; the AI spend counted at the fake's
+journal). Exit 0 only when every check passes. The rate limits are scaled to a 10 s period (the same
+count per period) so the run takes about 10 minutes.
 Everything it started is stopped, also on a failure, Ctrl-C or the hard deadline; a make up system
 and other runs on this machine are left alone.
 """
@@ -28,12 +37,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from chaos.budget import BUDGET_SHARE, HOLD_SECONDS, RAISED_FACTOR, BudgetPhase, budget_for, write_budget
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "chaos"
-PORTS = {"postgres": 56010, "redis": 56011, "web": 56012, "flower": 56013, "smtp": 56014}
+PORTS = {"postgres": 56010, "redis": 56011, "web": 56012, "flower": 56013, "smtp": 56014, "anthropic": 56015}
 # The contract's limits (50/20/100/10 per minute), the same counts per 10 s: six times the rate.
 SCALED_RATES = {"LEAD_PROCESSING_RATE": "50/10s", "SITE_GENERATION_RATE": "20/10s",
                 "EMAIL_SENDING_RATE": "100/10s", "DELIVERY_RATE": "10/10s"}
+ANTHROPIC_MODEL = "claude-3-haiku-20240307"
 MARK = "RESILIENCE_CHAOS_RUN"  # in the environment of every process the run starts: how leftovers are found
 BATCH = 20
 POST_SECONDS = 240  # the leads arrive over this long, while the faults happen
@@ -100,7 +112,10 @@ def build_env(postgres_url: str, redis_url: str) -> dict[str, str]:
         "DATABASE_URL": postgres_url, "REDIS_URL": redis_url,
         "SECRET_KEY": secrets.token_urlsafe(40), "CLAY_WEBHOOK_SECRET": secrets.token_urlsafe(24),
         "FLOWER_BASIC_AUTH": "chaos:" + secrets.token_urlsafe(18),
-        "MOCK_MODE": "true", "MOCK_MODE_SENDS_EMAIL": "true", "EMAIL_BACKEND": "emails.backends.SMTPBackend",
+        # The real SDK against the fake API on loopback, with a key that is only a fake's.
+        "MOCK_MODE": "false", "ANTHROPIC_API_KEY": "sk-ant-chaos-" + secrets.token_urlsafe(24),
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{PORTS['anthropic']}", "ANTHROPIC_MODEL": ANTHROPIC_MODEL,
+        "ANTHROPIC_TIMEOUT_SECONDS": "30", "EMAIL_BACKEND": "emails.backends.SMTPBackend",
         "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(PORTS["smtp"]), "EMAIL_TIMEOUT": "10",
         "DEFAULT_FROM_EMAIL": "Agency <hello@chaos.test>",
         "WEB_PORT": str(PORTS["web"]), "FLOWER_PORT": str(PORTS["flower"]),
@@ -109,6 +124,8 @@ def build_env(postgres_url: str, redis_url: str) -> dict[str, str]:
     }
     for name in ("EMAIL_URL", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS", "EMAIL_USE_SSL"):
         os.environ.pop(name, None)  # the sink speaks plain SMTP without a login
+    for name in ("AI_DAILY_BUDGET_USD", "ANTHROPIC_MODEL_PRICES"):
+        os.environ.pop(name, None)  # the budget comes from the run's ENV_FILE; the model's price from the table
     return env
 
 
@@ -168,10 +185,6 @@ def decide_unknown(sink) -> tuple[int, int]:
     return marked, resent
 
 
-def ai_logs(log_dir: Path) -> list[str]:
-    return [p.read_text(errors="replace") for p in sorted(log_dir.glob("network-*.log*"))]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--leads", type=int, default=1000)
@@ -183,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     hard_deadline = _t0 + args.deadline_minutes * 60
     work_deadline = hard_deadline - CLEANUP_SECONDS
     print(f"make chaos: {args.leads} leads through the webhook, seed {seed}; a worker process SIGKILLed every "
-          f"{args.kill_every:g} s, one pool's rolling restart, Redis restarted empty, PostgreSQL away 20 s")
+          f"{args.kill_every:g} s, one pool's rolling restart, Redis restarted empty, PostgreSQL away 20 s; Claude "
+          f"is a fake API on loopback (MOCK_MODE=false) and a daily budget is reached, held, then raised")
     print(f"hard deadline: {args.deadline_minutes:g} min (at {time.strftime('%H:%M:%S', time.localtime(time.time() + args.deadline_minutes * 60))}); "
-          f"expected about 8 min")
+          f"expected about 10 min")
     print("rate limits scaled for the run (the contract's counts per 10 s instead of per minute): "
           + ", ".join(f"{k}={v}" for k, v in SCALED_RATES.items()), flush=True)
 
@@ -219,17 +233,22 @@ def main(argv: list[str] | None = None) -> int:
     redis_server = services.Redis(PORTS["redis"], VAR / "redis.log")
     env = build_env(postgres.url, redis_server.url)
     os.environ.update(env)
+    journal_path = VAR / "fake-anthropic.jsonl"
 
-    sv = sink = killer = poster = None
+    sv = sink = killer = poster = fake_api = None
+    phase = None
     outcome: list[str] = []
     checks = []
     figures: dict[str, object] = {}
     try:
         (VAR / "redis.log").unlink(missing_ok=True)
-        log("starting PostgreSQL (throwaway cluster in var/chaos/postgres), redis-server, the SMTP sink")
+        log("starting PostgreSQL (throwaway cluster in var/chaos/postgres), redis-server, the SMTP sink, "
+            "the fake Anthropic API")
         postgres.start()
         postgres.create_database()
         redis_server.start()
+        fake_api = services.FakeApi(PORTS["anthropic"], seed, journal_path, VAR / "fake-anthropic.log", {MARK: str(VAR)})
+        fake_api.start()
 
         import django
 
@@ -243,14 +262,25 @@ def main(argv: list[str] | None = None) -> int:
         from bench.footprint import system_env
         from chaos import checks as chaos_checks
         from chaos.client import Batch, Poster
-        from chaos.faults import Killer, LimiterLog, postgres_outage, restart_redis, rolling_restart
+        from chaos.faults import Killer, LimiterLog, postgres_outage, restart_programs, restart_redis, rolling_restart
         from leads.fake import make_fake_leads_with_kinds
         from tests.emails.smtp_sink import SmtpSink
+        from tests.sites import fake_anthropic
+        from workers.models import Job
 
         call_command("migrate", verbosity=0)
         sink = SmtpSink(port=PORTS["smtp"]).start()
 
-        programs_env = {**system_env(lift_limits=False), **env}
+        rng = random.Random(seed)
+        planned = make_fake_leads_with_kinds(args.leads, rng=rng)
+        budget = budget_for(sum(kind == "original" for kind, _ in planned), settings.AI_MODEL_PRICES[ANTHROPIC_MODEL],
+                            fake_anthropic.mean_usage(), fake_anthropic.paid_answers_per_site())
+        phase = BudgetPhase(budget, VAR / "budget.env", log)
+        write_budget(phase.env_file, budget)
+        log(f"daily budget AI_DAILY_BUDGET_USD=${budget} in {phase.env_file} (the fake's mean answer at "
+            f"{ANTHROPIC_MODEL}'s prices, {BUDGET_SHARE:.0%} of the expected paid answers)")
+        # Only the programs read the file; this process keeps ENV_FILE empty and takes the budget as figures.
+        programs_env = {**system_env(lift_limits=False), **env, "ENV_FILE": str(phase.env_file)}
         sv = services.supervisor(programs_env, VAR / "run")
         log(f"starting supervisord ({sv.conf}; logs in {sv.tmp / 'log'})")
         sv.start()
@@ -262,8 +292,6 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"workers do not consume: {problems}")
         log(f"all {len(sv.states())} programs RUNNING, every worker consumes its queues")
 
-        rng = random.Random(seed)
-        planned = make_fake_leads_with_kinds(args.leads, rng=rng)
         batches = [Batch(f"chaos-{seed}-{i // BATCH}", [lead for _, lead in planned[i:i + BATCH]],
                          [kind for kind, _ in planned[i:i + BATCH]]) for i in range(0, len(planned), BATCH)]
         figures["kinds"] = Counter(kind for kind, _ in planned)
@@ -291,6 +319,22 @@ def main(argv: list[str] | None = None) -> int:
         at(160)
         figures["pg_down"] = postgres_outage(postgres, log, 20.0)
 
+        def site_jobs_done() -> bool:
+            return poster.done.is_set() and not Job.objects.filter(
+                queue="site-generation", state__in=["pending", "dispatched", "running", "retry"]).exists()
+
+        if phase.wait_for_pause(db_call, work_deadline, site_jobs_done):
+            phase.hold(db_call)
+            def restart_budget_readers(pool: str) -> float:
+                # The programs that read the budget: the site-generation workers and the dispatchers.
+                return restart_programs(sv, [f"{pool}:{name}" for name in sv.groups[pool]
+                                             if name.startswith(("network-", "dispatcher-"))], log)
+
+            if not phase.raise_budget(restart_budget_readers, db_call, work_deadline):
+                outcome.append("the budget's pause was not lifted after the raise")
+        else:
+            outcome.append("the daily budget was never reached: its checks proved nothing")
+
         while not poster.done.wait(1):
             if time.monotonic() > work_deadline:
                 raise TimeoutError("the deadline passed while posting")
@@ -312,11 +356,13 @@ def main(argv: list[str] | None = None) -> int:
             outcome.append("resent emails not final by the deadline")
         time.sleep(3)  # anything still moving would show now
 
+        bound = settings.QUEUE_CONCURRENCY["site-generation"] * settings.WORKER_POOLS
         checks = chaos_checks.every_check(
             lead_job_ids=lead_job_ids, invalid_job_ids=invalid_job_ids,
             sink_counts=chaos_checks.recipients(list(sink.messages)),
             limits={q: settings.QUEUE_RATE_LIMITS[q] for q in settings.QUEUE_NAMES},
-            log_texts=ai_logs(sv.tmp / "log"), limiter_log=limiter_log.starts())
+            journal=fake_anthropic.read_journal(journal_path), budget=phase.check_args(bound),
+            limiter_log=limiter_log.starts())
         limiter_log.stop()
     except Interrupted as exc:
         outcome.append(f"interrupted ({exc})")
@@ -325,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # cleanup is bounded; a second Ctrl-C must not cut it short
-        cleanup(sv, sink, killer, redis_server, postgres)
+        cleanup(sv, sink, killer, redis_server, postgres, fake_api)
 
     duration = time.monotonic() - _t0
     kills = killer.kills if killer else []
@@ -342,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faults: rolling restart {figures['restart']:.1f} s; Redis restarted empty; PostgreSQL away "
               f"{figures.get('pg_down', 0):.1f} s; emails unknown after kills: {figures.get('unknown')} "
               "(found at the sink and marked sent, sent again)")
+    if phase is not None:
+        print(f"budget: ${phase.budget}; paused {'at ' + time.strftime('%H:%M:%S', time.localtime(phase.paused_at)) if phase.paused_at else 'never'}"
+              f", {phase.waiting} site jobs waiting and {phase.dead} dead after {HOLD_SECONDS:g} s; raised x{RAISED_FACTOR}, "
+              f"pools restarted in {', '.join(f'{t:.1f} s' for t in phase.restarts) or '-'}, pause lifted "
+              f"{f'{phase.lifted_after:.1f} s after' if phase.lifted_after is not None else 'never'}")
     for check in checks:
         print(check.line())
     for problem in outcome:
@@ -351,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def cleanup(sv, sink, killer, redis_server, postgres) -> None:
+def cleanup(sv, sink, killer, redis_server, postgres, fake_api) -> None:
     """Stop everything the run started, whatever state it is in; each step bounded."""
     if killer:
         killer.stop()
@@ -374,11 +425,12 @@ def cleanup(sv, sink, killer, redis_server, postgres) -> None:
         pass
     if left:
         log(f"killed {left} process(es) left after supervisord stopped")
-    if sink is not None:
-        try:
-            sink.stop()
-        except Exception:  # noqa: BLE001
-            pass
+    for server in (sink, fake_api):
+        if server is not None:
+            try:
+                server.stop()
+            except Exception:  # noqa: BLE001
+                pass
     if redis_server is not None:
         redis_server.stop()
     try:

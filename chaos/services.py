@@ -1,7 +1,8 @@
 """The servers make chaos runs for itself (never the machine's 5432 and 6379, never make up's): a
 throwaway PostgreSQL cluster made by deploy/services.sh's ensure_local_postgres, a redis-server on its
-own port that keeps nothing, the loopback SMTP sink of the tests, and deploy/supervisord.conf started
-the way make bench starts it (bench/footprint.py's Supervisor) with its var/ in var/chaos."""
+own port that keeps nothing, the loopback SMTP sink of the tests, the fake Anthropic API of the tests
+as a process of its own with its journal, and deploy/supervisord.conf started the way make bench
+starts it (bench/footprint.py's Supervisor) with its var/ in var/chaos."""
 from __future__ import annotations
 
 import os
@@ -106,6 +107,45 @@ class Redis:
                 self.proc.kill()
                 self.proc.wait()
         self.pidfile.unlink(missing_ok=True)
+
+
+class FakeApi:
+    """tests/sites/fake_anthropic.py in its process mode on 127.0.0.1:`port`: the seeded mix of
+    answers, each in `journal` (fsynced) before it is written. A process of its own, not a thread of
+    the run: its answers then arrive at the pace of a server, not of whatever the run is doing."""
+
+    def __init__(self, port: int, seed: int, journal: Path, log: Path, env: dict[str, str]) -> None:
+        self.port, self.seed, self.journal, self.log, self.env = port, seed, journal, log, env
+        self.proc: subprocess.Popen | None = None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        self.journal.unlink(missing_ok=True)
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.sites.fake_anthropic", str(self.port), "--mix", str(self.seed),
+             "--journal", str(self.journal)],
+            cwd=ROOT, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        import socket
+
+        for _ in range(100):
+            if self.proc.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the fake Anthropic API on {self.port} did not start: see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def supervisor(env: dict[str, str], var: Path):

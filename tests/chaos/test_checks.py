@@ -89,15 +89,6 @@ def test_dead_letters_only_for_the_leads_made_invalid():
     assert not missing.ok and "missing 1" in missing.figures
 
 
-def test_ai_cost_compares_the_last_total_line_with_the_database():
-    site(lead("a@acme.io")), site(lead("b@acme.io"))
-    logs = ["💰 Total: 1 sites | 2500 tokens | $0.001125\n", "x\n💰 Total: 2 sites | 5000 tokens | $0.00225\n"]
-    assert checks.ai_cost(logs).ok
-    assert not checks.ai_cost(logs[:1]).ok  # the log never saw the second site
-    assert not checks.ai_cost(["💰 Total: 2 sites | 5000 tokens | $0.0023\n"]).ok
-    assert not checks.ai_cost([]).ok
-
-
 def test_jobs_final_finds_stuck_jobs_and_qualified_leads_without_work():
     a = lead("a@acme.io")
     job(queue="site-generation", lead_id=a.id)
@@ -120,3 +111,161 @@ def test_leads_final_needs_every_posted_leads_job_and_a_final_submission():
     LeadSubmission.objects.create(payload={}, status=LeadSubmission.Status.RECEIVED, job_id=waiting.id)
     result = checks.leads_final([str(done.id), str(waiting.id)])
     assert not result.ok and "1 unfinished" in result.figures
+
+
+# --- the AI checks, counted at the fake's journal -----------------------------------------------------
+# A journal as tests/sites/fake_anthropic.py's Journal writes it, and the books as book_rows() reads
+# them; prices as the settings give them (USD per million: input, output, cache write, cache read).
+PRICES = {"m": ("1", "10", "2", "0.5")}
+USAGE = {"input_tokens": 1000, "output_tokens": 100, "cache_creation_input_tokens": 500, "cache_read_input_tokens": 2000}
+COST = Decimal("0.004")  # 1000 x 1 + 100 x 10 + 500 x 2 + 2000 x 0.5 = 4000 per million
+
+
+def answer(n: int, job_id: str, *, kind: str = "valid", at: float = 1000.0, took: float = 0.1, again: bool = False,
+           gone: bool = False) -> dict:
+    paid = kind not in ("overloaded", "rate_limited")
+    return {"n": n, "received": at, "answered": at + took, "kind": kind, "status": 200 if paid else 529,
+            "request_id": f"req_{n}", "message_id": f"msg_{n}" if paid else None,
+            "idempotency_key": f"job-{job_id}" + (":again" if again else ""), "model": "m",
+            "usage": dict(USAGE) if paid else None, "client_gone": gone}
+
+
+def row(entry: dict, *, at: float | None = None, **changes) -> dict:
+    usage = entry["usage"]
+    return {"request_id": entry["request_id"], "message_id": entry["message_id"],
+            "job_id": entry["idempotency_key"].removesuffix(":again").removeprefix("job-"),
+            "outcome": "valid" if entry["kind"] in ("valid", "slow") else "malformed", "model": "m",
+            "input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
+            "cache_write_tokens": usage["cache_creation_input_tokens"],
+            "cache_read_tokens": usage["cache_read_input_tokens"], "cost_usd": COST,
+            "created_at": entry["answered"] + 0.01 if at is None else at, **changes}
+
+
+def jobs(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+def test_ai_spend_passes_when_the_books_hold_every_paid_answer_and_lists_the_window():
+    a, b, c = jobs(3)
+    journal = [answer(1, a, kind="malformed_input"), answer(2, a, again=True), answer(3, b, kind="overloaded"),
+               answer(4, b, kind="slow"), answer(5, c, gone=True)]
+    rows = [row(e) for e in journal[:2]] + [row(journal[3])]
+    result = checks.ai_spend(journal, rows, PRICES)
+    assert result.ok, result.figures
+    assert "handed out $0.016 in 4 paid answers" in result.figures and "the books $0.012 in 3" in result.figures
+    assert "(the window) 1 of at most" in result.figures and "req_5" in result.figures
+    assert "its worker was gone" in result.figures  # the window says what the fake saw of it
+
+
+def test_ai_spend_fails_on_a_paid_answer_the_books_do_not_hold_beyond_the_window():
+    journal = [answer(n, job) for n, job in enumerate(jobs(checks.WINDOW_MAX + 2), 1)]
+    rows = [row(journal[0])]  # the rest were paid at the API and never recorded
+    result = checks.ai_spend(journal, rows, PRICES)
+    assert not result.ok and f"(the window) {checks.WINDOW_MAX + 1} of at most {checks.WINDOW_MAX}" in result.figures
+
+
+def test_ai_spend_fails_when_the_books_disagree_with_the_fake_or_hold_an_extra_request():
+    journal = [answer(1, jobs(1)[0])]
+    wrong_tokens = checks.ai_spend(journal, [row(journal[0], output_tokens=99)], PRICES)
+    assert not wrong_tokens.ok and "tokens (1000, 99, 500, 2000) at the books" in wrong_tokens.figures
+    extra = {**row(journal[0]), "request_id": "req_never", "cost_usd": Decimal("0.02")}
+    more = checks.ai_spend(journal, [row(journal[0]), extra], PRICES)  # the books hold a request never paid
+    assert not more.ok and "handed out - window - books = $-0.02" in more.figures
+
+
+def test_ai_spend_fails_on_a_journal_with_an_extra_paid_request_beyond_the_cent():
+    expensive = {"m": ("1000", "10", "2", "0.5")}  # $1.003 each: one missing answer is a dollar, not a cent
+    journal = [answer(1, jobs(1)[0]), answer(2, jobs(1)[0])]
+    rows = [row(journal[0], cost_usd=Decimal("1.003"))]
+    result = checks.ai_spend(journal, rows, expensive)
+    assert result.ok  # the second is listed as the window: handed out - window = the books
+    rows[0]["cost_usd"] = Decimal("0.004")
+    assert not checks.ai_spend(journal, rows, expensive).ok
+
+
+def test_paid_once_fails_on_a_site_paid_twice_outside_the_window():
+    a, b = jobs(2)
+    journal = [answer(1, a), answer(2, a, at=1010.0), answer(3, b)]
+    assert not (twice := checks.paid_once(journal, [row(e) for e in journal])).ok
+    assert "jobs paid twice outside the window 1" in twice.figures and "req_1, req_2" in twice.figures
+    # The first answer never reached the books (the window): asking again was the only way to a site.
+    fine = checks.paid_once(journal, [row(journal[1]), row(journal[2])])
+    assert fine.ok and "asked again after an answer in the window 1" in fine.figures
+    # A malformed answer and its second ask are one site, paid twice by design, not twice for a site.
+    assert checks.paid_once([answer(4, b, kind="no_tool"), answer(5, b, again=True)],
+                            [row(answer(4, b, kind="no_tool")), row(answer(5, b, again=True))]).ok
+
+
+def test_paid_once_fails_on_a_book_row_the_fake_never_answered():
+    journal = [answer(1, jobs(1)[0])]
+    result = checks.paid_once(journal, [row(journal[0]), {**row(journal[0]), "request_id": "req_made_up"}])
+    assert not result.ok and "book rows the fake never answered 1 (req_made_up)" in result.figures
+
+
+def budget_run(journal: list[dict], rows: list[dict], *, budget: str = "0.02", raised_at: float = 2000.0,
+               bound: int = 2, reasons: tuple = (), paused: bool = True) -> checks.Check:
+    return checks.budget_held(journal, budget=Decimal(budget), raised_at=raised_at, bound=bound, paused=paused,
+                              rows=rows, prices=PRICES, failures=lambda: list(reasons))
+
+
+def crossing_journal() -> list[dict]:
+    """Five answers reach $0.02 at 1005.1; two more were in flight then (asked at 1004.5 and 1005.0)."""
+    journal = [answer(n, job, at=1000.0 + n) for n, job in enumerate(jobs(5), 1)]
+    return journal + [answer(6, jobs(1)[0], at=1004.5, took=1.0), answer(7, jobs(1)[0], at=1005.0, took=0.5)]
+
+
+def test_budget_held_passes_with_the_requests_in_flight_at_the_crossing():
+    journal = crossing_journal()
+    result = budget_run(journal, [row(e) for e in journal])
+    assert result.ok, result.figures
+    assert "answer 5 of 7" in result.figures and "2 in flight at the crossing (bound 2)" in result.figures
+    assert "overshoot $0.008 (bound $0.008: 2 x the largest request $0.004)" in result.figures
+
+
+def test_budget_held_fails_on_an_overshoot_past_the_in_flight_bound():
+    journal = crossing_journal() + [answer(8, jobs(1)[0], at=1004.9, took=0.5)]  # a third in flight
+    result = budget_run(journal, [row(e) for e in journal])
+    assert not result.ok and "3 in flight at the crossing (bound 2)" in result.figures
+    assert "overshoot $0.012 (bound $0.008" in result.figures
+    # Asked 3 s after the books crossed: the check before it should have stopped it.
+    late = crossing_journal() + [answer(8, jobs(1)[0], at=1008.0)]
+    result = budget_run(late, [row(e) for e in late])
+    assert not result.ok and "1 asked once the books had crossed" in result.figures
+
+
+def test_budget_held_lists_a_request_asked_while_the_books_lagged_the_fake():
+    journal = crossing_journal()[:5] + [answer(8, jobs(1)[0], at=1008.0)]
+    # The fifth answer's record committed late (its worker was between the answer and the commit): the
+    # books were below the budget when the eighth was asked. Listed, and allowed one request more.
+    rows = [row(e) for e in journal[:4]] + [row(journal[4], at=1009.0), row(journal[5])]
+    result = budget_run(journal, rows)
+    assert result.ok, result.figures
+    assert "1 asked while the books lagged the fake" in result.figures and "lagged: req_8" in result.figures
+
+
+def test_budget_held_fails_when_never_reached_paused_or_a_job_failed_for_it():
+    journal = crossing_journal()
+    rows = [row(e) for e in journal]
+    never = budget_run(journal, rows, budget="5")
+    assert not never.ok and "never the budget $5" in never.figures
+    assert not budget_run(journal, rows, paused=False).ok
+    failed = budget_run(journal, rows, reasons=("ClaudeUnavailable: over the daily budget",))
+    assert not failed.ok and "for the budget 1" in failed.figures
+    # What the raise allowed afterwards is not past the budget.
+    after = journal + [answer(9, jobs(1)[0], at=2001.0)]
+    assert budget_run(after, rows + [row(after[-1])]).ok
+
+
+def test_book_rows_read_every_paid_request_but_the_mock_ones():
+    from sites.models import AiRequest
+
+    job_id = uuid.uuid4()
+    paid = AiRequest.objects.create(job_id=job_id, model="m", request_id="req_1", message_id="msg_1",
+                                    outcome="valid", input_tokens=1000, output_tokens=100, cache_write_tokens=500,
+                                    cache_read_tokens=2000, cost_usd=COST)
+    AiRequest.objects.create(job_id=job_id, model="m", mock=True, outcome="valid", input_tokens=2000, cost_usd=COST)
+    [read] = checks.book_rows()
+    assert read["request_id"] == "req_1" and read["job_id"] == str(job_id) and read["cost_usd"] == COST
+    assert read["created_at"] == paid.__class__.objects.get(pk=paid.pk).created_at.timestamp()
+    journal = [answer(1, str(job_id))]
+    assert checks.ai_spend(journal, prices=PRICES).ok and checks.paid_once(journal).ok

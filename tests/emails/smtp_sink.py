@@ -11,8 +11,6 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
-from tests.system.processes import free_port
-
 
 @dataclass
 class Refusal:
@@ -42,7 +40,11 @@ class SmtpSink:
         self._tries: dict[tuple[int, str], int] = {}
         self.data_delay = data_delay
         self.lock = threading.Lock()
-        self.port = port or free_port()
+        if port is None:
+            from tests.system.processes import free_port  # loads Django: not for the command line's fixed port
+
+            port = free_port()
+        self.port = port
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     def refuse(self, phase: str, pattern: str, reply: str, *, times: int | None = None) -> Refusal:
@@ -108,3 +110,41 @@ class SmtpSink:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A sink to point a running system at (EMAIL_URL=smtp://127.0.0.1:PORT), to watch what it sends
+    and how it takes refusals: suppressions, retries, the breaker (README, Email: Try the failures)."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m tests.emails.smtp_sink", description=main.__doc__)
+    parser.add_argument("port", type=int)
+    parser.add_argument("--refuse", action="append", default=[], metavar="PHASE:PATTERN:REPLY",
+                        help="e.g. 'rcpt:^bounce@:550 5.1.1 no such user' or 'rcpt:.:554 5.7.1 relay access denied' "
+                             "(PHASE rcpt or data; PATTERN a regex searched in the address); repeatable")
+    parser.add_argument("--times", type=int, default=None, help="refuse only each address's first N tries")
+    args = parser.parse_args(argv)
+    sink = SmtpSink(port=args.port)
+    for rule in args.refuse:
+        phase, pattern, reply = rule.split(":", 2)
+        sink.refuse(phase, pattern, reply, times=args.times)
+    sink.start()
+    print(f"SMTP sink on 127.0.0.1:{args.port}; refusing: {args.refuse or 'nothing'}", flush=True)
+    seen = refused = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            with sink.lock:
+                new, sink_refused = sink.messages[seen:], sink.refused[refused:]
+                seen, refused = len(sink.messages), len(sink.refused)
+            for message in new:
+                print(f"accepted: to {message['To']} | {message['Subject']}", flush=True)
+            for phase, address, reply in sink_refused:
+                print(f"refused at {phase}: {address}: {reply}", flush=True)
+    except KeyboardInterrupt:
+        sink.stop()
+
+
+if __name__ == "__main__":
+    main()

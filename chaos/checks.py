@@ -26,7 +26,7 @@ from emails.models import Message
 from leads.models import Lead, LeadSubmission
 from sites.models import Site
 from workers import ratelimit
-from workers.models import Job
+from workers.models import Job, JobFailure
 from workers.ratelimit import busiest_window, ledger_starts, started_without_a_slot
 
 FINAL = (Job.State.SUCCEEDED, Job.State.DEAD)

@@ -269,3 +269,13 @@ def test_book_rows_read_every_paid_request_but_the_mock_ones():
     assert read["created_at"] == paid.__class__.objects.get(pk=paid.pk).created_at.timestamp()
     journal = [answer(1, str(job_id))]
     assert checks.ai_spend(journal, prices=PRICES).ok and checks.paid_once(journal).ok
+
+
+def test_budget_reasons_reads_failed_attempts_and_dead_letters_that_name_the_budget():
+    # The daily budget line's default reader (the merge of wp-chaos lost its JobFailure import).
+    failed = job(queue="site-generation", state=Job.State.SUCCEEDED)
+    JobFailure.objects.create(job=failed, queue="site-generation", attempt=1, error="ClaudeUnavailable: over the daily budget")
+    JobFailure.objects.create(job=failed, queue="site-generation", attempt=2, error="WorkerLost")
+    DeadLetter.objects.create(queue_name="site-generation", job_id=str(failed.id), job_data={},
+                              error_message="paused: daily budget reached")
+    assert sorted(checks.budget_reasons()) == ["ClaudeUnavailable: over the daily budget", "paused: daily budget reached"]

@@ -21,12 +21,13 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Q
 
+from chaos.mail import SinkPlan
 from dlq.models import DeadLetter
 from emails.models import Message
 from leads.models import Lead, LeadSubmission
 from sites.models import Site
 from workers import ratelimit
-from workers.models import Job
+from workers.models import Job, JobFailure
 from workers.ratelimit import busiest_window, ledger_starts, started_without_a_slot
 
 FINAL = (Job.State.SUCCEEDED, Job.State.DEAD)
@@ -48,6 +49,11 @@ class Check:
 def _few(items, n: int = 5) -> str:
     items = sorted(str(i) for i in items)
     return ", ".join(items[:n]) + (f" ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def _examples(*labelled: tuple[str, Any]) -> str:
+    """ (label: a few of them) for each non-empty collection, to end a line's figures with."""
+    return "".join(f" ({label}: {_few(items)})" for label, items in labelled if items)
 
 
 def leads_final(lead_job_ids: list[str]) -> Check:
@@ -103,44 +109,129 @@ def recipients(sink_messages) -> Counter:
     return counts
 
 
-def sites_and_emails(sink_counts: Counter) -> Check:
+def sites_and_emails(sink_counts: Counter, no_mailbox: frozenset[str] = frozenset()) -> Check:
     """Every qualified lead: exactly one site (database) and exactly one email at the SMTP sink (the
-    sink's count, not the database's); and no email, no site for anyone else."""
+    sink's count, not the database's), except the addresses the sink refused as unknown mailboxes
+    (`no_mailbox`): a site and no email; and no email, no site for anyone else."""
     qualified = dict(Lead.objects.filter(status=Lead.Status.QUALIFIED).values_list("id", "email"))
     sites = Counter(Site.objects.values_list("lead_id", flat=True))
     wrong_sites = {lead: sites.get(lead, 0) for lead in qualified if sites.get(lead, 0) != 1}
     stray_sites = sum(n for lead, n in sites.items() if lead not in qualified)
-    wanted = {email.lower() for email in qualified.values()}
+    addresses = {email.lower() for email in qualified.values()}
+    refused = {email.lower() for email in no_mailbox} & addresses
+    wanted = addresses - refused
     wrong_mail = {email: sink_counts.get(email, 0) for email in wanted if sink_counts.get(email, 0) != 1}
-    stray_mail = {email: n for email, n in sink_counts.items() if email not in wanted}
-    ok = not wrong_sites and not stray_sites and not wrong_mail and not stray_mail
+    refused_mail = {email: sink_counts[email] for email in refused if sink_counts.get(email, 0)}
+    stray_mail = {email: n for email, n in sink_counts.items() if email not in addresses}
+    ok = not wrong_sites and not stray_sites and not wrong_mail and not refused_mail and not stray_mail
     figures = (f"{len(qualified)} qualified leads, {sum(sites.values())} sites, {sum(sink_counts.values())} emails "
-               f"at the sink to {len(sink_counts)} addresses; leads without exactly one site {len(wrong_sites)}, "
-               f"without exactly one email {len(wrong_mail)}; sites of other leads {stray_sites}, emails to other "
-               f"addresses {sum(stray_mail.values())}")
-    if wrong_mail:
-        figures += f" (e.g. {_few(f'{e}={n}' for e, n in wrong_mail.items())})"
-    if stray_mail:
-        figures += f" (e.g. {_few(stray_mail)})"
-    return Check("each qualified lead: one site, one email at the SMTP sink", ok, figures)
+               f"at the sink to {len(sink_counts)} addresses; leads without exactly one site {len(wrong_sites)}; "
+               f"of the {len(wanted)} not refused, without exactly one email {len(wrong_mail)}; of the "
+               f"{len(refused)} refused as unknown mailboxes (a site, no email), with an email {len(refused_mail)}; "
+               f"sites of other leads {stray_sites}, emails to other addresses {sum(stray_mail.values())}")
+    figures += _examples(("not exactly one", [f"{e}={n}" for e, n in wrong_mail.items()]),
+                         ("refused, yet received", [f"{e}={n}" for e, n in refused_mail.items()]),
+                         ("to others", stray_mail))
+    return Check("each qualified lead: one site, one email at the SMTP sink (none to a refused mailbox)", ok, figures)
 
 
-def dead_letters(invalid_job_ids: set[str]) -> Check:
-    """The dead-letter queue holds exactly the leads generated invalid on purpose: nothing else
-    (no lead, site or email job killed into it), none of them missing."""
+def _bounce_jobs(no_mailbox: frozenset[str]) -> dict[str, str]:
+    """The send job ids of the messages to the refused mailboxes -> their address."""
+    messages = {str(m): e.lower() for m, e in Message.objects.filter(
+        to_email__in=list(no_mailbox)).values_list("id", "to_email")}
+    return {str(j): messages[p["message_id"]] for j, p in Job.objects.filter(
+        queue="email-sending").values_list("id", "payload") if p.get("message_id") in messages}
+
+
+def dead_letters(invalid_job_ids: set[str], no_mailbox: frozenset[str] = frozenset()) -> Check:
+    """The dead-letter queue holds exactly the leads generated invalid on purpose and, for each address
+    the sink refused as an unknown mailbox, one send job of its message (a bounce is dead-lettered at
+    once): nothing else (no lead, site or email job killed into it), none of them missing."""
     entries = Counter(DeadLetter.objects.values_list("job_id", flat=True))
     entered = set(entries)
-    unexpected = entered - invalid_job_ids
+    bounce_jobs = _bounce_jobs(no_mailbox)
+    per_address = Counter(bounce_jobs[j] for j in entered if j in bounce_jobs)
+    unexpected = entered - invalid_job_ids - set(bounce_jobs)
     missing = invalid_job_ids - entered
+    bounces_missing = {a for a in no_mailbox if per_address.get(a.lower(), 0) != 1}
     twice = {j for j, n in entries.items() if n > 1}
-    ok = not unexpected and not missing and not twice
+    ok = not unexpected and not missing and not bounces_missing and not twice
     by_queue = Counter(DeadLetter.objects.values_list("queue_name", flat=True))
-    figures = (f"{sum(entries.values())} entries {dict(sorted(by_queue.items()))}, {len(invalid_job_ids)} leads "
-               f"invalid on purpose; unexpected {len(unexpected)}, missing {len(missing)}, twice {len(twice)}")
+    figures = (f"{sum(entries.values())} entries {dict(sorted(by_queue.items()))}, expected {len(invalid_job_ids)} "
+               f"leads invalid on purpose + {len(no_mailbox)} outreach messages to unknown mailboxes; unexpected "
+               f"{len(unexpected)}, missing {len(missing)}, refused mailboxes without exactly one "
+               f"{len(bounces_missing)}, twice {len(twice)}")
     if unexpected:
         errors = DeadLetter.objects.filter(job_id__in=list(unexpected)).values_list("queue_name", "error_message")[:3]
         figures += " (e.g. " + "; ".join(f"{q}: {e[:120]}" for q, e in errors) + ")"
-    return Check("dead-letter entries only for the leads made invalid", ok, figures)
+    if bounces_missing:
+        figures += f" (e.g. {_few(bounces_missing)})"
+    return Check("dead-letter entries only for the leads made invalid and the refused mailboxes", ok, figures)
+
+
+# --- what the SMTP sink refused (chaos/mail.py's plan) --------------------------------------------
+
+def refused_mailboxes(no_mailbox: frozenset[str], sink_counts: Counter) -> Check:
+    """Every address the sink refused as an unknown mailbox is a qualified lead's, received nothing, and
+    is suppressed once, reason `bounce`, from its own message with the server's words; nobody else is
+    suppressed; and the breaker never tripped (a mailbox's refusal is not ours)."""
+    from emails.models import BreakerTrip, Suppression
+
+    refused = {a.lower() for a in no_mailbox}
+    qualified = set(Lead.objects.filter(status=Lead.Status.QUALIFIED, email__in=list(refused)).values_list(
+        "email", flat=True))
+    received = {a: sink_counts[a] for a in refused if sink_counts.get(a, 0)}
+    messages = dict(Message.objects.filter(to_email__in=list(refused), kind=Message.Kind.OUTREACH).values_list(
+        "to_email", "id"))
+    rows = list(Suppression.objects.values_list("email", "reason", "message_id", "detail"))
+    right = Counter(e for e, reason, message, detail in rows
+                    if e in refused and reason == "bounce" and message == messages.get(e) and "5.1.1" in detail)
+    not_suppressed = {a for a in refused if right.get(a, 0) != 1}
+    others = [f"{e} {reason}" for e, reason, message, detail in rows
+              if e not in refused or reason != "bounce" or message != messages.get(e) or "5.1.1" not in detail]
+    trips = BreakerTrip.objects.count()
+    ok = bool(refused) and qualified == refused and not received and not not_suppressed and not others and not trips
+    figures = (f"{len(refused)} addresses refused 550 5.1.1 at RCPT, {len(qualified)} of them qualified leads; "
+               f"received {sum(received.values())}; suppressed bounce from their message {sum(right.values())}, "
+               f"without exactly that row {len(not_suppressed)}; other suppressions {len(others)}; breaker trips "
+               f"{trips}")
+    figures += _examples(("not qualified", refused - qualified), ("received", received),
+                         ("not suppressed", not_suppressed), ("other", others))
+    return Check("unknown mailboxes: nothing received, suppressed bounce, nobody else", ok, figures)
+
+
+def temporary_refusals(sink_refused: list[tuple[str, str, str]], planned: frozenset[str],
+                       no_mailbox: frozenset[str], sink_counts: Counter) -> Check:
+    """The sink's own record of what it refused (phase, address, reply): the planned qualified leads got a
+    4xx on a first try (421 at RCPT, 451 after DATA) and each then received exactly one message (the
+    retry happened, once); every other refusal is the 550 5.1.1 of a refused mailbox."""
+    temporary = [(phase, a.lower(), reply) for phase, a, reply in sink_refused if reply.startswith("4")]
+    refused_mailbox = {a.lower() for a in no_mailbox}
+    unexpected = [f"{phase} {a}: {reply[:40]}" for phase, a, reply in sink_refused
+                  if not reply.startswith("4") and not (a.lower() in refused_mailbox and reply.startswith("550 5.1.1"))]
+    qualified = set(Lead.objects.filter(status=Lead.Status.QUALIFIED).values_list("email", flat=True))
+    wanted = {a.lower() for a in planned} & qualified
+    hit = {a for _, a, _ in temporary}
+    never_refused = wanted - hit
+    not_once = {f"{a}={sink_counts.get(a, 0)}" for a in hit if sink_counts.get(a, 0) != 1}
+    kinds = Counter(f"{reply[:3]} after DATA" if phase == "data" else f"{reply[:3]} at RCPT"
+                    for phase, _, reply in temporary)
+    ok = bool(wanted) and not never_refused and not not_once and not unexpected
+    figures = (f"{len(temporary)} refused for now ({dict(sorted(kinds.items()))}) to {len(hit)} addresses, "
+               f"{len(wanted)} qualified leads planned; planned never refused {len(never_refused)}, refused for now "
+               f"and not then received exactly once {len(not_once)}; other refusals {len(unexpected)} (the 5.1.1 "
+               f"of the {len(refused_mailbox)} unknown mailboxes: "
+               f"{sum(1 for _, a, r in sink_refused if a.lower() in refused_mailbox and r.startswith('550'))})")
+    figures += _examples(("never refused", never_refused), ("not once", not_once), ("other", unexpected))
+    return Check("421/451 on first tries: retried, then received exactly once", ok, figures)
+
+
+def messages_settled() -> Check:
+    """No message is left pending, sending or unknown: every send has reached its end."""
+    statuses = Counter(Message.objects.values_list("status", flat=True))
+    open_ = {s: statuses[s] for s in ("pending", "sending", "unknown") if statuses.get(s)}
+    return Check("no message pending, sending or unknown", not open_,
+                 f"{sum(statuses.values())} messages {dict(sorted(statuses.items()))}")
 
 
 def rate_limits(limits: dict[str, tuple[int, float] | None],
@@ -391,14 +482,19 @@ def budget_held(journal: list[dict[str, Any]], *, budget: Decimal, raised_at: fl
 
 
 def every_check(*, lead_job_ids: list[str], invalid_job_ids: set[str], sink_counts: Counter,
+                sink_refused: list[tuple[str, str, str]], sink_plan: SinkPlan,
                 limits: dict[str, tuple[int, float] | None], journal: list[dict[str, Any]], budget: dict[str, Any],
                 limiter_log: dict[str, list[float]] | None = None) -> list[Check]:
     """Every line, each on its own: one that raises is a FAIL with its error, the others still run."""
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("every lead final", lambda: leads_final(lead_job_ids)),
         ("no job lost or stuck", jobs_final),
-        ("each qualified lead: one site, one email", lambda: sites_and_emails(sink_counts)),
-        ("dead-letter entries", lambda: dead_letters(invalid_job_ids)),
+        ("each qualified lead: one site, one email", lambda: sites_and_emails(sink_counts, sink_plan.no_mailbox)),
+        ("dead-letter entries", lambda: dead_letters(invalid_job_ids, sink_plan.no_mailbox)),
+        ("unknown mailboxes", lambda: refused_mailboxes(sink_plan.no_mailbox, sink_counts)),
+        ("421/451 on first tries", lambda: temporary_refusals(sink_refused, sink_plan.temporary,
+                                                               sink_plan.no_mailbox, sink_counts)),
+        ("messages settled", messages_settled),
         ("rate limits", lambda: rate_limits(limits, limiter_log)),
         ("AI spend at the fake", lambda: ai_spend(journal)),
         ("paid once", lambda: paid_once(journal)),

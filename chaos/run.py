@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from bench.footprint import system_env
         from chaos import checks as chaos_checks
+        from chaos import mail
         from chaos.client import Batch, Poster
         from chaos.faults import Killer, LimiterLog, postgres_outage, restart_programs, restart_redis, rolling_restart
         from leads.fake import make_fake_leads_with_kinds
@@ -273,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
 
         rng = random.Random(seed)
         planned = make_fake_leads_with_kinds(args.leads, rng=rng)
+        # Its own generator: the run's other choices stay what they were for a seed.
+        sink_plan = mail.plan_refusals(planned, random.Random(seed + 2))
+        mail.apply(sink, sink_plan)
+        log(f"the SMTP sink refuses {len(sink_plan.no_mailbox)} qualifying leads' addresses as unknown mailboxes "
+            f"({mail.NO_MAILBOX_REPLY[:9]} at RCPT, every try), and the first try of {len(sink_plan.at_rcpt_421)} "
+            f"others with 421 at RCPT and of {len(sink_plan.after_data_451)} with 451 after DATA")
         budget = budget_for(sum(kind == "original" for kind, _ in planned), settings.AI_MODEL_PRICES[ANTHROPIC_MODEL],
                             fake_anthropic.mean_usage(), fake_anthropic.paid_answers_per_site())
         phase = BudgetPhase(budget, VAR / "budget.env", log)
@@ -359,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         bound = settings.QUEUE_CONCURRENCY["site-generation"] * settings.WORKER_POOLS
         checks = chaos_checks.every_check(
             lead_job_ids=lead_job_ids, invalid_job_ids=invalid_job_ids,
-            sink_counts=chaos_checks.recipients(list(sink.messages)),
+            sink_counts=chaos_checks.recipients(list(sink.messages)), sink_refused=list(sink.refused),
+            sink_plan=sink_plan,
             limits={q: settings.QUEUE_RATE_LIMITS[q] for q in settings.QUEUE_NAMES},
             journal=fake_anthropic.read_journal(journal_path), budget=phase.check_args(bound),
             limiter_log=limiter_log.starts())

@@ -9,8 +9,10 @@ from email.message import EmailMessage
 import pytest
 from django.utils import timezone
 
-from chaos import checks
+from chaos import checks, mail
 from dlq.models import DeadLetter
+from emails.models import BreakerTrip, Message, Suppression
+from emails.suppression import suppress
 from leads.models import Lead, LeadSubmission
 from sites.models import Site
 from workers import ledger
@@ -269,3 +271,163 @@ def test_book_rows_read_every_paid_request_but_the_mock_ones():
     assert read["created_at"] == paid.__class__.objects.get(pk=paid.pk).created_at.timestamp()
     journal = [answer(1, str(job_id))]
     assert checks.ai_spend(journal, prices=PRICES).ok and checks.paid_once(journal).ok
+
+
+def test_budget_reasons_reads_failed_attempts_and_dead_letters_that_name_the_budget():
+    # The daily budget line's default reader (the merge of wp-chaos lost its JobFailure import).
+    failed = job(queue="site-generation", state=Job.State.SUCCEEDED)
+    JobFailure.objects.create(job=failed, queue="site-generation", attempt=1, error="ClaudeUnavailable: over the daily budget")
+    JobFailure.objects.create(job=failed, queue="site-generation", attempt=2, error="WorkerLost")
+    DeadLetter.objects.create(queue_name="site-generation", job_id=str(failed.id), job_data={},
+                              error_message="paused: daily budget reached")
+    assert sorted(checks.budget_reasons()) == ["ClaudeUnavailable: over the daily budget", "paused: daily budget reached"]
+
+
+# --- what the SMTP sink refused -----------------------------------------------------------------
+
+GONE = frozenset({"gone@acme.io"})
+BOUNCE_WORDS = "Bounced: the mailbox was refused at RCPT: 550 5.1.1 Recipient address rejected: User unknown"
+
+
+def outreach(to: Lead, status: str = "sent") -> tuple[Message, Job]:
+    message = Message.objects.create(key=f"outreach-{to.id}", kind="outreach", lead=to, to_email=to.email,
+                                     subject="s", text_body="t", status=status)
+    return message, job(queue="email-sending", message_id=str(message.id))
+
+
+def bounced(to: Lead) -> Message:
+    """What a 550 5.1.1 at RCPT leaves: the message failed, its job dead-lettered, the address suppressed."""
+    message, send = outreach(to, status="failed")
+    Job.objects.filter(pk=send.pk).update(state=Job.State.DEAD)
+    DeadLetter.objects.create(queue_name="email-sending", job_id=str(send.id), job_data={}, error_message=BOUNCE_WORDS)
+    suppress(to.email, "bounce", message_id=message.id, detail=BOUNCE_WORDS, by="smtp")
+    return message
+
+
+def test_sites_and_emails_expect_no_email_to_a_refused_mailbox():
+    a, gone = lead("a@acme.io"), lead("gone@acme.io")
+    site(a), site(gone)
+    assert checks.sites_and_emails(Counter({"a@acme.io": 1}), GONE).ok
+    result = checks.sites_and_emails(Counter({"a@acme.io": 1}))  # not excluded: it misses its email
+    assert not result.ok and "not exactly one: gone@acme.io=0" in result.figures
+    received = checks.sites_and_emails(Counter({"a@acme.io": 1, "gone@acme.io": 1}), GONE)
+    assert not received.ok and "with an email 1" in received.figures and "gone@acme.io=1" in received.figures
+    assert not checks.sites_and_emails(Counter({"gone@acme.io": 0}), GONE).ok  # a's email never arrived
+    Site.objects.filter(lead=gone).delete()
+    assert not checks.sites_and_emails(Counter({"a@acme.io": 1}), GONE).ok  # a refused mailbox still has its site
+
+
+def test_dead_letters_expect_one_send_job_per_refused_mailbox():
+    invalid = job(state=Job.State.DEAD)
+    DeadLetter.objects.create(queue_name="lead-processing", job_id=str(invalid.id), job_data={})
+    gone, a = lead("gone@acme.io"), lead("a@acme.io")
+    missing = checks.dead_letters({str(invalid.id)}, GONE)  # its outreach never dead-lettered
+    assert not missing.ok and "refused mailboxes without exactly one 1" in missing.figures
+    bounced(gone)
+    result = checks.dead_letters({str(invalid.id)}, GONE)
+    assert result.ok, result.figures
+    assert "expected 1 leads invalid on purpose + 1 outreach messages" in result.figures
+    assert not checks.dead_letters({str(invalid.id)}).ok  # without the plan, the bounce is unexpected
+    _, other = outreach(a, status="failed")  # a 421 retried until its attempts ran out
+    DeadLetter.objects.create(queue_name="email-sending", job_id=str(other.id), job_data={}, error_message="421")
+    unexpected = checks.dead_letters({str(invalid.id)}, GONE)
+    assert not unexpected.ok and "unexpected 1" in unexpected.figures
+
+
+def test_refused_mailboxes_received_nothing_and_are_the_only_suppressions():
+    gone = lead("gone@acme.io")
+    assert not checks.refused_mailboxes(GONE, Counter()).ok  # not suppressed
+    message = bounced(gone)
+    result = checks.refused_mailboxes(GONE, Counter({"a@acme.io": 1}))
+    assert result.ok, result.figures
+    received = checks.refused_mailboxes(GONE, Counter({"gone@acme.io": 1}))
+    assert not received.ok and "received 1" in received.figures
+    assert not checks.refused_mailboxes(frozenset({"gone@acme.io", "ghost@acme.io"}), Counter()).ok  # no lead
+    assert not checks.refused_mailboxes(frozenset(), Counter()).ok  # nothing refused: nothing proven
+    suppress("a@acme.io", "bounce", detail="550 5.7.1 relay denied", by="smtp")
+    other = checks.refused_mailboxes(GONE, Counter())
+    assert not other.ok and "other suppressions 1" in other.figures
+    Suppression.objects.filter(email="a@acme.io").delete()
+    Suppression.objects.filter(email="gone@acme.io").update(message_id=uuid.uuid4())  # not from its message
+    assert not checks.refused_mailboxes(GONE, Counter()).ok
+    Suppression.objects.filter(email="gone@acme.io").update(message_id=message.id, reason="manual")
+    assert not checks.refused_mailboxes(GONE, Counter()).ok
+    Suppression.objects.filter(email="gone@acme.io").update(reason="bounce")
+    assert checks.refused_mailboxes(GONE, Counter()).ok
+    BreakerTrip.objects.create(cause="refused", reason="breaker: ...")
+    tripped = checks.refused_mailboxes(GONE, Counter())
+    assert not tripped.ok and "breaker trips 1" in tripped.figures
+
+
+def test_temporary_refusals_need_each_planned_first_try_refused_then_one_message():
+    lead("gone@acme.io"), lead("a@acme.io"), lead("b@acme.io"), lead("c@acme.io")
+    planned = frozenset({"a@acme.io", "b@acme.io"})
+    refused = [("rcpt", "gone@acme.io", "550 5.1.1 no such user"), ("rcpt", "a@acme.io", "421 4.7.0 busy"),
+               ("data", "b@acme.io", "451 4.7.1 Greylisted")]
+    delivered = Counter({"a@acme.io": 1, "b@acme.io": 1, "c@acme.io": 1})
+    result = checks.temporary_refusals(refused, planned, GONE, delivered)
+    assert result.ok, result.figures
+    assert "2 refused for now ({'421 at RCPT': 1, '451 after DATA': 1}) to 2 addresses" in result.figures
+    never = checks.temporary_refusals(refused[:2], planned, GONE, delivered)  # b's first try was not refused
+    assert not never.ok and "planned never refused 1" in never.figures
+    twice = checks.temporary_refusals(refused, planned, GONE, delivered + Counter({"b@acme.io": 1}))
+    assert not twice.ok and "not then received exactly once 1" in twice.figures
+    lost = checks.temporary_refusals(refused, planned, GONE, Counter({"a@acme.io": 1}))
+    assert not lost.ok and "b@acme.io=0" in lost.figures
+    relay = checks.temporary_refusals(refused + [("rcpt", "c@acme.io", "554 5.7.1 Relay access denied")],
+                                      planned, GONE, delivered)
+    assert not relay.ok and "other refusals 1" in relay.figures
+    assert not checks.temporary_refusals(refused, planned, frozenset(), delivered).ok  # a 5.1.1 not planned
+    assert not checks.temporary_refusals([], frozenset(), GONE, delivered).ok  # nothing planned: nothing proven
+
+
+def test_messages_settled_fails_on_a_message_left_pending_sending_or_unknown():
+    a = lead("a@acme.io")
+    message, _ = outreach(a, status="failed")
+    assert checks.messages_settled().ok
+    for status in ("pending", "sending", "unknown"):
+        Message.objects.filter(pk=message.pk).update(status=status)
+        result = checks.messages_settled()
+        assert not result.ok and f"'{status}': 1" in result.figures
+
+
+def test_the_sink_plan_refuses_qualifying_leads_and_a_share_of_first_tries():
+    import random
+
+    from leads.fake import make_fake_leads_with_kinds
+    from tests.emails.smtp_sink import SmtpSink
+
+    planned = make_fake_leads_with_kinds(400, rng=random.Random(3))
+    plan = mail.plan_refusals(planned, random.Random(5))
+    assert plan == mail.plan_refusals(planned, random.Random(5))  # seeded
+    qualified = set(mail.predicted_qualified(planned))
+    assert len(plan.no_mailbox) == 10 and plan.no_mailbox <= qualified
+    assert plan.at_rcpt_421 and plan.after_data_451 and plan.temporary <= qualified - plan.no_mailbox
+    assert not plan.at_rcpt_421 & plan.after_data_451
+    sink = SmtpSink(port=1)  # never started: its answers are asked directly
+    mail.apply(sink, plan)
+    gone, busy, grey = sorted(plan.no_mailbox)[0], sorted(plan.at_rcpt_421)[0], sorted(plan.after_data_451)[0]
+    assert [sink._reply_for("rcpt", gone.upper())[:9] for _ in range(2)] == ["550 5.1.1"] * 2
+    assert sink._reply_for("rcpt", busy)[:3] == "421" and sink._reply_for("rcpt", busy) is None
+    assert sink._reply_for("rcpt", grey) is None and sink._reply_for("data", grey)[:3] == "451"
+    assert sink._reply_for("data", grey) is None
+    assert sink._reply_for("rcpt", "x" + gone) is None  # exactly those addresses
+
+
+def test_predicted_qualification_is_what_processing_decides():
+    import random
+
+    from leads.fake import make_fake_leads_with_kinds
+    from leads.models import LeadSubmission as Submission
+    from leads.services import InvalidLead, accept_leads, process_submission
+
+    planned = make_fake_leads_with_kinds(60, rng=random.Random(11))
+    predicted = set(mail.predicted_qualified(planned))
+    for submission in accept_leads([row for _, row in planned], source="test"):
+        try:
+            process_submission(submission.pk)
+        except InvalidLead:  # the ones generated invalid: the worker dead-letters them
+            pass
+    qualified = set(Lead.objects.filter(status=Lead.Status.QUALIFIED).values_list("email", flat=True))
+    assert predicted and predicted <= qualified
+    assert Submission.objects.exists()

@@ -187,7 +187,8 @@ def bench_health_queries(rows: int, rounds: int = 30) -> list[list[str]]:
     from django.test import RequestFactory
 
     from monitoring.dashboard import dashboard_payload
-    from monitoring.health import compact_job_counts, health_report
+    from monitoring.health import health_report
+    from workers.retention import fold_job_counts
     from monitoring.metrics import render
 
     queues = "ARRAY[" + ",".join(f"'{q}'" for q in QUEUES) + "]"
@@ -208,7 +209,7 @@ def bench_health_queries(rows: int, rounds: int = 30) -> list[list[str]]:
             FROM generate_series(1, %s) AS i""", [rows])
         loaded = time.monotonic() - started
         cur.execute("VACUUM ANALYZE workers_job")  # as autovacuum leaves a ledger that has lived a while
-    compact_job_counts()  # as the dispatcher leader does at each of its heartbeats
+    fold_job_counts()  # as the dispatcher leader does at each of its heartbeats
     with connection.cursor() as cur:
         cur.execute("CHECKPOINT")  # the load's writes are flushed now, not while we measure
     log(f"{rows} ledger rows loaded in {loaded:.1f} s")
@@ -231,7 +232,7 @@ def bench_health_queries(rows: int, rounds: int = 30) -> list[list[str]]:
     finally:
         with connection.cursor() as cur:
             cur.execute("DELETE FROM workers_job WHERE task = %s", [HEALTH_TASK])
-        compact_job_counts()
+        fold_job_counts()
         with connection.cursor() as cur:  # the later phases start as autovacuum would leave the tables
             cur.execute("VACUUM ANALYZE workers_job, workers_jobcount")
     return out

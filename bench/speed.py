@@ -202,12 +202,12 @@ def tidy_ledger() -> None:
     from django.db import connection
     from django_celery_results.models import TaskResult
 
-    from monitoring.health import compact_job_counts
+    from workers.retention import fold_job_counts
     from workers.models import Job
 
     Job.objects.all().delete()
     TaskResult.objects.all().delete()
-    compact_job_counts()
+    fold_job_counts()
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE workers_job, workers_jobcount, django_celery_results_taskresult")
 

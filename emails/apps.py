@@ -7,3 +7,9 @@ class EmailsConfig(AppConfig):
 
     def ready(self) -> None:
         from emails import checks, receivers  # noqa: F401 - registers the deploy check, connects receivers
+        from emails import breaker, services
+        from workers import registry
+
+        registry.queue(services.EMAIL_QUEUE, task=services.SEND_TASK, app=self.name)
+        registry.gate(services.EMAIL_QUEUE, "email breaker", hold=breaker.hold_if_paused,
+                      sweep=breaker.enforce_breaker)

@@ -1,10 +1,9 @@
 from django.db.models.functions import Now
 from django.dispatch import receiver
 
-from emails.breaker import enforce_breaker
 from emails.models import Message
 from emails.services import SEND_TASK
-from workers.signals import job_dead_lettered, job_requeued, leader_sweep
+from workers.signals import job_dead_lettered, job_requeued
 
 
 @receiver(job_dead_lettered)
@@ -26,9 +25,3 @@ def reopen_failed_message(sender, job, **kwargs) -> None:
         return
     Message.objects.filter(pk=job.payload.get("message_id"), status=Message.Status.FAILED).update(
         status=Message.Status.PENDING, updated_at=Now())
-
-
-@receiver(leader_sweep)
-def run_email_breaker(sender, **kwargs) -> None:
-    """Once a second on the leading dispatcher: the breaker pauses email-sending when sends go wrong."""
-    enforce_breaker()

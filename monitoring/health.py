@@ -174,19 +174,6 @@ def db_now() -> datetime:
         return cursor.fetchone()[0]
 
 
-def compact_job_counts() -> int:
-    """Fold JobCount's delta rows into one row per key (the dispatcher leader does it at each of its
-    heartbeats); returns the rows left. PostgreSQL deletes and re-inserts in one statement, so a
-    delta committed meanwhile is either folded in or left as it is, never lost."""
-    table = JobCount._meta.db_table
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"""
-            WITH gone AS (DELETE FROM {table} RETURNING queue, state, rejected, n)
-            INSERT INTO {table} (queue, state, rejected, n)
-            SELECT queue, state, rejected, sum(n) FROM gone GROUP BY 1, 2, 3 HAVING sum(n) <> 0""")
-        return cursor.rowcount
-
-
 def _rate_limited_for(queue: str) -> float | None:
     """Seconds until the queue's rate limit frees a slot when its window is full now, else None
     (no limit, a free slot, or Redis not answering: then the other rules judge alone)."""

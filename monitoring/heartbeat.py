@@ -390,8 +390,7 @@ class Heartbeat(bootsteps.StartStopStep):
 class LeaderHeartbeat:
     """The dispatcher leader's heartbeat row (pool WorkerHeartbeat.DISPATCHER_POOL, no queue), written
     from the leader's own loop (Dispatcher.tick) every HEARTBEAT_INTERVAL_SECONDS: a leader whose loop
-    is stuck stops beating, and no live leader makes the whole system unhealthy. At each beat the
-    leader also folds the ledger's count deltas (monitoring.health.compact_job_counts). Never raises."""
+    is stuck stops beating, and no live leader makes the whole system unhealthy. Never raises."""
 
     def __init__(self, interval: float | None = None) -> None:
         self.interval = settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
@@ -403,8 +402,6 @@ class LeaderHeartbeat:
         self.failing = False
 
     def beat_if_due(self) -> None:
-        from monitoring.health import compact_job_counts
-
         now = time.monotonic()
         if self.last_beat is not None and now - self.last_beat < self.interval:
             return
@@ -413,7 +410,6 @@ class LeaderHeartbeat:
         try:
             beat(name=self.name, pool=WorkerHeartbeat.DISPATCHER_POOL, queue="", host=self.host, pid=self.pid,
                  concurrency=0, started_at=self.started_at, memory_bytes=process_tree_rss(self.pid))
-            compact_job_counts()
         except Exception as exc:
             if not self.failing:
                 logger.warning("dispatcher leader heartbeat not written (%s); trying again every %g s",

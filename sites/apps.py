@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class SitesConfig(AppConfig):
     name = "sites"
     verbose_name = "Sites"
+
+    def ready(self) -> None:
+        from sites import budget, services
+        from workers import registry
+
+        registry.queue(services.SITE_QUEUE, task=services.SITE_TASK, app=self.name)
+        # AI_DAILY_BUDGET_USD: paused at the budget by the leader's sweep; a job published before the
+        # pause waits instead of paying.
+        registry.gate(services.SITE_QUEUE, "AI budget", hold=budget.hold_if_over_budget,
+                      sweep=budget.enforce_daily_budget)

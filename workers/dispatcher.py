@@ -2,7 +2,9 @@
 
 Any number of candidates may run (one per pool); only the leader works. Publishing happens after
 the ledger says `dispatched`, so a publish that fails is undone and a publish that succeeds is
-always on record.
+always on record. The leader's round only dispatches and reaps; everything else the leader does
+(its heartbeat, noticing a Redis restart, the apps' registered duties) runs beside it on the
+duties' thread (workers.duties), so that none can hold the round.
 """
 from __future__ import annotations
 
@@ -14,13 +16,12 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import close_old_connections
 
-from sites.budget import enforce_daily_budget
-from workers import ledger, ratelimit, wakeup
 from monitoring.heartbeat import LeaderHeartbeat
+from workers import ledger, ratelimit, registry, wakeup
+from workers.duties import DutyRunner
 from workers.leader import Leadership, dispatcher_leadership
-from workers.retention import prune_ledger
+from workers.registry import Duty
 from workers.runner import skip_connection_health_checks
-from workers.signals import leader_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,9 @@ RECOVERY_INTERVAL_SECONDS = 1.0
 # cuts the wait short): at most this much later does a freed slot get its next job, and under a
 # backlog one round tops up several slots instead of one round per job.
 FREED_GATHER_SECONDS = 0.01
-# Pruning the ledger of old finished jobs (workers.retention): the leader does it this often.
-PRUNE_INTERVAL_SECONDS = 3600.0
+# The leader's heartbeat is written only while its round goes on: a round stuck this long (in
+# intervals) stops the beats, and health then says there is no live leader.
+ROUND_STUCK_INTERVALS = 20
 
 
 def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = True) -> DispatchStats:
@@ -104,14 +106,6 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
     if recover:
         stats.reaped += ledger.reap_expired_leases()
         stats.redispatched += ledger.redispatch_stale()
-        try:  # pauses site-generation at AI_DAILY_BUDGET_USD, lifts its own pause below it
-            enforce_daily_budget()
-        except Exception:  # the other queues must not wait on it; it is checked again next second
-            logger.warning("the AI budget check failed", exc_info=True)
-        for receiver, result in leader_sweep.send_robust(sender=None):
-            if isinstance(result, Exception):  # checked again next second
-                logger.warning("the leader's sweep %s failed", getattr(receiver, "__qualname__", receiver),
-                               exc_info=result)
     wanted = [ledger.Wanted(queue, settings.DISPATCH_BATCH_SIZE, max_in_flight(queue), free_slots(queue))
               for queue in settings.QUEUE_NAMES]
     publish_batch(ledger.take_due(wanted), stats)  # a paused queue gives none: its jobs wait for resume_queue
@@ -119,17 +113,32 @@ def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = Tru
 
 
 class Dispatcher:
-    def __init__(self, leadership: Leadership | None = None, interval: float | None = None) -> None:
+    def __init__(self, leadership: Leadership | None = None, interval: float | None = None, *,
+                 duty_thread: bool = True) -> None:
+        """duty_thread=False: the duties run only when told (self.duties.run_due()), as tests do."""
         self.leadership = leadership or dispatcher_leadership()
         self.interval = settings.DISPATCH_INTERVAL_SECONDS if interval is None else interval
         self.stop_event = threading.Event()
         self.is_leader = False
         self.last_recovery = 0.0
-        self.last_prune = 0.0
         self.redis_run_id: str | None = None
         self.failing_since: float | None = None
         self.held_checked_at = 0.0
+        self.round_at = time.monotonic()  # when a round last ended, for the heartbeat duty
         self.heartbeat = LeaderHeartbeat()
+        self.duties = DutyRunner(self.all_duties)
+        self.duty_thread = duty_thread
+
+    def all_duties(self) -> list[Duty]:
+        """The apps' registered duties, and this leader's own two."""
+        return [*registry.duties(),
+                Duty("leader heartbeat", self.beat_while_rounds_run, every=min(1.0, self.heartbeat.interval)),
+                Duty("noticing a Redis restart", self.notice_redis_restart, every=RECOVERY_INTERVAL_SECONDS)]
+
+    def beat_while_rounds_run(self) -> None:
+        # The heartbeat says the leader works: a round stuck in a query or a hung broker stops it.
+        if time.monotonic() - self.round_at <= max(ROUND_STUCK_INTERVALS * self.interval, 10.0):
+            self.heartbeat.beat_if_due()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -145,6 +154,7 @@ class Dispatcher:
                 else:
                     self.stop_event.wait(self.interval)
         finally:
+            self.duties.stop()
             self.heartbeat.goodbye()
             self.leadership.release()
             logger.info("dispatcher stopped")
@@ -154,7 +164,10 @@ class Dispatcher:
             self.is_leader = self.leadership.try_acquire()
             if self.is_leader:
                 self.held_checked_at = time.monotonic()
+                self.round_at = time.monotonic()
                 logger.info("dispatcher: this process is now the leader")
+                if self.duty_thread:
+                    self.duties.start()
             else:
                 return
         elif time.monotonic() - self.held_checked_at >= self.interval:
@@ -164,16 +177,14 @@ class Dispatcher:
             if not self.leadership.still_held():
                 logger.warning("dispatcher: leadership lost; standing by")
                 self.is_leader = False
+                self.duties.stop()
                 self.heartbeat.goodbye()
                 return
             self.held_checked_at = time.monotonic()
-        self.heartbeat.beat_if_due()
         started = time.monotonic()
         try:
             close_old_connections()
             recover = started - self.last_recovery >= RECOVERY_INTERVAL_SECONDS
-            if recover:
-                self.notice_redis_restart()
             stats = dispatch_due_jobs(recover=recover)
             if recover:
                 self.last_recovery = started
@@ -187,15 +198,11 @@ class Dispatcher:
                                exc_info=True)
             close_old_connections()
             return
+        finally:
+            self.round_at = time.monotonic()
         if self.failing_since is not None:
             logger.warning("dispatch rounds work again after %.0f s", started - self.failing_since)
             self.failing_since = None
-        if started - self.last_prune >= PRUNE_INTERVAL_SECONDS:
-            self.last_prune = started
-            try:
-                prune_ledger()
-            except Exception:  # pruning can wait an hour; dispatching must go on
-                logger.warning("pruning the ledger failed; trying again in an hour", exc_info=True)
         if stats.published or stats.reaped or stats.redispatched:
             logger.info("dispatched %s, reaped %d, redispatched %d in %.0f ms", stats.by_queue or 0,
                         stats.reaped, stats.redispatched, (time.monotonic() - started) * 1000)
@@ -208,5 +215,6 @@ class Dispatcher:
             return
         if self.redis_run_id is not None and run_id != self.redis_run_id:
             count = ledger.redispatch_stale(older_than=0)
+            wakeup.nudge()  # the round publishes them now
             logger.warning("Redis restarted (its queued messages are gone): dispatching %d job(s) again", count)
         self.redis_run_id = run_id

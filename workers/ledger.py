@@ -21,11 +21,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from dlq.redaction import redact_text
-from dlq.services import record_dead_letter
 from workers.errors import LeaseLost, is_permanent, is_rejected_input
 from workers.models import Job, JobFailure
 from workers import wakeup
 from workers.retry import max_attempts_for, retry_delay_seconds
+from workers import registry
 from workers.signals import job_dead_lettered, job_requeued
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def fail(job: Job, exc: BaseException) -> str:
 
 
 def _dead_letter(job: Job, message: str, stack: str) -> None:
-    entry = record_dead_letter(
+    entry = registry.store_dead_letter(
         queue_name=job.queue,
         job_id=str(job.id),
         job_data=job.payload,

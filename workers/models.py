@@ -176,7 +176,7 @@ class JobCount(models.Model):
     0003_job_counts) so the health report, the dashboard and /metrics read O(queues) rows instead of
     counting the ledger. Each ledger statement appends its changes as delta rows (no row is updated,
     so concurrent jobs never wait on each other here); the figure is the sum per key, and
-    monitoring.health.compact_job_counts() folds the deltas back into one row per key."""
+    workers.retention.fold_job_counts() (a leader duty) folds the deltas back into one row per key."""
 
     queue = models.CharField(max_length=40)
     state = models.CharField(max_length=12)

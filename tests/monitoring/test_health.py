@@ -11,7 +11,8 @@ from django.db.models import Count
 from leads.services import InvalidLead
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
-from monitoring.health import compact_job_counts, db_now, health_report, worker_report
+from monitoring.health import db_now, health_report, worker_report
+from workers.retention import fold_job_counts
 from workers.models import Job, JobCount, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
@@ -345,7 +346,7 @@ def test_the_ledger_counts_follow_every_insert_update_and_delete_and_survive_com
     expected = {(QUEUE, "active"): 5, ("delivery", "completed"): 2, ("delivery", "rejected"): 1}
     assert counts() == expected
     assert JobCount.objects.count() > 3
-    assert compact_job_counts() == 3 and JobCount.objects.count() == 3
+    assert fold_job_counts() == 3 and JobCount.objects.count() == 3
     assert counts() == expected
     exact = {(r["queue"], r["state"], r["rejected"]): r["n"]
              for r in Job.objects.values("queue", "state", "rejected").annotate(n=Count("id"))}

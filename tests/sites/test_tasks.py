@@ -23,6 +23,7 @@ from tests.sites.conftest import TEST_KEY, paid_request
 from tests.sites.fake_anthropic import Reply, error, ok, site_input
 from workers import ledger
 from workers.dispatcher import dispatch_due_jobs
+from workers.duties import DutyRunner
 from monitoring.health import health_report
 from workers.models import Job, JobFailure, QueuePause
 
@@ -259,10 +260,12 @@ def test_the_budget_pauses_the_queue_and_resumes_it_the_next_day(fake_api, setti
     # Health: paused on purpose, with its reason, not unhealthy.
     entry = next(q for q in health_report()["workers"] if q["name"] == SITE_QUEUE)
     assert entry["status"] == "paused" and entry["pausedReason"].startswith("budget:")
-    # The leader's rounds keep it paused today ...
+    # The leader's budget sweep keeps it paused today ...
+    DutyRunner().run_due()
     assert SITE_QUEUE not in dispatch_due_jobs().by_queue
     # ... and lift it on the next UTC day (the day's paid requests are yesterday's now).
     AiRequest.objects.update(created_at=timezone.now() - timedelta(days=1))
+    DutyRunner().run_due()
     assert dispatch_due_jobs().by_queue.get(SITE_QUEUE) == 2
     assert not QueuePause.objects.exists()
 
@@ -274,6 +277,7 @@ def test_a_raised_budget_resumes_the_queue(fake_api, settings):
     new_job(2)
     assert run_due() == ["held"] and QueuePause.objects.exists()
     settings.AI_DAILY_BUDGET_USD = Decimal("1")  # a restart with a higher budget
+    DutyRunner().run_due()
     assert dispatch_due_jobs().by_queue.get(SITE_QUEUE) == 1
     assert not QueuePause.objects.exists()
 
@@ -282,7 +286,7 @@ def test_the_budget_never_lifts_a_pause_a_person_made(fake_api, settings):
     settings.AI_DAILY_BUDGET_USD = Decimal("5")
     QueuePause.objects.create(queue=SITE_QUEUE, reason="Anthropic incident", paused_by="ops")
     new_job()
-    dispatch_due_jobs()
+    DutyRunner().run_due()
     assert QueuePause.objects.get().paused_by == "ops"
 
 

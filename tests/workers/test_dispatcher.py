@@ -105,13 +105,15 @@ def test_a_redis_restart_publishes_every_dispatched_job_again_at_once(redis_clie
     job = ledger.enqueue("lead-processing", "leads.process_lead", {})
     run_ids = iter(["before-restart", "after-restart"])
     monkeypatch.setattr(wakeup, "redis_run_id", lambda: next(run_ids))
-    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01, duty_thread=False)
     try:
-        d.tick()  # leads, learns the run id, publishes the job
+        d.tick()  # leads, publishes the job
+        assert "noticing a Redis restart" in d.duties.run_due()  # learns the run id
         assert Job.objects.get(pk=job.pk).state == "dispatched"
         redis_client.flushdb()  # the restart: the queued message is gone
-        d.last_recovery = 0
-        d.tick()  # a new run id: the job is published again at once, not after JOB_REDISPATCH_SECONDS
+        d.duties.next_at.clear()
+        d.duties.run_due()  # a new run id: the job goes back to waiting at once, not after JOB_REDISPATCH_SECONDS
+        d.tick()  # and the round publishes it
     finally:
         d.leadership.release()
     job.refresh_from_db()
@@ -130,17 +132,20 @@ def test_the_leader_writes_a_heartbeat_from_its_loop_and_says_goodbye_when_it_st
     from monitoring.health import health_report
     from workers.models import WorkerHeartbeat
 
-    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
-    standby = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01, duty_thread=False)
+    standby = Dispatcher(leadership=PostgresLeadership(), interval=0.01, duty_thread=False)
     try:
         d.tick()
+        d.duties.run_due()  # the leader's heartbeat is one of its duties
         standby.tick()  # not the leader: writes nothing
         [row] = WorkerHeartbeat.objects.filter(pool=WorkerHeartbeat.DISPATCHER_POOL)
         assert row.name.startswith("dispatcher@") and row.queue == "" and row.stopped_at is None
         leader = health_report()["dispatcher"]
         assert (leader["leader"], leader["live"]) == (row.name, True)
         beat_at = row.beat_at
-        d.tick()  # within the interval: no second write
+        d.tick()
+        d.duties.next_at.clear()
+        d.duties.run_due()  # within the heartbeat interval: no second write
         assert WorkerHeartbeat.objects.get(pk=row.pk).beat_at == beat_at
     finally:
         d.stop()
@@ -155,9 +160,10 @@ def test_a_leader_that_loses_its_lock_says_goodbye(redis_client):
     from workers.dispatcher import Dispatcher
     from workers.models import WorkerHeartbeat
 
-    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01)
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01, duty_thread=False)
     try:
         d.tick()
+        d.duties.run_due()
         assert WorkerHeartbeat.objects.get(pool="dispatcher").stopped_at is None
         d.leadership._drop()  # the session ends: the lock is gone with it
         time.sleep(0.02)  # the leader checks its lock once per interval, not at every round

@@ -103,8 +103,8 @@ def test_resolved_dead_letter_entries_go_after_their_retention_unresolved_ones_s
     recent = dead_letter(resolved_days_ago=2)
     old = dead_letter(resolved_days_ago=40)
     waiting = dead_letter(resolved_days_ago=None)  # failed long ago, still waiting for a person
-    pruned = prune_ledger(dead_letter_days=30, batch_size=1)
-    assert pruned.dead_letters == 1
+    pruned = prune_ledger(batch_size=1)  # DLQ_RESOLVED_RETENTION_DAYS=30
+    assert pruned.by_app["resolved dead-letter entries"] == 1
     assert set(DeadLetter.objects.values_list("pk", flat=True)) == {recent.pk, waiting.pk}
     assert not DeadLetter.objects.filter(pk=old.pk).exists()
 
@@ -139,13 +139,13 @@ def test_old_submissions_go_unless_an_unfinished_job_or_an_unresolved_entry_need
     dead_handled = submission(40, job=dead_handled_job)
     dead_letter(resolved_days_ago=1, job_id=str(dead_handled_job.id), job_data={"submission_id": dead_handled.pk})
 
-    pruned = prune_ledger(submission_days=30, batch_size=2)
+    pruned = prune_ledger(batch_size=2)  # SUBMISSION_RETENTION_DAYS=30
 
     kept = {recent.pk, dead_waiting.pk, by_data.pk} | {row.pk for row in waiting.values()}
     assert set(LeadSubmission.objects.values_list("pk", flat=True)) == kept
-    assert pruned.submissions == 3  # done, orphan, dead_handled
+    assert pruned.by_app["lead submissions"] == 3  # done, orphan, dead_handled
     assert list(Lead.objects.values_list("email", flat=True)) == ["a@b.io"]  # business data: never pruned
-    assert prune_ledger(submission_days=30).submissions == 0
+    assert prune_ledger().by_app["lead submissions"] == 0
 
 
 def task_result(task_id: str, days_ago: float) -> TaskResult:
@@ -176,5 +176,5 @@ def test_expired_webhook_idempotency_keys_go_with_the_hourly_pruning_even_when_n
         row = WebhookIdempotencyKey.objects.create(key=key, body_sha256="0" * 64, status_code=202, response={})
         WebhookIdempotencyKey.objects.filter(pk=row.pk).update(created_at=db_now() - timedelta(hours=hours_ago))
 
-    assert prune_ledger().idempotency_keys == 1
+    assert prune_ledger().by_app["expired webhook idempotency keys"] == 1
     assert list(WebhookIdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]

@@ -1,0 +1,156 @@
+"""What the apps plug into the runtime. The runtime (workers/) imports no app: each app declares here,
+from its AppConfig.ready, what the runtime needs from it, and the runtime reads only this registry.
+
+- `queue(name, task=...)`: the app owns a queue (its concurrency and rate are settings, QUEUE_*) and
+  the Celery task that runs its jobs;
+- `gate(queue, ...)`: a check made before a job of the queue is claimed (`hold`: put the job back,
+  its attempt not made) and, on the dispatcher's leader, a sweep that pauses or resumes the queue
+  (the AI budget, the email breaker);
+- `duty(name, run, every=...)`: a periodic duty the leader runs on one process only, on its own
+  interval and time slice, outside the dispatch round (workers.duties);
+- `keep_jobs(name, job_ids)`: finished jobs that retention must keep (a dead job whose dead-letter
+  entry is unresolved); `prune(name, prune)`: a table that grows with traffic, pruned a slice at a
+  time after its retention;
+- `dead_letter_store(store)`: where a job that gave up is recorded for people to resolve (dlq).
+
+Registering twice under one name replaces the first (a reloaded app in tests), never duplicates it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    task: str
+    app: str
+
+
+@dataclass(frozen=True)
+class Duty:
+    name: str
+    # Does one bounded turn of work; returns True when it stopped with more to do (its slice ran
+    # out), so that it gets its next turn soon rather than after `every`.
+    run: Callable[[], bool | None]
+    every: float
+    # A turn's longest statement: the leader's duties share one connection and one thread, and a
+    # duty that hangs in a query must not keep the others waiting for long.
+    slice_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Gate:
+    queue: str
+    name: str
+    # Before a job of `queue` is claimed: True when it must wait (the gate put it back itself).
+    hold: Callable[[str, int], bool]
+
+
+class DeadLetterStore(Protocol):
+    def __call__(self, *, queue_name: str, job_id: str, job_data: dict[str, Any], error_message: str,
+                 error_stack: str, attempts_made: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Keeper:
+    name: str
+    # Ids (as text) of finished jobs that must stay in the ledger: a subquery, never a list.
+    job_ids: Callable[[], QuerySet]
+
+
+@dataclass(frozen=True)
+class Pruner:
+    name: str
+    # Deletes at most `limit` rows past their retention; returns how many it deleted.
+    prune: Callable[[int], int]
+
+
+_queues: dict[str, Queue] = {}
+_gates: dict[tuple[str, str], Gate] = {}
+_duties: dict[str, Duty] = {}
+_keepers: dict[str, Keeper] = {}
+_pruners: dict[str, Pruner] = {}
+_dead_letter_store: list[DeadLetterStore] = []
+
+
+def queue(name: str, *, task: str, app: str) -> None:
+    if name not in settings.QUEUE_NAMES:
+        raise ValueError(f"app {app} registers queue {name!r}, which is not configured: QUEUE_NAMES is "
+                         f"{', '.join(settings.QUEUE_NAMES)}")
+    owner = _queues.get(name)
+    if owner is not None and owner.app != app:
+        raise ValueError(f"queue {name!r} is registered by {owner.app} and {app}: a queue has one app")
+    _queues[name] = Queue(name, task, app)
+
+
+def gate(queue_name: str, name: str, *, hold: Callable[[str, int], bool], sweep: Callable[[], Any],
+         every: float = 1.0) -> None:
+    """`sweep` is the gate's leader duty ("<name> gate"), run every `every` seconds."""
+    _gates[(queue_name, name)] = Gate(queue_name, name, hold)
+    duty(f"{name} gate", sweep, every=every)
+
+
+def duty(name: str, run: Callable[[], bool | None], *, every: float, slice_seconds: float = 5.0) -> None:
+    if every <= 0 or slice_seconds <= 0:
+        raise ValueError(f"duty {name!r}: every and slice_seconds must be positive")
+    _duties[name] = Duty(name, run, every, slice_seconds)
+
+
+def keep_jobs(name: str, job_ids: Callable[[], QuerySet]) -> None:
+    _keepers[name] = Keeper(name, job_ids)
+
+
+def prune(name: str, prune_rows: Callable[[int], int]) -> None:
+    _pruners[name] = Pruner(name, prune_rows)
+
+
+def dead_letter_store(store: DeadLetterStore) -> None:
+    _dead_letter_store[:] = [store]
+
+
+# --- what the runtime reads ---------------------------------------------------------------------
+
+def queues() -> dict[str, Queue]:
+    return dict(_queues)
+
+
+def queue_of_task(task: str) -> str | None:
+    return next((q.name for q in _queues.values() if q.task == task), None)
+
+
+def gates(queue_name: str) -> list[Gate]:
+    return [g for (q, _), g in sorted(_gates.items()) if q == queue_name]
+
+
+def duties() -> list[Duty]:
+    return [_duties[name] for name in sorted(_duties)]
+
+
+def keepers() -> list[Keeper]:
+    return [_keepers[name] for name in sorted(_keepers)]
+
+
+def pruners() -> list[Pruner]:
+    return [_pruners[name] for name in sorted(_pruners)]
+
+
+def store_dead_letter(**entry: Any) -> Any:
+    if not _dead_letter_store:
+        raise RuntimeError("no dead-letter store is registered (the dlq app is not installed?): "
+                           "a job that gave up would be recorded nowhere")
+    return _dead_letter_store[0](**entry)
+
+
+def missing() -> list[str]:
+    """What the runtime cannot work without, as sentences (workers.checks turns them into errors)."""
+    problems = [f"queue {name!r} is configured (QUEUE_NAMES) but no installed app registers it"
+                for name in settings.QUEUE_NAMES if name not in _queues]
+    if not _dead_letter_store:
+        problems.append("no dead-letter store is registered (install the dlq app)")
+    return problems

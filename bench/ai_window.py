@@ -31,12 +31,12 @@ def main() -> None:
 
     from django.conf import settings
 
+    from fakes.anthropic import FakeAnthropic
     from leads.models import Lead
     from sites import claude
     from sites.models import AiRequest, Site
     from sites.services import enqueue_site_generation
     from sites.tasks import generate_site
-    from tests.sites.fake_anthropic import FakeAnthropic
     from workers import ledger
 
     fake = FakeAnthropic().start()

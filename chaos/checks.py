@@ -266,7 +266,7 @@ def rate_limits(limits: dict[str, tuple[int, float] | None],
 
 CENT = Decimal("0.01")
 _MILLION = Decimal(1_000_000)
-# Journal kinds (tests/sites/fake_anthropic.py): the answers with a valid site in them.
+# Journal kinds (fakes/anthropic.py): the answers with a valid site in them.
 VALID_KINDS = ("valid", "slow")
 # Most answers handed out but not on the books (the window) a run may have. Each needs a death at the
 # wrong moment: a network worker SIGKILLed while it waited for an answer (about 15 such kills a run, each

@@ -66,7 +66,7 @@ def _exactly(addresses: frozenset[str]) -> str:
 
 
 def apply(sink, plan: SinkPlan) -> None:
-    """Tell the sink (tests/emails/smtp_sink.py) to refuse as planned."""
+    """Tell the sink (fakes/smtp.py) to refuse as planned."""
     if plan.no_mailbox:
         sink.refuse("rcpt", _exactly(plan.no_mailbox), NO_MAILBOX_REPLY)
     if plan.at_rcpt_421:

@@ -4,7 +4,7 @@
 
 Starts everything it needs on its own ports (56010-56015) and in var/chaos: a throwaway PostgreSQL
 cluster (56010), a redis-server that keeps nothing (56011), the web app (56012), Flower (56013), the
-loopback SMTP sink (56014), the fake Anthropic API (56015: tests/sites/fake_anthropic.py's process
+loopback SMTP sink (56014), the fake Anthropic API (56015: fakes/anthropic.py's process
 mode, a seeded mix of valid, slow, overloaded, rate-limited and malformed answers, each in its journal
 var/chaos/fake-anthropic.jsonl before it is written), and deploy/supervisord.conf (both pools, both
 dispatchers, the event listener, web under hypercorn, Flower) with MOCK_MODE=false: the real SDK calls
@@ -264,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         from chaos import mail
         from chaos.client import Batch, Poster
         from chaos.faults import Killer, LimiterLog, postgres_outage, restart_programs, restart_redis, rolling_restart
+        from fakes import anthropic as fake_anthropic
+        from fakes.smtp import SmtpSink
         from leads.fake import make_fake_leads_with_kinds
-        from tests.emails.smtp_sink import SmtpSink
-        from tests.sites import fake_anthropic
         from workers.models import Job
 
         call_command("migrate", verbosity=0)

@@ -110,7 +110,7 @@ class Redis:
 
 
 class FakeApi:
-    """tests/sites/fake_anthropic.py in its process mode on 127.0.0.1:`port`: the seeded mix of
+    """fakes/anthropic.py in its process mode on 127.0.0.1:`port`: the seeded mix of
     answers, each in `journal` (fsynced) before it is written. A process of its own, not a thread of
     the run: its answers then arrive at the pace of a server, not of whatever the run is doing."""
 
@@ -123,7 +123,7 @@ class FakeApi:
         self.journal.unlink(missing_ok=True)
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.sites.fake_anthropic", str(self.port), "--mix", str(self.seed),
+            [sys.executable, "-m", "fakes.anthropic", str(self.port), "--mix", str(self.seed),
              "--journal", str(self.journal)],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         import socket

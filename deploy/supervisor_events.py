@@ -18,8 +18,8 @@ exists on this host are released (workers.liveness).
 
 Which programs are workers, and their node names, come from supervisord.conf (the path is the only
 argument), read as `make workers-*` reads it. The process stays small (no Django: psycopg2 and
-DATABASE_URL only, about 14 MB PSS): it runs the same queries as workers.ledger.running_pids_of and
-expire_leases_of.
+DATABASE_URL only, about 14 MB PSS): it runs the statements of workers.ledger.running_pids_of and
+expire_leases_of, which workers/sql.py holds as text.
 
 The event protocol (http://supervisord.org/events.html): write READY, read a header line and its
 payload, do the work, answer RESULT 2\\nOK. stdout belongs to the protocol; the log goes to stderr.
@@ -36,17 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from workers_helper import parse_config  # noqa: E402 - the sibling script: one reading of the config
 from workers.liveness import gone_pids  # noqa: E402 - standard library only, as the worker asks it
+from workers.sql import EXPIRE_LEASES_SQL, RUNNING_PIDS_SQL  # noqa: E402 - the ledger's statements
 
 GONE = {"PROCESS_STATE_EXITED", "PROCESS_STATE_BACKOFF", "PROCESS_STATE_STOPPED"}
-
-# Same queries as workers.ledger.running_pids_of and expire_leases_of.
-RUNNING_PIDS_SQL = """
-    SELECT DISTINCT worker_pid FROM workers_job WHERE state = 'running' AND worker = %s AND worker_pid IS NOT NULL
-"""
-EXPIRE_SQL = """
-    UPDATE workers_job SET lease_expires_at = now(), updated_at = now()
-    WHERE state = 'running' AND worker = %s AND worker_pid = ANY(%s) AND lease_expires_at > now()
-"""
 
 
 def log(message: str) -> None:
@@ -79,7 +71,7 @@ def expire_leases(database_url: str, node: str, exited_pid: int | None) -> tuple
             pids = gone_pids(pid for (pid,) in cur.fetchall()) | ({exited_pid} if exited_pid else set())
             if not pids:
                 return 0, pids
-            cur.execute(EXPIRE_SQL, [node[:200], sorted(pids)])
+            cur.execute(EXPIRE_LEASES_SQL, [node[:200], sorted(pids)])
             return cur.rowcount, pids
     finally:
         conn.close()

@@ -27,20 +27,10 @@ from workers import wakeup
 from workers.retry import max_attempts_for, retry_delay_seconds
 from workers import registry
 from workers.signals import job_dead_lettered, job_requeued
+from workers.sql import EXPIRE_LEASES_SQL, NO_FSYNC, RUNNING_PIDS_SQL
 
 logger = logging.getLogger(__name__)
 State = Job.State
-
-# Prefixed to the statements of the hot path that only move a job along (dispatch, claim, lease
-# renewal): their commit does not wait for the WAL to reach the disk (2.5 to 3 ms per commit measured
-# on this machine, against 0.1 to 0.4 ms without). A crash of PostgreSQL's host can lose the last of
-# them, never anything after them that is durable: a durable commit (the enqueue, the completion with
-# the job's effects, a failure) flushes all the WAL written before it. What a lost one leaves is what
-# the ledger already recovers from: a dispatch lost puts the job back to waiting (its message, if
-# published, claims nothing unless the job is dispatched again, and then only once); a claim lost
-# leaves the job dispatched (published again after JOB_REDISPATCH_SECONDS), and the attempt that ran
-# cannot complete, its effects roll back; a renewal lost makes a lease end sooner.
-NO_FSYNC = "SET LOCAL synchronous_commit TO OFF;"
 
 
 def enqueue(queue: str, task: str, payload: dict[str, Any], *, idempotency_key: str | None = None,
@@ -305,6 +295,23 @@ def _dead_letter(job: Job, message: str, stack: str) -> None:
     logger.error("job %s (%s) dead-lettered after %d attempt(s): %s", job.id, job.queue, job.attempts, message)
 
 
+def _end_lost_attempt(job: Job, message: str) -> str:
+    """An attempt whose process is gone (its lease expired, or its pool child died): it counts as a
+    failure, so a job that keeps killing its worker ends in the dead-letter queue once its attempts
+    are used up; before that it is pending again at once (nothing to wait for: the worker, not the
+    work, failed). Inside the caller's transaction, with the job's row locked. Returns the new state."""
+    _record_failure(job, message)
+    if job.attempts >= job.max_attempts:
+        _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
+                           last_error=message, updated_at=Now())
+        _dead_letter(job, message, "")
+        return State.DEAD
+    _owned(job).update(state=State.PENDING, next_attempt_at=Now(), lease_expires_at=None,
+                       last_error=message, updated_at=Now())
+    logger.warning("job %s (%s): %s; back to pending", job.id, job.queue, message)
+    return State.PENDING
+
+
 def reap_expired_leases(limit: int = 500) -> int:
     """Running jobs whose worker stopped renewing their lease (crashed, killed, cut off).
 
@@ -320,15 +327,7 @@ def reap_expired_leases(limit: int = 500) -> int:
         for job in expired:
             message = redact_text(
                 f"WorkerLost: lease expired on {job.worker or 'an unknown worker'} during attempt {job.attempts}")
-            _record_failure(job, message)
-            if job.attempts >= job.max_attempts:
-                _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
-                                   last_error=message, updated_at=Now())
-                _dead_letter(job, message, "")
-            else:
-                _owned(job).update(state=State.PENDING, next_attempt_at=Now(), lease_expires_at=None,
-                                   last_error=message, updated_at=Now())
-                logger.warning("job %s (%s): %s; back to pending", job.id, job.queue, message)
+            _end_lost_attempt(job, message)
             reaped += 1
     return reaped
 
@@ -416,16 +415,7 @@ def release_lost(job_id: str, token: int, worker: str, reason: str) -> str | Non
         if job is None:
             return None
         message = redact_text(f"WorkerLost: {reason} on {worker} during attempt {job.attempts}")
-        _record_failure(job, message)
-        if job.attempts >= job.max_attempts:
-            _owned(job).update(state=State.DEAD, finished_at=Now(), lease_expires_at=None,
-                               last_error=message, updated_at=Now())
-            _dead_letter(job, message, "")
-            return State.DEAD
-        _owned(job).update(state=State.PENDING, next_attempt_at=Now(), lease_expires_at=None,
-                           last_error=message, updated_at=Now())
-    logger.warning("job %s (%s): %s; back to pending", job.id, job.queue, message)
-    return State.PENDING
+        return _end_lost_attempt(job, message)
 
 
 def requeue_dead(job_id: str) -> Job | None:
@@ -450,8 +440,9 @@ def requeue_dead(job_id: str) -> Job | None:
 
 def running_pids_of(worker: str) -> set[int]:
     """The main processes (their pids) that claimed the jobs now running under node name `worker`."""
-    return set(Job.objects.filter(state=State.RUNNING, worker=worker[:200], worker_pid__isnull=False)
-               .values_list("worker_pid", flat=True).distinct())
+    with connection.cursor() as cur:
+        cur.execute(RUNNING_PIDS_SQL, [worker[:200]])
+        return {pid for (pid,) in cur.fetchall()}
 
 
 def expire_leases_of(worker: str, pids: Collection[int]) -> int:
@@ -461,9 +452,10 @@ def expire_leases_of(worker: str, pids: Collection[int]) -> int:
     leases run out. The reaper does the rest as for any expired lease (the attempt counts; the last
     one dead-letters). A job claimed by another process under the same name (the worker supervisord
     already started again) keeps its lease, however early it claimed; so does one claimed before its
-    claim recorded a pid (those leases run out by themselves). deploy/supervisor_events.py runs the
-    same UPDATE in SQL (that process does not load Django)."""
+    claim recorded a pid (those leases run out by themselves). The SQL is workers.sql's, which
+    deploy/supervisor_events.py runs too (that process does not load Django)."""
     if not pids:
         return 0
-    return Job.objects.filter(state=State.RUNNING, worker=worker[:200], worker_pid__in=list(pids),
-                              lease_expires_at__gt=Now()).update(lease_expires_at=Now(), updated_at=Now())
+    with connection.cursor() as cur:
+        cur.execute(EXPIRE_LEASES_SQL, [worker[:200], sorted(pids)])
+        return cur.rowcount

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from workers.results import StoredTaskResult  # noqa: F401 - a model of this app too: Django finds it here
+
 
 class Job(models.Model):
     class State(models.TextChoices):

@@ -116,7 +116,7 @@ def test_leads_final_needs_every_posted_leads_job_and_a_final_submission():
 
 
 # --- the AI checks, counted at the fake's journal -----------------------------------------------------
-# A journal as tests/sites/fake_anthropic.py's Journal writes it, and the books as book_rows() reads
+# A journal as fakes/anthropic.py's Journal writes it, and the books as book_rows() reads
 # them; prices as the settings give them (USD per million: input, output, cache write, cache read).
 PRICES = {"m": ("1", "10", "2", "0.5")}
 USAGE = {"input_tokens": 1000, "output_tokens": 100, "cache_creation_input_tokens": 500, "cache_read_input_tokens": 2000}
@@ -394,8 +394,8 @@ def test_messages_settled_fails_on_a_message_left_pending_sending_or_unknown():
 def test_the_sink_plan_refuses_qualifying_leads_and_a_share_of_first_tries():
     import random
 
+    from fakes.smtp import SmtpSink
     from leads.fake import make_fake_leads_with_kinds
-    from tests.emails.smtp_sink import SmtpSink
 
     planned = make_fake_leads_with_kinds(400, rng=random.Random(3))
     plan = mail.plan_refusals(planned, random.Random(5))

@@ -1,4 +1,4 @@
-"""The fake Anthropic API's process mode for make chaos (tests/sites/fake_anthropic.py): its seeded mix
+"""The fake Anthropic API's process mode for make chaos (fakes/anthropic.py): its seeded mix
 through the real SDK, and its journal, the independent count the chaos checks read."""
 import json
 import socket
@@ -8,7 +8,7 @@ from collections import Counter
 import anthropic
 import pytest
 
-from tests.sites import fake_anthropic as fa
+from fakes import anthropic as fa
 
 
 @pytest.fixture

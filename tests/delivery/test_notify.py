@@ -1,50 +1,39 @@
 """The "notify the team" step against a real HTTP server on loopback: one POST with the step's
 Idempotency-Key, retried on 5xx, dead-lettered on 4xx, never in MOCK_MODE."""
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from delivery import services
 from delivery.models import DeliveryRun
 from dlq.models import DeadLetter
+from fakes.loopback import JsonServer
 from tests.delivery.conftest import run_due_steps
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET_PATH = "/hooks/T0000/B0000/sekret-webhook-token"
 
 
-class Webhook:
+class Webhook(JsonServer):
     def __init__(self) -> None:
+        super().__init__(name="fake-webhook")
         self.received: list[tuple[dict, dict]] = []  # (headers, body)
         self.answers: list[int] = []  # status codes to answer, in turn; then 200
-        hook = self
+        self.url = f"http://127.0.0.1:{self.port}{SECRET_PATH}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hook.received.append((dict(self.headers), body))
-                self.send_response(hook.answers.pop(0) if hook.answers else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}{SECRET_PATH}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict, dict[str, str]]:
+        self.received.append((dict(request.headers), json.loads(body)))
+        return (self.answers.pop(0) if self.answers else 200), {}, {}
 
 
 @pytest.fixture
 def webhook(settings):
-    hook = Webhook()
+    hook = Webhook().start()
     settings.MOCK_MODE = False
     settings.DELIVERY_NOTIFY_WEBHOOK_URL = hook.url
     yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    hook.stop()
 
 
 def test_the_team_gets_one_post_with_the_steps_idempotency_key(lead, executions, webhook):

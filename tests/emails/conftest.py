@@ -1,6 +1,6 @@
 import pytest
 
-from tests.emails.smtp_sink import SmtpSink
+from fakes.smtp import SmtpSink
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def smtp_sink(settings):
 def fake_provider(settings):
     """The fake provider API on loopback, and the settings that send to it through anymail's real
     Postmark backend (a test may switch to Mailgun's)."""
-    from tests.emails.fake_provider import POSTMARK_TOKEN, FakeProvider
+    from fakes.email_provider import POSTMARK_TOKEN, FakeProvider
     from tests.emails.provider_keys import WEBHOOK_LOGIN
 
     fake = FakeProvider().start()

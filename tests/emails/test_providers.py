@@ -7,8 +7,8 @@ from emails.events import METADATA_KEY
 from emails.models import Message
 from emails.provider_backends import BrevoBackend, ResendBackend
 from emails.providers import provider_settings
+from fakes.email_provider import MAILGUN_KEY
 from resilience.env import ConfigError
-from tests.emails.fake_provider import MAILGUN_KEY
 from tests.emails.helpers import make_lead, run_due_email_jobs
 from tests.test_settings import MANAGE, start
 

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.sites.fake_anthropic import FakeAnthropic
+from fakes.anthropic import FakeAnthropic
 
 TEST_KEY = "sk-ant-api03-test-key-never-shown-0123456789"
 

@@ -7,12 +7,12 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
+from fakes.anthropic import site_input
 from leads.models import Lead
 from sites.content import LeadBrief, MalformedAnswer, Usage, validate_content
 from sites.models import Site
 from sites.services import DESIGNS, cost_of, design_for, render_site, usd
 from tests.sites.conftest import paid_request
-from tests.sites.fake_anthropic import site_input
 from tests.test_settings import MANAGE, start
 
 

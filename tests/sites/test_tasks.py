@@ -13,6 +13,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from dlq.models import DeadLetter
+from fakes.anthropic import Reply, error, ok, site_input
 from leads.models import Lead
 from sites import budget, claude
 from sites import work as work_module
@@ -20,7 +21,6 @@ from sites.models import AiRequest, Site
 from sites.services import SITE_QUEUE, enqueue_site_generation, total_spend
 from sites.tasks import generate_site
 from tests.sites.conftest import TEST_KEY, paid_request
-from tests.sites.fake_anthropic import Reply, error, ok, site_input
 from workers import ledger
 from workers.dispatcher import dispatch_due_jobs
 from workers.duties import DutyRunner

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from django.db import connection
 
+from fakes.loopback import free_port
 from monitoring.heartbeat import child_pids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,12 +138,6 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:

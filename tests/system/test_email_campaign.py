@@ -14,8 +14,8 @@ from django.conf import settings
 
 from emails import services
 from emails.models import Campaign, Message
+from fakes.smtp import SmtpSink
 from leads.models import Lead
-from tests.emails.smtp_sink import SmtpSink
 from tests.system.processes import wait_for
 from workers import ratelimit
 from workers.models import Job

@@ -18,9 +18,9 @@ from emails import services
 from emails.breaker import BREAKER_PAUSED_BY
 from emails.models import Campaign, Message, Suppression
 from emails.suppression import suppress
+from fakes.smtp import SmtpSink
 from leads.models import Lead
 from monitoring.health import health_report
-from tests.emails.smtp_sink import SmtpSink
 from tests.system.processes import wait_for
 from workers import ledger
 from workers.models import Job, QueuePause

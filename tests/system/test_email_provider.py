@@ -16,7 +16,7 @@ from django.test import Client
 from emails import services
 from emails.events import METADATA_KEY
 from emails.models import EmailEvent, Message, Suppression
-from tests.emails.fake_provider import POSTMARK_TOKEN, FakeProvider
+from fakes.email_provider import POSTMARK_TOKEN, FakeProvider
 from tests.emails.provider_keys import WEBHOOK_LOGIN, basic_auth
 from tests.system.processes import wait_for
 from tests.system.test_email_campaign import launched_with_both_pools

@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 
 from emails.models import Message
+from fakes.anthropic import FakeAnthropic
 from leads.fake import make_fake_leads
 from leads.models import Lead
 from leads.services import accept_leads
@@ -24,7 +25,6 @@ from resilience.celery import app
 from sites.models import Site
 from sites.services import SITE_QUEUE, SITE_TASK, total_line, total_spend
 from tests.sites.conftest import TEST_KEY
-from tests.sites.fake_anthropic import FakeAnthropic
 from tests.system.processes import wait_for
 from workers.models import Job
 
@@ -101,7 +101,7 @@ class MalformedFirstAsks:
         return True
 
     def popleft(self):
-        from tests.sites.fake_anthropic import ok
+        from fakes.anthropic import ok
 
         headers = {k.lower(): v for k, v in self.fake.requests[-1]["headers"].items()}
         key = headers.get("idempotency-key", "")
@@ -123,11 +123,11 @@ def test_the_budget_holds_on_the_wire_and_the_dispatcher_resumes_it_the_next_day
     from django.utils import timezone
 
     from dlq.models import DeadLetter
+    from fakes.anthropic import USAGE, ok
     from sites.budget import BUDGET_PAUSED_BY
     from sites.models import AiRequest
     from sites.services import cost_of, enqueue_site_generation
     from sites.content import Usage
-    from tests.sites.fake_anthropic import USAGE, ok
     from workers.models import JobFailure, QueuePause
 
     budget = Decimal("0.005")

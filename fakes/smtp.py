@@ -11,6 +11,8 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
+from fakes.loopback import free_port
+
 
 @dataclass
 class Refusal:
@@ -40,11 +42,7 @@ class SmtpSink:
         self._tries: dict[tuple[int, str], int] = {}
         self.data_delay = data_delay
         self.lock = threading.Lock()
-        if port is None:
-            from tests.system.processes import free_port  # loads Django: not for the command line's fixed port
-
-            port = free_port()
-        self.port = port
+        self.port = free_port() if port is None else port
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     def refuse(self, phase: str, pattern: str, reply: str, *, times: int | None = None) -> Refusal:
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import time
 
-    parser = argparse.ArgumentParser(prog="python -m tests.emails.smtp_sink", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fakes.smtp", description=main.__doc__)
     parser.add_argument("port", type=int)
     parser.add_argument("--refuse", action="append", default=[], metavar="PHASE:PATTERN:REPLY",
                         help="e.g. 'rcpt:^bounce@:550 5.1.1 no such user' or 'rcpt:.:554 5.7.1 relay access denied' "

@@ -16,9 +16,11 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass
 from email.utils import parseaddr
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from fakes.loopback import JsonServer
 
 POSTMARK_TOKEN = "POSTMARK_API_TEST"  # Postmark's own test token: accepted, nothing delivered
 MAILGUN_KEY = "test-mailgun-api-key-0123456789"
@@ -38,52 +40,27 @@ class Accepted:
         return parseaddr(self.to)[1]
 
 
-class FakeProvider:
+class FakeProvider(JsonServer):
     def __init__(self) -> None:
+        super().__init__(name="fake-email-provider")
         self.accepted: list[Accepted] = []
         self.refused: list[tuple[str, int]] = []
         self.script: deque[tuple[int, dict[str, Any]]] = deque()
         self.hang_after_accept = 0
         self.hang_seconds = 0.0
         self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.rstrip("/") == "/email":
-                    status, answer, hang = fake._postmark(dict(self.headers), body)
-                elif self.path.startswith("/v3/") and self.path.endswith("/messages"):
-                    status, answer, hang = fake._mailgun(dict(self.headers), body)
-                else:
-                    status, answer, hang = 404, {"message": "no such endpoint"}, 0.0
-                if hang:
-                    time.sleep(hang)
-                data = json.dumps(answer).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the client gave up waiting
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/"
 
-    def start(self) -> FakeProvider:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        if request.path.rstrip("/") == "/email":
+            status, answer, hang = self._postmark(dict(request.headers), body)
+        elif request.path.startswith("/v3/") and request.path.endswith("/messages"):
+            status, answer, hang = self._mailgun(dict(request.headers), body)
+        else:
+            status, answer, hang = 404, {"message": "no such endpoint"}, 0.0
+        if hang:
+            time.sleep(hang)
+        return status, answer, {}
 
     def count_by_recipient(self) -> Counter:
         with self.lock:

@@ -4,8 +4,8 @@ ANTHROPIC_BASE_URL. Each test scripts its answers (200 with a tool call, 429 + r
 
 Run alone it is a process for other processes' workers:
 
-    python -m tests.sites.fake_anthropic PORT [DELAY]                       # a valid site after DELAY s
-    python -m tests.sites.fake_anthropic PORT --mix SEED --journal PATH    # make chaos's wire mode
+    python -m fakes.anthropic PORT [DELAY]                       # a valid site after DELAY s
+    python -m fakes.anthropic PORT --mix SEED --journal PATH    # make chaos's wire mode
 
 With --mix the answers are a seeded random mix (Mix below): valid sites whose usage carries cache
 tokens, slow ones, 529 overloaded, 429 with a retry-after, a tool input that fails validation, an
@@ -28,9 +28,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from fakes.loopback import JsonServer
 
 USAGE = {"input_tokens": 2000, "output_tokens": 500, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
@@ -87,55 +89,37 @@ def peer_gone(sock: socket.socket) -> bool:
         return True
 
 
-class FakeAnthropic:
+class FakeAnthropic(JsonServer):
     """answer_for(request) picks the reply when nothing is scripted (default: `default`);
     on_answer(request, reply) runs after the reply's delay and before a byte of it is written."""
 
     def __init__(self, default: Reply | None = None, *, port: int = 0,
                  answer_for: Callable[[dict[str, Any]], Reply] | None = None,
                  on_answer: Callable[[dict[str, Any], Reply], None] | None = None) -> None:
+        super().__init__(port, name="fake-anthropic")
         self.default = default or ok()
         self.answer_for = answer_for or (lambda request: self.default)
         self.on_answer = on_answer
         self.script: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body", "received", "connection"}
         self.lock = threading.Lock()
-        fake = self
+        self.url = f"http://127.0.0.1:{self.port}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                request = {"path": self.path, "headers": dict(self.headers), "body": body, "received": time.time(),
-                           "idempotency_key": self.headers.get("Idempotency-Key"), "connection": self.connection}
-                with fake.lock:
-                    fake.requests.append(request)
-                    reply = fake.script.popleft() if fake.script else None
-                if reply is None:
-                    reply = fake.answer_for(request)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                if fake.on_answer is not None:
-                    fake.on_answer(request, reply)
-                data = json.dumps(reply.body or {}).encode()
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client died waiting: the answer was handed out all the same (on_answer saw it)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-anthropic")
+    def respond(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        # A client that dies waiting is handed the answer all the same: on_answer has seen it.
+        request = {"path": handler.path, "headers": dict(handler.headers), "body": json.loads(body or b"{}"),
+                   "received": time.time(), "idempotency_key": handler.headers.get("Idempotency-Key"),
+                   "connection": handler.connection}
+        with self.lock:
+            self.requests.append(request)
+            reply = self.script.popleft() if self.script else None
+        if reply is None:
+            reply = self.answer_for(request)
+        if reply.delay:
+            time.sleep(reply.delay)
+        if self.on_answer is not None:
+            self.on_answer(request, reply)
+        return reply.status, reply.body or {}, reply.headers
 
     def answer(self, *replies: Reply) -> None:
         """The next requests get these replies, in order; then the default."""
@@ -146,14 +130,6 @@ class FakeAnthropic:
     def count(self) -> int:
         with self.lock:
             return len(self.requests)
-
-    def start(self) -> FakeAnthropic:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- the process mode of make chaos ---------------------------------------------------------------
@@ -298,7 +274,7 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.sites.fake_anthropic", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fakes.anthropic", description=__doc__.split("\n\n")[0])
     parser.add_argument("port", type=int)
     parser.add_argument("delay", type=float, nargs="?", default=0.0, help="seconds before each answer (no --mix)")
     parser.add_argument("--mix", type=int, metavar="SEED", help="answer a seeded random mix (see Mix)")

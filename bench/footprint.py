@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakes.loopback import free_port
+from workers.processes import descendants, rss_and_pss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "deploy" / "supervisord.conf"
@@ -33,32 +34,13 @@ POOLS = ("primary", "backup")
 # --- memory ------------------------------------------------------------------------------------
 
 def process_tree(pid: int) -> list[int]:
-    """pid and every descendant (threads' children included), from /proc."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                todo.extend(int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split())
-        except OSError:
-            pass  # exited meanwhile
-    return found
+    """pid and every descendant."""
+    return descendants(pid)
 
 
 def rollup_kb(pid: int) -> tuple[int, int]:
     """(RSS, PSS) of one process in KiB; (0, 0) when it exited meanwhile."""
-    rss = pss = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-            key, _, value = line.partition(":")
-            if key == "Rss":
-                rss = int(value.split()[0])
-            elif key == "Pss":
-                pss = int(value.split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    return rss, pss
+    return rss_and_pss_kib(pid)
 
 
 @dataclass

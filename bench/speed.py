@@ -30,6 +30,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers.processes import child_pids, cpu_seconds
+
 LEDGER_QUEUE = "lead-processing"
 # The same worker options on both sides; neither names a concurrency, so both get Celery's default.
 WORKER_OPTIONS = ["--without-gossip", "--without-mingle", "-l", "warning"]
@@ -44,22 +46,9 @@ class SideFigures:
     p50_ms: list[float] = field(default_factory=list)  # one per round
     cpu_ms: dict[str, list[float]] = field(default_factory=dict)  # part -> CPU ms per job, one per round
 
-    def add_cpu(self, per_job_ms: dict[str, float]) -> None:
+    def addcpu_seconds(self, per_job_ms: dict[str, float]) -> None:
         for part, ms in per_job_ms.items():
             self.cpu_ms.setdefault(part, []).append(ms)
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu(pid: int, *, with_reaped_children: bool = False) -> float:
-    """Seconds of CPU a live process used (and, if asked, its children that exited and were reaped)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return (utime + stime + ((cutime + cstime) if with_reaped_children else 0)) / _TICKS
 
 
 def _database_backends() -> list[int]:
@@ -77,14 +66,12 @@ class CpuMeter:
         self.worker_pid, self.dispatcher_pid = worker_pid, dispatcher_pid
 
     def read(self) -> dict[str, dict[int, float]]:
-        from monitoring.heartbeat import child_pids
-
         return {
-            "worker main process": {self.worker_pid: _cpu(self.worker_pid, with_reaped_children=True)},
-            "worker pool children": {c: _cpu(c) for c in child_pids(self.worker_pid)},
-            "dispatcher / publishing": ({self.dispatcher_pid: _cpu(self.dispatcher_pid, with_reaped_children=True)}
+            "worker main process": {self.worker_pid: cpu_seconds(self.worker_pid, with_reaped_children=True)},
+            "worker pool children": {c: cpu_seconds(c) for c in child_pids(self.worker_pid)},
+            "dispatcher / publishing": ({self.dispatcher_pid: cpu_seconds(self.dispatcher_pid, with_reaped_children=True)}
                                         if self.dispatcher_pid else {}),
-            "PostgreSQL backends": {pid: _cpu(pid) for pid in _database_backends()},
+            "PostgreSQL backends": {pid: cpu_seconds(pid) for pid in _database_backends()},
         }
 
     @staticmethod
@@ -232,12 +219,12 @@ def bench_speed(procs_factory, redis_url: str, jobs: int, samples: int, rounds: 
         throughput, p50, cpu = bare_round(procs_factory, redis_url, jobs, samples)
         out.bare.throughput.append(throughput)
         out.bare.p50_ms.append(p50)
-        out.bare.add_cpu(cpu)
+        out.bare.addcpu_seconds(cpu)
         log(f"  plain Celery {throughput:.0f} jobs/s, p50 {p50:.2f} ms; now the ledger")
         throughput, p50, cpu = ledger_round(procs_factory, redis_url, jobs, samples)
         out.ledger.throughput.append(throughput)
         out.ledger.p50_ms.append(p50)
-        out.ledger.add_cpu(cpu)
+        out.ledger.addcpu_seconds(cpu)
         log(f"  ledger {throughput:.0f} jobs/s, p50 {p50:.2f} ms")
     return out
 

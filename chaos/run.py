@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from workers.processes import pids_with_environment
 from chaos.budget import BUDGET_SHARE, HOLD_SECONDS, RAISED_FACTOR, BudgetPhase, budget_for, write_budget
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,17 +80,7 @@ def port_free(port: int) -> bool:
 
 def marked_pids(mark_value: str) -> list[int]:
     """Processes whose environment carries this run's mark (what the run started, and their children)."""
-    needle = f"{MARK}={mark_value}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if needle in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
-                found.append(int(entry))
-        except OSError:
-            pass
-    return found
+    return [pid for pid in pids_with_environment(MARK, mark_value) if pid != os.getpid()]
 
 
 def kill_marked(mark_value: str, *, spare_postgres: bool = False) -> int:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from workers import processes  # psutil only: no Django here
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "deploy"))
 
@@ -169,7 +171,4 @@ def alive(pid: int) -> bool:
 
 
 def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    return processes.cmdline(pid)

@@ -137,7 +137,7 @@ def judge(q: QueueFigures) -> Verdict:
 
 @dataclass
 class LeaderFigures:
-    """The dispatcher leader's heartbeat (monitoring.heartbeat.LeaderHeartbeat)."""
+    """The dispatcher leader's heartbeat (workers.leader_heartbeat.LeaderHeartbeat)."""
 
     name: str | None = None  # the live leader's row, else the last one seen
     live: bool = False

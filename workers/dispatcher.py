@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import close_old_connections
 
-from monitoring.heartbeat import LeaderHeartbeat
 from workers import ledger, ratelimit, registry, wakeup
 from workers.duties import DutyRunner
 from workers.leader import Leadership, dispatcher_leadership
+from workers.leader_heartbeat import LeaderHeartbeat
 from workers.registry import Duty
 from workers.runner import skip_connection_health_checks
 

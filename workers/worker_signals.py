@@ -13,7 +13,7 @@ Every task of this app runs one ledger job with arguments (job_id, dispatch_toke
 as its task id, so the Celery app uses LedgerJobTask as its task class (resilience/celery.py).
 This module must stay importable before Django is set up: ledger imports happen inside functions.
 
-The same request class counts each job's outcome for the worker's heartbeat (monitoring.heartbeat.JOBS):
+The same request class counts each job's outcome for the worker's heartbeat (workers.job_counters.JOBS):
 the main process is where every result arrives, including the death of a pool child.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ def count_outcome(request: Request, returned: object = None, *, failed: bool = F
     """Count a finished task for this worker's heartbeat. Never raises: bookkeeping must not break
     the worker's event loop."""
     try:
-        from monitoring.heartbeat import JOBS
+        from workers.job_counters import JOBS
 
         queue = (request.delivery_info or {}).get("routing_key") or ""
         if failed:
@@ -263,9 +263,9 @@ class MemoryCapWithoutChildren(bootsteps.StartStopStep):
         asked = []
 
         def check() -> None:
-            from monitoring.heartbeat import process_tree_rss
+            from workers.processes import tree_rss_bytes
 
-            rss_kb = process_tree_rss(os.getpid()) // 1024
+            rss_kb = tree_rss_bytes(os.getpid()) // 1024
             if rss_kb > cap_kb and not asked:  # once: the warm shutdown is under way
                 asked.append(rss_kb)
                 logger.warning("%s: resident memory %d KiB is above the cap of %d KiB: warm shutdown, "

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from django.db import connection
 
 from fakes.loopback import free_port
-from monitoring.heartbeat import child_pids
+from workers.processes import child_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 

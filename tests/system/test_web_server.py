@@ -27,7 +27,7 @@ from django.db import connection, transaction
 
 from leads.models import LeadSubmission
 from tests.system.processes import ROOT, ProcessGroup, free_port, wait_for
-from monitoring.heartbeat import child_pids
+from workers.processes import child_pids
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 SECRET = "test-clay-secret"

@@ -20,10 +20,11 @@ from django.utils import timezone
 
 from resilience.celery import app
 from tests.system.processes import wait_for
-from monitoring import heartbeat
+from workers import heartbeat, heartbeat_step, job_counters, processes
 from workers import worker_signals
 from monitoring.health import db_now, health_report, worker_report
-from monitoring.heartbeat import HeartbeatThread, JobCounters, WorkerIdentity, beat, identities, say_goodbye
+from workers.heartbeat import HeartbeatThread, WorkerIdentity, beat, identities, say_goodbye
+from workers.job_counters import JobCounters
 from workers.models import WorkerHeartbeat
 from workers.probe import PROBE_TASK
 from workers.tasks import probe
@@ -137,44 +138,21 @@ def test_a_node_name_without_host_gets_this_host(monkeypatch):
 # --- memory ----------------------------------------------------------------------------------------
 
 
-def fake_proc(root: Path, processes: dict[int, tuple[int, str, int]]) -> Path:
-    """processes: pid -> (ppid, state, resident pages)."""
-    for pid, (ppid, state, pages) in processes.items():
-        (root / str(pid)).mkdir(parents=True)
-        (root / str(pid) / "stat").write_text(f"{pid} (celery worker) {state} {ppid} 1 1 0\n")
-        (root / str(pid) / "statm").write_text(f"9999 {pages} 10 1 0 100 0\n")
-    (root / "self").mkdir()  # not a pid: skipped
-    return root
-
-
-def test_memory_is_the_main_process_and_its_children(tmp_path):
-    page = os.sysconf("SC_PAGE_SIZE")
-    proc = fake_proc(tmp_path, {
-        10: (1, "S", 100),  # the worker's main process
-        11: (10, "S", 20), 12: (10, "R", 30),  # its pool children
-        13: (10, "Z", 999),  # a zombie child: no memory of its own
-        20: (1, "S", 5000),  # some other process
-    })
-    assert heartbeat.process_tree_rss(10, proc) == (100 + 20 + 30) * page
-
-
 def test_memory_of_a_real_process_tree_counts_its_children():
     # A child holding 64 MiB it has written to (resident, not just reserved).
     child = subprocess.Popen([sys.executable, "-c", "import time; x = b'x' * (64 << 20); time.sleep(30)"])
     try:
         def children_hold_64_mib() -> bool:
-            alone = heartbeat._rss_bytes(os.getpid(), heartbeat.PROC)
-            return heartbeat.process_tree_rss(os.getpid()) - alone >= 64 << 20
+            alone = processes.rss_bytes(os.getpid())
+            return processes.tree_rss_bytes(os.getpid()) - alone >= 64 << 20
 
         assert wait_for(children_hold_64_mib, 10)
+        assert child.pid in processes.child_pids(os.getpid())
     finally:
         child.kill()
         child.wait()
-
-
-def test_without_proc_memory_falls_back_without_failing(tmp_path):
-    assert heartbeat.process_tree_rss(os.getpid(), tmp_path / "no-proc") > 0  # this process's peak RSS
-    assert heartbeat.process_tree_rss(os.getpid() + 1, tmp_path / "no-proc") == 0  # another: unknown
+    # Killed and reaped: no memory, no child, never an error.
+    assert processes.rss_bytes(child.pid) == 0 and child.pid not in processes.child_pids(os.getpid())
 
 
 # --- job counters ----------------------------------------------------------------------------------
@@ -222,7 +200,7 @@ def worker_request(queue: str = QUEUE):
 @pytest.fixture
 def counters(monkeypatch) -> JobCounters:
     fresh = JobCounters()
-    monkeypatch.setattr(heartbeat, "JOBS", fresh)
+    monkeypatch.setattr(job_counters, "JOBS", fresh)
     return fresh
 
 
@@ -318,7 +296,7 @@ def test_a_database_outage_is_logged_once_and_the_beats_go_on(monkeypatch, caplo
         real_beat(**kwargs)
 
     monkeypatch.setattr(heartbeat, "beat", flaky_beat)
-    caplog.set_level(logging.WARNING, logger="monitoring.heartbeat")
+    caplog.set_level(logging.WARNING, logger="workers.heartbeat")
     thread = start_thread(rows(QUEUE))
     try:
         assert wait_for(lambda: calls["failed"] >= 4, 5)  # it kept trying, and did not die
@@ -353,7 +331,7 @@ def test_the_bootstep_beats_for_the_workers_node_and_queues_and_says_goodbye_on_
         hostname="dev@box", concurrency=3,
         app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(consume_from={QUEUE: 1, "delivery": 1}))),
     )
-    step = heartbeat.Heartbeat(worker)
+    step = heartbeat_step.Heartbeat(worker)
     step.start(worker)
     try:
         assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 5)
@@ -393,7 +371,7 @@ def fake_worker(state: int | None, started: int, steps: int = 3, connection: obj
 def test_consumer_running_reads_the_celery_consumers_blueprint_and_connection():
     from celery.bootsteps import CLOSE, RUN, TERMINATE
 
-    from monitoring.heartbeat import consumer_running
+    from workers.heartbeat import consumer_running
 
     assert consumer_running(fake_worker(RUN, 3)) is True
     assert consumer_running(fake_worker(RUN, 1)) is False  # restarting: blocked reconnecting in step 1

@@ -1,7 +1,8 @@
 """Worker heartbeats: every Celery worker's main process writes its WorkerHeartbeat row every
 HEARTBEAT_INTERVAL_SECONDS with an expiry HEARTBEAT_TTL_SECONDS ahead, so a worker that goes silent
 (SIGKILL, OOM, a lost host) drops out of the health rules' live consumers by itself; a warm shutdown
-says goodbye at once. The reader side is monitoring/health.py.
+says goodbye at once. The reader side is monitoring/health.py; the
+worker's bootstep that runs the thread is workers.heartbeat_step, the leader's own row workers.leader_heartbeat.
 
 beat_at and expires_at are the database's clock (Now()), so workers on hosts whose clocks disagree
 are judged alike; started_at and last_job_at are the worker host's clock and only for display.
@@ -10,33 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from celery import bootsteps
 from django.conf import settings
 from django.db import connection
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from workers.job_counters import JOBS, JobCounters
 from workers.models import WorkerHeartbeat
-from workers.worker_signals import FAILED_OUTCOMES
+from workers.processes import tree_rss_bytes
 
 logger = logging.getLogger(__name__)
 
-PROC = Path("/proc")
-# What workers.runner.run_job returns: a new state of the job, or what it did instead of running it
-# ("skipped" and "deferred" ran nothing). A failed attempt reaches the worker as JobAttemptFailed,
-# counted by on_failure; FAILED_STATES here counts a task that returned one without raising.
-DONE_STATES = frozenset({"succeeded"})
-FAILED_STATES = FAILED_OUTCOMES
 # How long a warm shutdown waits for the heartbeat thread's last beat and goodbye: a PostgreSQL that
 # does not answer must not hold the shutdown (the row expires by itself anyway).
 STOP_WAIT_SECONDS = 10.0
@@ -106,108 +98,6 @@ def identities(nodename: str, queues: Sequence[str]) -> list[WorkerIdentity]:
     return [WorkerIdentity(f"{nodename}/{queue}", pool, queue, host) for queue in unique]
 
 
-# --- memory ------------------------------------------------------------------------------------
-
-def _rss_bytes(pid: int, proc: Path) -> int:
-    try:
-        resident_pages = int((proc / str(pid) / "statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0  # exited meanwhile
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def child_pids(pid: int, proc: Path = PROC) -> list[int]:
-    """Live processes whose parent is `pid`, from /proc (no psutil needed)."""
-    children = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        # The command name in parentheses may hold spaces: the fields after it are state, ppid, ...
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z":
-            children.append(int(entry.name))
-    return children
-
-
-def _peak_rss_of_this_process() -> int:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
-
-
-def process_tree_rss(pid: int, proc: Path = PROC) -> int:
-    """Resident memory in bytes of process `pid` and its children (a worker's prefork pool), read
-    from /proc. Where there is no /proc (macOS), this process's peak RSS: less exact, but it never
-    fails a heartbeat."""
-    if not (proc / str(pid) / "statm").exists():
-        return _peak_rss_of_this_process() if pid == os.getpid() else 0
-    try:
-        children = child_pids(pid, proc)
-    except OSError:
-        children = []
-    return _rss_bytes(pid, proc) + sum(_rss_bytes(child, proc) for child in children)
-
-
-# --- job counters ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class JobCounts:
-    done: int = 0
-    failed: int = 0
-    last_job_at: datetime | None = None
-
-    def __add__(self, other: JobCounts) -> JobCounts:
-        moments = [m for m in (self.last_job_at, other.last_job_at) if m is not None]
-        return JobCounts(self.done + other.done, self.failed + other.failed, max(moments, default=None))
-
-
-def job_state(returned: object) -> str:
-    """The job state a task returned, as the main process sees it: the pool hands it the result's
-    repr ("'succeeded'"), not the value."""
-    return str(returned).strip("'\"")
-
-
-class JobCounters:
-    """Jobs this worker process finished since it started, per queue. Counted in the worker's main
-    process, which hears every task's result (a pool child's counts would die with the child) and
-    the death of a pool child; read by the heartbeat thread, hence the lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_queue: dict[str, JobCounts] = {}
-
-    def count_result(self, queue: str, returned: object) -> None:
-        state = job_state(returned)
-        if state in DONE_STATES:
-            self._add(queue, JobCounts(done=1, last_job_at=timezone.now()))
-        elif state in FAILED_STATES:
-            self.count_failure(queue)
-
-    def count_failure(self, queue: str) -> None:
-        self._add(queue, JobCounts(failed=1, last_job_at=timezone.now()))
-
-    def _add(self, queue: str, counts: JobCounts) -> None:
-        with self._lock:
-            self._by_queue[queue] = self._by_queue.get(queue, JobCounts()) + counts
-
-    def snapshot(self, queue: str | None = None) -> JobCounts:
-        """One queue's counts, or (None) the whole process's."""
-        with self._lock:
-            if queue is not None:
-                return self._by_queue.get(queue, JobCounts())
-            return sum(self._by_queue.values(), JobCounts())
-
-
-JOBS = JobCounters()  # this process's: only a worker's main process counts into it
-
-
 # --- is the consumer running? ------------------------------------------------------------------
 
 def consumer_running(worker) -> bool:
@@ -228,7 +118,7 @@ def consumer_running(worker) -> bool:
 
 # --- the heartbeat thread ----------------------------------------------------------------------
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -240,7 +130,7 @@ class HeartbeatThread:
 
     def __init__(self, rows: list[WorkerIdentity], *, pid: int, concurrency: int,
                  started_at: datetime | None = None, counters: JobCounters = JOBS,
-                 interval: float | None = None, memory: Callable[[int], int] = process_tree_rss,
+                 interval: float | None = None, memory: Callable[[int], int] = tree_rss_bytes,
                  consuming: Callable[[], bool] = lambda: True) -> None:
         self.rows = rows
         self.pid = pid
@@ -310,7 +200,7 @@ class HeartbeatThread:
             if self.failing_since is None:
                 self.failing_since = time.monotonic()
                 logger.warning("heartbeat of %s not written (%s); trying again every %g s",
-                               ", ".join(row.name for row in self.rows), _first_line(exc), self.interval,
+                               ", ".join(row.name for row in self.rows), first_line(exc), self.interval,
                                exc_info=True)
             return False
         finally:
@@ -335,7 +225,7 @@ class HeartbeatThread:
                 say_goodbye(row.name, pid=self.pid)
         except Exception as exc:
             logger.warning("could not mark %s stopped (%s); its heartbeat expires within %g s",
-                           ", ".join(row.name for row in self.rows), _first_line(exc),
+                           ", ".join(row.name for row in self.rows), first_line(exc),
                            settings.HEARTBEAT_TTL_SECONDS, exc_info=True)
         finally:
             self._close_connection()
@@ -348,83 +238,3 @@ class HeartbeatThread:
         # also means a restarted PostgreSQL costs one beat, not a broken connection kept forever.
         with contextlib.suppress(Exception):
             connection.close()
-
-
-class Heartbeat(bootsteps.StartStopStep):
-    """A worker bootstep (resilience/celery.py): the heartbeat thread lives as long as the worker.
-
-    After the pool, so that the first beat already counts the pool children's memory; stopped
-    before the pool in a warm shutdown, so the row shows the worker stopped as soon as it stops
-    consuming, while its running tasks still finish.
-    """
-
-    requires = ("celery.worker.components:Pool",)
-    label = "Heartbeat"
-
-    def __init__(self, worker, **kwargs) -> None:
-        super().__init__(worker, **kwargs)
-        self.thread: HeartbeatThread | None = None
-
-    def start(self, worker) -> None:
-        queues = list(worker.app.amqp.queues.consume_from)
-        rows = identities(worker.hostname, queues)
-        # With --autoscale, what the worker may grow to (its -c is then unused).
-        concurrency = getattr(worker, "max_concurrency", None) or worker.concurrency or 0
-        self.thread = HeartbeatThread(rows, pid=os.getpid(), concurrency=concurrency,
-                                      started_at=getattr(worker, "startup_time", None),
-                                      consuming=lambda: consumer_running(worker))
-        self.thread.start()
-
-    def stop(self, worker) -> None:
-        thread, self.thread = self.thread, None
-        if thread is not None:
-            thread.stop()
-
-    # A cold shutdown stops the worker too: say so the same way.
-    terminate = stop
-
-
-
-# --- the dispatcher leader ---------------------------------------------------------------------
-
-class LeaderHeartbeat:
-    """The dispatcher leader's heartbeat row (pool WorkerHeartbeat.DISPATCHER_POOL, no queue), written
-    from the leader's own loop (Dispatcher.tick) every HEARTBEAT_INTERVAL_SECONDS: a leader whose loop
-    is stuck stops beating, and no live leader makes the whole system unhealthy. Never raises."""
-
-    def __init__(self, interval: float | None = None) -> None:
-        self.interval = settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
-        self.host = socket.gethostname()
-        self.name = f"dispatcher@{self.host}"
-        self.pid = os.getpid()
-        self.started_at: datetime | None = None  # when this process last became leader
-        self.last_beat: float | None = None
-        self.failing = False
-
-    def beat_if_due(self) -> None:
-        now = time.monotonic()
-        if self.last_beat is not None and now - self.last_beat < self.interval:
-            return
-        self.last_beat = now
-        self.started_at = self.started_at or timezone.now()
-        try:
-            beat(name=self.name, pool=WorkerHeartbeat.DISPATCHER_POOL, queue="", host=self.host, pid=self.pid,
-                 concurrency=0, started_at=self.started_at, memory_bytes=process_tree_rss(self.pid))
-        except Exception as exc:
-            if not self.failing:
-                logger.warning("dispatcher leader heartbeat not written (%s); trying again every %g s",
-                               _first_line(exc), self.interval)
-                self.failing = True
-            return
-        self.failing = False
-
-    def goodbye(self) -> None:
-        """No longer the leader (leadership lost, or stopping): the row stops counting at once."""
-        if self.started_at is None:
-            return
-        self.started_at, self.last_beat = None, None
-        try:
-            say_goodbye(self.name, pid=self.pid)
-        except Exception as exc:
-            logger.warning("could not mark %s stopped (%s); its heartbeat expires within %g s", self.name,
-                           _first_line(exc), settings.HEARTBEAT_TTL_SECONDS)

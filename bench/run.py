@@ -351,7 +351,7 @@ def print_targets(system: dict | None, hosts: dict | None, speed, rate_rows: lis
             worst = max(cpu_rows(speed)[:-1], key=lambda r: float(r[3]))
             row("   what holds 3 back: CPU per job, ledger / plain Celery", "",
                 f"{total['ledger']:.2f} / {total['bare']:.2f} ms (most: {worst[0]}, +{worst[3]} ms; "
-                "README, Speed)", f"{total['ledger'] / total['bare']:.2f}", None)
+                "docs/benchmarks.md, Speed)", f"{total['ledger'] / total['bare']:.2f}", None)
     if hosts:
         host_kills = [t for _, t in hosts["kills"]]
         row("4. two hosts: crash recovery (median)", "<= 3 s", f"{median(host_kills):.2f} s",
@@ -371,7 +371,7 @@ def main() -> None:
                         help="run only this section (repeat for several); default: all of " + ", ".join(SECTIONS))
     parser.add_argument("--quick", action="store_true",
                         help="smaller figures everywhere (1 window, 3 kills, 10 s backlog, 1 speed round, 100k "
-                             "health rows): minutes, not a quarter of an hour; not for the README")
+                             "health rows): minutes, not a quarter of an hour; not for docs/benchmarks.md")
     parser.add_argument("--windows", type=int, default=2, help="rate-limit windows measured per phase (default 2)")
     parser.add_argument("--jobs", type=int, default=2000, help="no-op jobs per throughput run (default 2000)")
     parser.add_argument("--samples", type=int, default=200,

@@ -1,1 +1,1 @@
-"""make chaos: the whole pipeline under faults, then the checks of issue 13 (README, Chaos soak)."""
+"""make chaos: the whole pipeline under faults, then the checks of issue 13 (docs/guarantees.md, Chaos soak)."""

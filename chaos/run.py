@@ -16,8 +16,8 @@ Then posts the leads through the webhook while a worker process is SIGKILLed eve
 a rolling restart, Redis restarts empty and PostgreSQL is away for 20 s; once the budget pauses site
 generation it is held 15 s, raised in the file and read by a restart of the site-generation workers and
 the dispatchers, pool by pool (supervisorctl restart: a warm stop, no celery inspect). When every
-lead and job is final it decides the emails left `unknown` by a kill as a person would (README, Exactly
-one send), and prints one PASS/FAIL line per check (chaos/checks.py; the AI spend counted at the fake's
+lead and job is final it decides the emails left `unknown` by a kill as a person would (docs/guarantees.md,
+Exactly one send), and prints one PASS/FAIL line per check (chaos/checks.py; the AI spend counted at the fake's
 journal). Exit 0 only when every check passes. The rate limits are scaled to a 10 s period (the same
 count per period) so the run takes about 10 minutes.
 Everything it started is stopped, also on a failure, Ctrl-C or the hard deadline; a make up system
@@ -160,7 +160,7 @@ def wait_until_final(lead_job_ids: list[str], deadline: float, what: str) -> boo
 
 def decide_unknown(sink) -> tuple[int, int]:
     """Emails a kill left `unknown` (claimed, then the worker died: it may or may not have reached the
-    server), decided as the README tells a person to: its Message-ID at the server means sent;
+    server), decided as docs/guarantees.md tells a person to: its Message-ID at the server means sent;
     otherwise send it again. Returns (marked sent, sent again)."""
     from emails import services
     from emails.models import Message

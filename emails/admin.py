@@ -41,7 +41,7 @@ class CampaignAdmin(admin.ModelAdmin):
                                       "website, industry, country (also as lead.first_name ...), site_url, "
                                       "unsubscribe_url (added when missing), campaign.name. Filters: "
                                       "default:\"text\", upper, lower, title. Values are escaped; the HTML part "
-                                      "is sanitised when saved (see the README for what it may contain)."}),
+                                      "is sanitised when saved (docs/pipeline.md, Campaign templates, says what it may contain)."}),
         ("Launch", {"fields": ("created_at", "launched_at", "launched_by", "figures")}),
     )
     actions = ["preview_campaign", "launch_campaigns"]

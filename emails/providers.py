@@ -116,7 +116,7 @@ def provider_settings() -> dict:
                           f"{', '.join('ANYMAIL_' + key for key in provider.settings())})")
     missing = [key for key in provider.required if key not in given]
     if missing:
-        raise ConfigError(f"EMAIL_PROVIDER={name} needs ANYMAIL_{missing[0]} (see the README's Email providers)")
+        raise ConfigError(f"EMAIL_PROVIDER={name} needs ANYMAIL_{missing[0]} (see docs/configuration.md, Email providers)")
     anymail = {key: _parse(key, value) for key, value in given.items()}
     if WEBHOOK_SECRET in anymail:
         anymail[WEBHOOK_SECRET] = _basic_auth(anymail[WEBHOOK_SECRET])

@@ -19,7 +19,7 @@ Bounds, checked when the template is parsed (so at save, never as a failure late
 source is at most SOURCE_LIMIT characters with at most SUBSTITUTION_LIMIT substitutions, and its
 largest possible output (every value at its field's maximum length, grown by the case filters and
 by escaping) at most OUTPUT_LIMIT characters. Rendering is one pass over the parsed nodes with no
-loop the template controls, so its time is linear in that bounded output (measured in the README).
+loop the template controls, so its time is linear in that bounded output (measured in docs/pipeline.md, Campaign templates).
 
 The HTML part of a campaign is sanitised with nh3 (an allowlist sanitizer, Rust's ammonia) at
 save, after `check_html` has refused, with its position and reason, whatever the allowlist would

@@ -112,7 +112,7 @@ class SmtpSink:
 
 def main(argv: list[str] | None = None) -> None:
     """A sink to point a running system at (EMAIL_URL=smtp://127.0.0.1:PORT), to watch what it sends
-    and how it takes refusals: suppressions, retries, the breaker (README, Email: Try the failures)."""
+    and how it takes refusals: suppressions, retries, the breaker (docs/pipeline.md, The breaker: Try the failures)."""
     import argparse
     import time
 

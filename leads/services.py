@@ -161,7 +161,7 @@ def normalize_lead(raw: dict[str, Any]) -> NormalizedLead:
 # --- scoring -------------------------------------------------------------------------------------
 
 def score_lead(lead: NormalizedLead) -> int:
-    """Quality 0-100; the rubric is documented in the README ("Lead scoring").
+    """Quality 0-100; the rubric is documented in docs/pipeline.md ("Lead scoring").
 
     email 20 (work address; 5 if free webmail; -10 if a role address like info@),
     full name 10, title 10 + seniority up to 15, company 10, company domain 10, phone 5,

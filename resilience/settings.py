@@ -133,7 +133,7 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-# Behind the TLS reverse proxy the README describes (it terminates HTTPS, sets X-Forwarded-Proto and
+# Behind the TLS reverse proxy docs/security.md describes (it terminates HTTPS, sets X-Forwarded-Proto and
 # appends the client to X-Forwarded-For): cookies only over HTTPS, HSTS, and the proxy's word on
 # the scheme and the client's address. Only the proxy can reach the app (127.0.0.1), so it is the
 # only one whose headers count.

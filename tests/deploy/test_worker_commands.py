@@ -35,7 +35,7 @@ def _conf() -> configparser.RawConfigParser:
 
 
 # Each pool: a prefork worker for the queues whose jobs work here, a threads worker for those that wait
-# on the network, and a dispatcher candidate (README, "Processes").
+# on the network, and a dispatcher candidate (docs/operating.md, "Processes").
 LAYOUT = {"local": (("lead-processing", "delivery"), "LOCAL_QUEUES_CONCURRENCY"),
           "network": (("site-generation", "email-sending"), "NETWORK_QUEUES_CONCURRENCY")}
 

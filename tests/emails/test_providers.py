@@ -136,5 +136,5 @@ def test_a_bad_provider_setting_is_one_clear_line(clean_env, env, message):
 def test_a_missing_token_stops_start_up_in_one_line_that_does_not_show_secrets(tmp_path):
     result = start(MANAGE, VAR_DIR=str(tmp_path), EMAIL_PROVIDER="mailgun", ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY="s3cret-value-1")
     assert result.returncode == 2
-    assert result.stderr == "configuration error: EMAIL_PROVIDER=mailgun needs ANYMAIL_MAILGUN_API_KEY (see the " \
-                            "README's Email providers)\n"
+    assert result.stderr == "configuration error: EMAIL_PROVIDER=mailgun needs ANYMAIL_MAILGUN_API_KEY (see " \
+                            "docs/configuration.md, Email providers)\n"

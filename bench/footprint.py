@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakes.loopback import free_port
-from workers.processes import descendants, rss_and_pss_kib
+from workers.processes import process_tree as descendants, rss_and_pss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "deploy" / "supervisord.conf"

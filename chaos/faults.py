@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.footprint import ROOT, process_tree
+from bench.footprint import ROOT
+from workers.processes import process_tree
 
 WORKER_MARK = "workers.run_celery"  # what a worker's command line holds (deploy/supervisord.conf)
 

@@ -80,7 +80,7 @@ def port_free(port: int) -> bool:
 
 def marked_pids(mark_value: str) -> list[int]:
     """Processes whose environment carries this run's mark (what the run started, and their children)."""
-    return [pid for pid in pids_with_environment(MARK, mark_value) if pid != os.getpid()]
+    return pids_with_environment(MARK, mark_value, besides=os.getpid())
 
 
 def kill_marked(mark_value: str, *, spare_postgres: bool = False) -> int:

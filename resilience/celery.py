@@ -18,12 +18,12 @@ from django.conf import settings  # noqa: E402 - settings must load (or fail in 
 app = Celery("resilience", task_cls="workers.worker_signals:LedgerJobTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in settings.QUEUE_NAMES]
-app.steps["worker"].add("workers.worker_signals:NoticeDeadChildrenPromptly")
-app.steps["worker"].add("workers.heartbeat_step:Heartbeat")
+app.steps["worker"].add("workers.worker_steps:NoticeDeadChildrenPromptly")
+app.steps["worker"].add("workers.worker_steps:Heartbeat")
 # Built (not started) before the pool forks: shared pages stay shared; a dead previous process's jobs are released.
-app.steps["worker"].add("workers.worker_signals:FreezeHeapBeforeFork")
-app.steps["worker"].add("workers.worker_signals:ReleasePreviousLife")
-app.steps["worker"].add("workers.worker_signals:MemoryCapWithoutChildren")
+app.steps["worker"].add("workers.worker_steps:FreezeHeapBeforeFork")
+app.steps["worker"].add("workers.worker_steps:ReleasePreviousLife")
+app.steps["worker"].add("workers.worker_steps:MemoryCapWithoutChildren")
 app.autodiscover_tasks()
 
 

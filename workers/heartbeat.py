@@ -2,7 +2,7 @@
 HEARTBEAT_INTERVAL_SECONDS with an expiry HEARTBEAT_TTL_SECONDS ahead, so a worker that goes silent
 (SIGKILL, OOM, a lost host) drops out of the health rules' live consumers by itself; a warm shutdown
 says goodbye at once. The reader side is monitoring/health.py; the
-worker's bootstep that runs the thread is workers.heartbeat_step, the leader's own row workers.leader_heartbeat.
+worker's bootstep that runs the thread is workers.worker_steps, the leader's own row workers.leader_heartbeat.
 
 beat_at and expires_at are the database's clock (Now()), so workers on hosts whose clocks disagree
 are judged alike; started_at and last_job_at are the worker host's clock and only for display.

@@ -1,5 +1,9 @@
-"""Jobs a worker process finished since it started, per queue, for its heartbeat row: counted in the
-worker's main process (workers.worker_signals' request class), read by the heartbeat thread."""
+"""The jobs a worker process finished since it started, counted in its main process (which hears
+every task's result, and the death of a pool child) for its heartbeat rows (workers.heartbeat).
+
+Standard library and Django's timezone only: workers.worker_signals, the task class, imports it
+and must stay importable before Django is set up.
+"""
 from __future__ import annotations
 
 import threading
@@ -8,13 +12,11 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from workers.worker_signals import FAILED_OUTCOMES
-
 # What workers.runner.run_job returns: a new state of the job, or what it did instead of running it
 # ("skipped" and "deferred" ran nothing). A failed attempt reaches the worker as JobAttemptFailed,
-# counted by on_failure; FAILED_STATES here counts a task that returned one without raising.
-DONE_STATES = frozenset({"succeeded"})
-FAILED_STATES = FAILED_OUTCOMES
+# counted by on_failure; FAILED_OUTCOMES here also counts a task that returned one without raising.
+DONE_OUTCOMES = frozenset({"succeeded"})
+FAILED_OUTCOMES = frozenset({"retry", "dead", "lost"})
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,9 @@ class JobCounters:
 
     def count_result(self, queue: str, returned: object) -> None:
         state = job_state(returned)
-        if state in DONE_STATES:
+        if state in DONE_OUTCOMES:
             self._add(queue, JobCounts(done=1, last_job_at=timezone.now()))
-        elif state in FAILED_STATES:
+        elif state in FAILED_OUTCOMES:
             self.count_failure(queue)
 
     def count_failure(self, queue: str) -> None:
@@ -66,5 +68,3 @@ class JobCounters:
 
 
 JOBS = JobCounters()  # this process's: only a worker's main process counts into it
-
-

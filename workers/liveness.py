@@ -1,7 +1,7 @@
 """Which of some processes of this host are gone, by their pids.
 
 Standard library only: deploy/supervisor_events.py (no Django) asks it the same way as a worker
-starting under its node name (workers.worker_signals.ReleasePreviousLife). Both run on the host
+starting under its node name (workers.worker_steps.ReleasePreviousLife). Both run on the host
 whose worker processes they ask about (a node name carries its host), under the same supervisord.
 """
 from __future__ import annotations

@@ -49,7 +49,7 @@ def skip_connection_health_checks() -> None:
 
 # The pid supervisord knows this worker by: its main process, which forks the prefork pool's children
 # (they inherit this value) or runs the jobs itself on threads. Set by the main process before the
-# pool forks (workers.worker_signals.ReleasePreviousLife); a process that is no Celery worker (a test,
+# pool forks (workers.worker_steps.ReleasePreviousLife); a process that is no Celery worker (a test,
 # a shell) claims under its own pid.
 _worker_main_pid: int | None = None
 

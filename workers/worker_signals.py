@@ -13,30 +13,27 @@ Every task of this app runs one ledger job with arguments (job_id, dispatch_toke
 as its task id, so the Celery app uses LedgerJobTask as its task class (resilience/celery.py).
 This module must stay importable before Django is set up: ledger imports happen inside functions.
 
-The same request class counts each job's outcome for the worker's heartbeat (workers.job_counters.JOBS):
-the main process is where every result arrives, including the death of a pool child.
+The same request class counts each job's outcome for the worker's heartbeat (workers.job_counters):
+the main process is where every result arrives, including the death of a pool child. The worker's
+bootsteps are workers.worker_steps.
 """
 from __future__ import annotations
 
 import functools
-import gc
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 
 from billiard.exceptions import Terminated, WorkerLostError
-from celery import Task, bootsteps
+from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
 
 from dlq.redaction import redact_text
+from workers import job_counters
+from workers.job_counters import FAILED_OUTCOMES
 
 logger = logging.getLogger(__name__)
-
-# How often the main process looks for pool children that exited (Celery's own timer: 5 s).
-CHILD_EXIT_CHECK_SECONDS = 0.5
 
 # What the main process sees when the child running a task stopped before reporting a result.
 # (Billiard >= 4.3 may report SystemExit/KeyboardInterrupt from a dying child; Celery treats both
@@ -73,13 +70,11 @@ def count_outcome(request: Request, returned: object = None, *, failed: bool = F
     """Count a finished task for this worker's heartbeat. Never raises: bookkeeping must not break
     the worker's event loop."""
     try:
-        from workers.job_counters import JOBS
-
         queue = (request.delivery_info or {}).get("routing_key") or ""
         if failed:
-            JOBS.count_failure(queue)
+            job_counters.JOBS.count_failure(queue)
         else:
-            JOBS.count_result(queue, returned)
+            job_counters.JOBS.count_result(queue, returned)
     except Exception:
         logger.warning("could not count the outcome of task %s", request.id, exc_info=True)
 
@@ -130,8 +125,6 @@ class TaskCrashed(Exception):
 _CELERY_CONTROL = (Ignore, Reject, Retry)
 
 
-# run_job's outcomes that are a failed attempt (see workers.runner).
-FAILED_OUTCOMES = frozenset({"retry", "dead", "lost"})
 # Outcomes of a message that did not run the job's attempt (a duplicate or stale message, a start
 # deferred by the rate limit, a late attempt refused): its Celery result must not replace the stored
 # result of the attempt that did run (one TaskResult row per job id).
@@ -170,106 +163,3 @@ def _last_error(job_id: str) -> str:
     # events (Flower) and its stored result (TaskResult).
     error = Job.objects.filter(id=job_id).values_list("last_error", flat=True).first()
     return error or "(no error recorded)"
-
-
-class NoticeDeadChildrenPromptly(bootsteps.StartStopStep):
-    """Look for exited pool children every CHILD_EXIT_CHECK_SECONDS rather than every 5 s.
-
-    Celery reacts to a child's exit when the child's sentinel pipe closes, but the kernel closes
-    that pipe a moment before the child can be reaped; when Celery looks in that moment it finds
-    the child still there and only notices it on its next 5 s maintenance tick (measured here: a
-    killed child's job started again after 0.3 s in half the runs, 4.5 s in the others).
-    """
-
-    requires = ("celery.worker.components:Pool",)
-
-    def start(self, worker):
-        maintain = getattr(worker.pool, "maintain_pool", None)
-        if getattr(worker, "hub", None) is not None and maintain is not None:  # prefork on the event loop
-            worker.hub.call_repeatedly(CHILD_EXIT_CHECK_SECONDS, maintain)
-
-
-class FreezeHeapBeforeFork(bootsteps.Step):
-    """gc.freeze() in the worker's main process once every module is imported, before the pool forks.
-
-    A forked pool child shares the parent's memory until it writes to a page. CPython's cyclic
-    garbage collector writes to every object it examines (its gc header), so the first collection in
-    a child copied nearly the whole inherited heap: 36 MB private per child, measured. Frozen objects
-    sit in a permanent generation the collector never visits, so the pages stay shared. Done in the
-    step's constructor: the worker builds every step (after importing the task modules) before it
-    starts any, and the prefork pool forks when its step starts.
-    """
-
-    label = "FreezeHeapBeforeFork"
-
-    def __init__(self, worker, **kwargs) -> None:
-        super().__init__(worker, **kwargs)
-        gc.collect()  # what is garbage now need not be kept forever
-        gc.freeze()
-
-
-class ReleasePreviousLife(bootsteps.Step):
-    """A worker starting under a node name (`lead-processing+delivery@primary.<host>`) records its main
-    process's pid for its claims (workers.runner.worker_main_pid) and ends the leases of the jobs still
-    `running` under that name whose claiming process is gone: they belong to a previous process of the
-    same name that died (supervisord starts it again at once), and nothing renews them. The reaper then
-    returns them within a second instead of when their lease runs out. A job of a process of that name
-    that is still alive (a second worker started by hand under the same name) is left alone. Done in
-    the constructor, before any step starts and before the pool forks, so that every child inherits
-    the pid. Never fails the start: the lease is still there for what this misses."""
-
-    label = "ReleasePreviousLife"
-
-    def __init__(self, worker, **kwargs) -> None:
-        super().__init__(worker, **kwargs)
-        from django.db import connection
-
-        from workers import ledger, liveness, runner
-
-        runner.remember_worker_main_process()
-        try:
-            gone = liveness.gone_pids(ledger.running_pids_of(worker.hostname))
-            released = ledger.expire_leases_of(worker.hostname, gone)
-            if released:
-                logger.warning("%s: %d job(s) of this worker's previous process end their lease now (pid %s)",
-                               worker.hostname, released, ", ".join(map(str, sorted(gone))))
-        except Exception as exc:
-            logger.warning("%s: could not release the jobs of a previous process (%s); their leases will "
-                           "run out", worker.hostname, exc)
-        finally:
-            connection.close()  # the pool forks next: no child may inherit this connection
-
-
-# How often a worker without pool children checks its own memory against the per-child cap.
-MEMORY_CHECK_SECONDS = 10.0
-
-
-class MemoryCapWithoutChildren(bootsteps.StartStopStep):
-    """PM2's max_memory_restart for a worker whose jobs run in its own process (-P threads):
-    --max-memory-per-child only watches prefork children, so here the main process checks its own
-    resident memory against that same option and, above it, asks itself for a warm shutdown
-    (running jobs finish); supervisord starts it again (autorestart)."""
-
-    requires = ("celery.worker.components:Timer",)
-    label = "MemoryCapWithoutChildren"
-
-    def start(self, worker) -> None:
-        if type(worker.pool).__module__.endswith("prefork"):
-            return  # the prefork pool applies --max-memory-per-child to its children itself
-        cap_kb = worker.max_memory_per_child or 0  # the same command-line option, KiB
-        if cap_kb <= 0 or getattr(worker, "timer", None) is None:
-            return
-
-        asked = []
-
-        def check() -> None:
-            from workers.processes import tree_rss_bytes
-
-            rss_kb = tree_rss_bytes(os.getpid()) // 1024
-            if rss_kb > cap_kb and not asked:  # once: the warm shutdown is under way
-                asked.append(rss_kb)
-                logger.warning("%s: resident memory %d KiB is above the cap of %d KiB: warm shutdown, "
-                               "supervisord starts it again", worker.hostname, rss_kb, cap_kb)
-                os.kill(os.getpid(), signal.SIGTERM)
-
-        worker.timer.call_repeatedly(MEMORY_CHECK_SECONDS, check)

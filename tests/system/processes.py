@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+import psutil
 from django.db import connection
 
 from fakes.loopback import free_port
@@ -134,10 +135,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
 
 def pid_alive(pid: int) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class RedisServer:

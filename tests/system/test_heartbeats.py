@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -17,6 +16,7 @@ from tests.system.processes import wait_for
 from monitoring.health import UNHEALTHY, db_now, health_report
 from workers.models import Job, JobFailure, WorkerHeartbeat
 from workers.probe import enqueue_probe
+from workers.processes import rss_bytes
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 OTHER_QUEUE = "delivery"
@@ -41,10 +41,6 @@ def queue_health(queue: str) -> dict:
     return next(entry for entry in health_report()["workers"] if entry["name"] == queue)
 
 
-def rss(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_a_started_worker_is_live_with_its_pid_pool_queue_concurrency_and_memory(processes):
     processes.worker(QUEUE, "primary", 2)
     processes.wait_ready(f"{QUEUE}@primary")
@@ -55,7 +51,7 @@ def test_a_started_worker_is_live_with_its_pid_pool_queue_concurrency_and_memory
     assert (row.jobs_done, row.jobs_failed, row.last_job_at) == (0, 0, None)
     # Main process and its two pool children: more than the main process alone.
     assert len(processes.pool_children(f"{QUEUE}@primary")) == 2
-    assert row.memory_bytes > rss(row.pid), (row.memory_bytes, rss(row.pid))
+    assert row.memory_bytes > rss_bytes(row.pid), (row.memory_bytes, rss_bytes(row.pid))
     assert queue_health(QUEUE)["consumers"] == 1
     # And it goes on beating.
     assert wait_for(lambda: WorkerHeartbeat.objects.get(pk=row.pk).beat_at > row.beat_at,

@@ -6,7 +6,7 @@ When: the main process of the worker running a job is SIGKILLed mid-job.
 Then: the job runs again well before the lease could have run out (under 10 s): supervisord tells
 the event listener at once, which ends the job's lease for the reaper (deploy/supervisor_events.py);
 without the listener, the worker that supervisord starts again releases what its previous process
-held (workers.worker_signals.ReleasePreviousLife). Each job succeeds, every start an attempt.
+held (workers.worker_steps.ReleasePreviousLife). Each job succeeds, every start an attempt.
 """
 import pytest
 

@@ -27,7 +27,7 @@ from django.db import connection, transaction
 
 from leads.models import LeadSubmission
 from tests.system.processes import ROOT, ProcessGroup, free_port, wait_for
-from workers.processes import child_pids
+from workers.processes import child_pids, cmdline
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 SECRET = "test-clay-secret"
@@ -322,7 +322,7 @@ def test_the_admin_static_files_are_served(tmp_path, redis_client):
 def serving_pids(master: int) -> set[int]:
     """The worker process(es) under hypercorn's supervising process (not multiprocessing's resource tracker)."""
     return {pid for pid in child_pids(master)
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+            if "spawn_main" in cmdline(pid)}
 
 
 def test_hup_replaces_the_serving_process_and_refuses_no_request(web_process):

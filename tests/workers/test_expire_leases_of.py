@@ -61,7 +61,7 @@ def test_a_worker_starting_under_the_name_releases_only_the_jobs_of_its_dead_pre
     from types import SimpleNamespace
 
     from workers import runner
-    from workers.worker_signals import ReleasePreviousLife
+    from workers.worker_steps import ReleasePreviousLife
 
     alive = subprocess.Popen(["sleep", "60"])  # a second worker started by hand under the same name
     try:

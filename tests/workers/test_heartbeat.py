@@ -1,34 +1,22 @@
-"""Worker heartbeats without a broker: the rows, who a worker is, its memory, its job counters, the
-request class that counts in the worker's main process, and the heartbeat thread."""
+"""Worker heartbeats without a broker: the rows, who a worker is, the heartbeat thread and its bootstep.
+Its memory figure is tests/workers/test_processes.py's, its job counters tests/workers/test_job_counters.py's."""
 import logging
 import os
-import subprocess
-import sys
 import threading
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import pytest
-from billiard.einfo import ExceptionInfo
-from billiard.exceptions import WorkerLostError
-from celery.contrib.testing.mocks import TaskMessage
-from celery.worker.request import create_request_cls
 from django.db import OperationalError
 from django.utils import timezone
 
-from resilience.celery import app
 from tests.system.processes import wait_for
-from workers import heartbeat, heartbeat_step, job_counters, processes
-from workers import worker_signals
 from monitoring.health import db_now, health_report, worker_report
+from workers import heartbeat
 from workers.heartbeat import HeartbeatThread, WorkerIdentity, beat, identities, say_goodbye
 from workers.job_counters import JobCounters
 from workers.models import WorkerHeartbeat
-from workers.probe import PROBE_TASK
-from workers.tasks import probe
-from workers.worker_signals import LedgerJobRequest
+from workers.worker_steps import Heartbeat
 
 QUEUE = "lead-processing"
 
@@ -135,107 +123,6 @@ def test_a_node_name_without_host_gets_this_host(monkeypatch):
         WorkerIdentity("delivery@backup", "backup", "delivery", "here")]
 
 
-# --- memory ----------------------------------------------------------------------------------------
-
-
-def test_memory_of_a_real_process_tree_counts_its_children():
-    # A child holding 64 MiB it has written to (resident, not just reserved).
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = b'x' * (64 << 20); time.sleep(30)"])
-    try:
-        def children_hold_64_mib() -> bool:
-            alone = processes.rss_bytes(os.getpid())
-            return processes.tree_rss_bytes(os.getpid()) - alone >= 64 << 20
-
-        assert wait_for(children_hold_64_mib, 10)
-        assert child.pid in processes.child_pids(os.getpid())
-    finally:
-        child.kill()
-        child.wait()
-    # Killed and reaped: no memory, no child, never an error.
-    assert processes.rss_bytes(child.pid) == 0 and child.pid not in processes.child_pids(os.getpid())
-
-
-# --- job counters ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("returned, done, failed", [
-    ("'succeeded'", 1, 0),  # what the main process gets: the repr of the return value
-    ("succeeded", 1, 0),
-    ("'retry'", 0, 1), ("'dead'", 0, 1), ("'lost'", 0, 1),
-    ("'skipped'", 0, 0), ("'deferred'", 0, 0),  # ran nothing
-])
-def test_a_job_counts_by_the_state_its_task_returned(returned, done, failed):
-    counters = JobCounters()
-    counters.count_result(QUEUE, returned)
-    counts = counters.snapshot()
-    assert (counts.done, counts.failed) == (done, failed)
-    assert (counts.last_job_at is not None) == bool(done or failed)
-
-
-def test_counts_are_kept_per_queue_and_in_total():
-    counters = JobCounters()
-    counters.count_result("delivery", "'succeeded'")
-    counters.count_result(QUEUE, "'succeeded'")
-    counters.count_failure(QUEUE)
-    assert (counters.snapshot(QUEUE).done, counters.snapshot(QUEUE).failed) == (1, 1)
-    assert (counters.snapshot("delivery").done, counters.snapshot("delivery").failed) == (1, 0)
-    assert (counters.snapshot().done, counters.snapshot().failed) == (2, 1)
-    assert counters.snapshot().last_job_at == counters.snapshot(QUEUE).last_job_at
-    assert counters.snapshot("email-sending").last_job_at is None
-
-
-# --- counting in the worker's main process ---------------------------------------------------------
-
-
-def worker_request(queue: str = QUEUE):
-    """A request as the worker builds it: Celery's per-task subclass of our request class."""
-    task = app.tasks[probe.name]
-    request_cls = create_request_cls(LedgerJobRequest, task, pool=mock.Mock(), hostname="w@primary.h",
-                                     eventer=None, app=app)
-    message = TaskMessage(PROBE_TASK, args=["00000000-0000-0000-0000-000000000000", 1])
-    message.delivery_info = {"exchange": queue, "routing_key": queue}
-    return request_cls(message, app=app, task=task, hostname="w@primary.h")
-
-
-@pytest.fixture
-def counters(monkeypatch) -> JobCounters:
-    fresh = JobCounters()
-    monkeypatch.setattr(job_counters, "JOBS", fresh)
-    return fresh
-
-
-@pytest.mark.parametrize("returned, done, failed", [("'succeeded'", 1, 0), ("'dead'", 0, 1), ("'skipped'", 0, 0)])
-def test_the_worker_counts_each_result_once_in_its_queue(counters, returned, done, failed):
-    request = worker_request()
-    request.on_success((False, returned, 0.01))
-    counts = counters.snapshot(QUEUE)
-    assert (counts.done, counts.failed) == (done, failed)
-    assert request.acknowledged  # Celery's own on_success still ran (acks_late)
-
-
-def test_a_dead_pool_child_counts_as_failed_and_its_attempt_is_still_released(counters, monkeypatch):
-    released = []
-    monkeypatch.setattr(worker_signals, "release_dead_attempt", lambda request, reason: released.append(reason))
-    request = worker_request()
-    try:
-        raise WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL)")
-    except WorkerLostError:
-        einfo = ExceptionInfo()
-    request.on_failure(einfo)
-    assert (counters.snapshot(QUEUE).done, counters.snapshot(QUEUE).failed) == (0, 1)
-    assert len(released) == 1 and "WorkerLostError" in released[0]
-
-
-def test_a_task_that_raised_counts_once(counters):
-    request = worker_request()
-    try:
-        raise OperationalError("the database is away")
-    except OperationalError:
-        einfo = ExceptionInfo()
-    request.on_success((True, einfo, 0.01))  # how the pool reports a task that raised
-    assert (counters.snapshot(QUEUE).done, counters.snapshot(QUEUE).failed) == (0, 1)
-
-
 # --- the heartbeat thread --------------------------------------------------------------------------
 
 
@@ -331,7 +218,7 @@ def test_the_bootstep_beats_for_the_workers_node_and_queues_and_says_goodbye_on_
         hostname="dev@box", concurrency=3,
         app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(consume_from={QUEUE: 1, "delivery": 1}))),
     )
-    step = heartbeat_step.Heartbeat(worker)
+    step = Heartbeat(worker)
     step.start(worker)
     try:
         assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 5)

@@ -1,4 +1,4 @@
-"""Worker bootsteps of workers.worker_signals that need no running worker: the memory cap of a worker
+"""Worker bootsteps of workers.worker_steps that need no running worker: the memory cap of a worker
 without pool children, and gc.freeze before the pool forks."""
 import gc
 import os
@@ -7,8 +7,8 @@ import types
 
 from celery.concurrency.thread import TaskPool as ThreadPool
 
-from workers import worker_signals
-from workers.worker_signals import FreezeHeapBeforeFork, MemoryCapWithoutChildren
+from workers import worker_steps
+from workers.worker_steps import FreezeHeapBeforeFork, MemoryCapWithoutChildren
 
 
 class FakeTimer:
@@ -29,7 +29,7 @@ def test_a_threads_worker_above_the_memory_cap_asks_itself_for_a_warm_shutdown(m
     worker = fake_worker(ThreadPool.__new__(ThreadPool), cap_kb=1)  # 1 KiB: any process is above it
     MemoryCapWithoutChildren(worker).start(worker)
     [(seconds, check)] = worker.timer.calls
-    assert seconds == worker_signals.MEMORY_CHECK_SECONDS
+    assert seconds == worker_steps.MEMORY_CHECK_SECONDS
     check()
     assert killed == [signal.SIGTERM]
 

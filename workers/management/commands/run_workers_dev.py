@@ -31,6 +31,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
 
+from workers.processes import cmdline
+
 RELOAD_EXIT_CODE = 3  # what django.utils.autoreload.trigger_reload exits with
 PARENT_PID_ENV = "RUN_WORKERS_DEV_PARENT"
 CHILDREN_FILE = "workers-dev.children"  # in var/: the runner's children, in case it dies without stopping them
@@ -74,15 +76,7 @@ def dispatcher_command(root: Path) -> list[str]:
 
 def process_matches(pid: int, name: str) -> bool:
     """Process pid is alive and its command line mentions name (so not a recycled pid)."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return True  # no /proc (macOS): trust the live pid
-    return name in cmdline
+    return name in cmdline(pid)
 
 
 def running_pid(pid_file: Path, name: str) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from dlq.models import DeadLetter
-from dlq.redaction import redact, redact_text
+from resilience.redaction import redact, redact_text
 
 _MAX_TEXT = 20_000
 

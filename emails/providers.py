@@ -98,7 +98,7 @@ WEBHOOK_PROVIDERS = tuple(name for name, provider in PROVIDERS.items() if provid
 
 def provider_settings() -> dict:
     """EMAIL_PROVIDER, the backend it sends through (None for smtp: the SMTP settings apply),
-    django-anymail's ANYMAIL dict and the values in it that are secrets (for dlq.redaction)."""
+    django-anymail's ANYMAIL dict and the values in it that are secrets (for resilience.redaction)."""
     name = env_str("EMAIL_PROVIDER", SMTP).strip().lower().replace("-", "_")
     given = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items()
              if key.startswith("ANYMAIL_") and value != ""}

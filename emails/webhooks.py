@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
-from dlq.redaction import redact
+from resilience.redaction import redact
 from emails.events import METADATA_KEY, ProviderEvent, record_event
 from emails.providers import PROVIDERS, WEBHOOK_SECRET
 from resilience.http import ApiError, allow_methods

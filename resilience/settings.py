@@ -164,8 +164,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    # Every handler redacts secrets (dlq.redaction): error text quotes data, PostgreSQL's DETAIL quotes values.
-    "filters": {"redact_secrets": {"()": "dlq.redaction.RedactSecrets"}},
+    # Every handler redacts secrets (resilience.redaction): error text quotes data, PostgreSQL's DETAIL quotes values.
+    "filters": {"redact_secrets": {"()": "resilience.redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -242,7 +242,7 @@ _provider = provider_settings()
 # EMAIL_PROVIDER also chooses whose signed tracking webhooks /email/events/<provider>/ accepts.
 EMAIL_PROVIDER = _provider["EMAIL_PROVIDER"]
 ANYMAIL = _provider["ANYMAIL"]
-EMAIL_PROVIDER_SECRETS = _provider["EMAIL_PROVIDER_SECRETS"]  # by value, for dlq.redaction; never shown
+EMAIL_PROVIDER_SECRETS = _provider["EMAIL_PROVIDER_SECRETS"]  # by value, for resilience.redaction; never shown
 # MOCK_MODE_SENDS_EMAIL=true keeps Claude mocked but sends through the backend above (make chaos: a
 # loopback SMTP server that counts what arrives); off, MOCK_MODE never sends a real email.
 MOCK_MODE_SENDS_EMAIL = env_bool("MOCK_MODE_SENDS_EMAIL", False)

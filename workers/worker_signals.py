@@ -31,7 +31,7 @@ from celery import Task, bootsteps
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
 
-from dlq.redaction import redact_text
+from resilience.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-from dlq.redaction import REDACTED, redact, redact_text
+from resilience.redaction import REDACTED, redact, redact_text
 
 
 def test_secret_named_keys_are_redacted_at_any_depth():
@@ -41,7 +41,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from dlq.redaction import RedactSecrets  # noqa: E402
+from resilience.redaction import RedactSecrets  # noqa: E402
 from tests.secret_samples import SAMPLE_IDS, SAMPLES  # noqa: E402
 
 
@@ -193,7 +193,7 @@ def test_a_real_postgresql_error_quoting_a_secret_is_logged_redacted(payload):
 def test_the_configured_secrets_are_redacted_by_value_wherever_they_are():
     from django.conf import settings
 
-    from dlq.redaction import configured_secrets, redact, redact_text
+    from resilience.redaction import configured_secrets, redact, redact_text
 
     assert settings.CLAY_WEBHOOK_SECRET in configured_secrets() and settings.SECRET_KEY in configured_secrets()
     bare = f"email '{settings.CLAY_WEBHOOK_SECRET}' is not an email address"

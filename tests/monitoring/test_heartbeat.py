@@ -19,10 +19,11 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from resilience.celery import app
+from resilience.db import db_now
 from tests.system.processes import wait_for
 from monitoring import heartbeat
 from workers import worker_signals
-from monitoring.health import db_now, health_report, worker_report
+from monitoring.health import health_report, worker_report
 from monitoring.heartbeat import HeartbeatThread, JobCounters, WorkerIdentity, beat, identities, say_goodbye
 from workers.models import WorkerHeartbeat
 from workers.probe import PROBE_TASK

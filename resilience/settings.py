@@ -231,10 +231,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
 # SMTP from EMAIL_URL (smtp://user:pass@host:587?tls=1) or EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
 # EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail:
 # EMAIL_PROVIDER=postmark (amazon_ses, sendgrid, mailgun, resend ...) with its ANYMAIL_<NAME> settings
-# (emails/providers.py), and nothing else changes. MOCK_MODE sends nothing: each message is written as
-# an .eml file under var/mail/ that a person can open.
-from emails.conf import public_base_url, sender, smtp_settings  # noqa: E402
-from emails.providers import provider_settings  # noqa: E402
+# (resilience/mail_provider_settings.py), and nothing else changes. MOCK_MODE sends nothing: each message
+# is written as an .eml file under var/mail/ that a person can open.
+from resilience.mail_provider_settings import provider_settings  # noqa: E402
+from resilience.mail_settings import public_base_url, sender, smtp_settings  # noqa: E402
 
 _smtp = smtp_settings()
 globals().update(_smtp)

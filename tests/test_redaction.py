@@ -139,7 +139,7 @@ def test_no_log_handler_of_a_worker_process_writes_a_secret(debug):
     secret = "NeverInALog42"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DEBUG": debug, "LOG_LEVEL": "INFO"}
     result = subprocess.run([sys.executable, "-c", _LOG_EVERYWHERE, secret], capture_output=True, text=True,
-                            env=env, cwd=Path(__file__).resolve().parents[2], timeout=60)
+                            env=env, cwd=Path(__file__).resolve().parents[1], timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert secret not in output

@@ -77,6 +77,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "resilience.urls"
+# The Celery app that workers run and the dispatcher publishes through (workers/celery_app.py), named as
+# ROOT_URLCONF is: the runtime imports no app, so it finds the wiring that plugs them in by name.
+WORKERS_CELERY_APP = "resilience.celery:app"
 WSGI_APPLICATION = "resilience.wsgi.application"
 
 TEMPLATES = [

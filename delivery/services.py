@@ -17,7 +17,7 @@ from django.utils import timezone
 from delivery import steps as step_defs
 from delivery.models import DeliveryRun, DeliveryStep
 from dlq.models import DeadLetter
-from dlq.redaction import redact_text
+from resilience.redaction import redact_text
 from leads.models import Lead
 from workers import ledger
 from workers.errors import InvalidData, MissingResource, Postpone

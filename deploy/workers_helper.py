@@ -102,10 +102,12 @@ def consumer_problems(expected: dict[str, tuple[str, ...]], replies: dict[str, l
 def check_consumers(expected: dict[str, tuple[str, ...]], timeout: float = 2.0) -> dict[str, str]:
     if not expected:
         return {}
-    from resilience.celery import app
+    from resilience.env import load_settings_or_exit
+    from workers.celery_app import celery_app
 
+    load_settings_or_exit()
     try:
-        replies = app.control.inspect(destination=list(expected), timeout=timeout).active_queues()
+        replies = celery_app().control.inspect(destination=list(expected), timeout=timeout).active_queues()
     except Exception as exc:  # Redis away ...
         return {node: f"cannot ask it ({type(exc).__name__}: {exc})" for node in expected}
     return consumer_problems(expected, replies)

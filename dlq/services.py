@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db.models.functions import Coalesce, Now
 
 from dlq.models import DeadLetter
+from resilience.redaction import redact, redact_text
 from workers.retention import delete_slice
-from dlq.redaction import redact, redact_text
 
 _MAX_TEXT = 20_000
 

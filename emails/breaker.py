@@ -34,7 +34,8 @@ from django.db.models import Max, Q
 
 from emails.models import BreakerTrip, Message, Suppression
 from emails.services import EMAIL_QUEUE
-from monitoring.health import db_now, percent
+from resilience.db import db_now
+from resilience.numbers import percent
 from workers import ledger
 from workers.models import QueuePause
 from workers.pausing import pause_queue

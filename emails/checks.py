@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 from django.http.request import validate_host
 
-from emails.conf import is_loopback_host
+from resilience.mail_settings import is_loopback_host
 
 _HINT = "Set PUBLIC_BASE_URL to the public https:// address of this app (e.g. https://jobs.example.com)."
 

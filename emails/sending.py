@@ -29,7 +29,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db.models.functions import Now
 
-from dlq.redaction import redact_text
+from resilience.redaction import redact_text
 from emails import refusals, suppression, tracking
 from emails.events import METADATA_KEY, attach_events
 from emails.models import Message

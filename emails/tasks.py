@@ -1,11 +1,12 @@
+from celery import shared_task
+
 from emails.breaker import hold_if_paused
 from emails.sending import EmailWork
 from emails.services import SEND_TASK
-from resilience.celery import app
 from workers.outside import run_outside_job
 
 
-@app.task(name=SEND_TASK, bind=True)
+@shared_task(name=SEND_TASK, bind=True)
 def send_message(self, job_id: str, dispatch_token: int) -> str:
     if hold_if_paused(job_id, dispatch_token):
         return "held"

@@ -21,10 +21,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
-from dlq.redaction import redact
 from emails.events import METADATA_KEY, ProviderEvent, record_event
-from emails.providers import PROVIDERS, WEBHOOK_SECRET
+from emails.providers import PROVIDERS
 from resilience.http import ApiError, allow_methods
+from resilience.mail_provider_settings import WEBHOOK_SECRET
+from resilience.redaction import redact
 
 logger = logging.getLogger(__name__)
 # Fields of a post that carry its signature, not the event (Mailgun's "signature" block, Mandrill's

@@ -1,7 +1,7 @@
 from django.dispatch import receiver
 from django.utils import timezone
 
-from dlq.redaction import redact
+from resilience.redaction import redact
 from leads.models import LeadSubmission
 from leads.services import LEAD_TASK
 from workers.signals import job_dead_lettered, job_requeued

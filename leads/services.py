@@ -12,7 +12,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from dlq.redaction import redact
+from resilience.redaction import redact
 from leads.fields import EMPLOYEE_COUNT_MAX, pick
 from leads.models import Lead, LeadSubmission
 from resilience.text import visible_text

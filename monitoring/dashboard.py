@@ -23,9 +23,10 @@ from django.views.decorators.http import require_GET
 from access.auth import missing_permission, permission_error
 from dlq.models import DeadLetter
 from emails.suppression import counts as suppression_counts
+from resilience.db import db_now
 from resilience.http import iso_utc
 from sites.services import spend_today_summary
-from monitoring.health import db_now, health_report, worker_report
+from monitoring.health import health_report, worker_report
 
 REFRESH_SECONDS = 10
 DEAD_LETTERS_SHOWN = 10

@@ -32,7 +32,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 
+from resilience.db import db_now
 from resilience.http import iso_utc
+from resilience.numbers import percent
 from workers import ratelimit
 from workers.models import Job, JobCount, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
 
@@ -47,10 +49,6 @@ FAILURE_RATE_LIMIT = 5.0  # percent
 
 HEALTHY, DEGRADED, UNHEALTHY, PAUSED = "healthy", "degraded", "unhealthy", "paused"
 _SEVERITY = {HEALTHY: 0, PAUSED: 0, DEGRADED: 1, UNHEALTHY: 2}
-
-
-def percent(part: int, whole: int) -> float:
-    return round(100.0 * part / whole, 2) if whole else 0.0
 
 
 @dataclass
@@ -166,12 +164,6 @@ def consistent_snapshot() -> Iterator[None]:
         yield
 
 
-def db_now() -> datetime:
-    """The database's clock: the ledger's and the heartbeats' times are all written with it, so
-    comparing them with it is right whatever the web host's clock says."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement_timestamp()")
-        return cursor.fetchone()[0]
 
 
 def _rate_limited_for(queue: str) -> float | None:

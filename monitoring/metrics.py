@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from dlq.models import DeadLetter
-from monitoring.health import (HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, collect_leader, db_now, judge,
+from monitoring.health import (HEALTHY, DEGRADED, PAUSED, UNHEALTHY, collect_figures, collect_leader, judge,
                             worker_report)
+from resilience.db import db_now
 from sites.services import paid_requests_by_model_and_outcome
 from workers.models import Job
 from workers.redis_client import shared_client

@@ -77,6 +77,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "resilience.urls"
+# The Celery app that workers run and the dispatcher publishes through (workers/celery_app.py), named as
+# ROOT_URLCONF is: the runtime imports no app, so it finds the wiring that plugs them in by name.
+WORKERS_CELERY_APP = "resilience.celery:app"
 WSGI_APPLICATION = "resilience.wsgi.application"
 
 TEMPLATES = [
@@ -164,8 +167,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    # Every handler redacts secrets (dlq.redaction): error text quotes data, PostgreSQL's DETAIL quotes values.
-    "filters": {"redact_secrets": {"()": "dlq.redaction.RedactSecrets"}},
+    # Every handler redacts secrets (resilience.redaction): error text quotes data, PostgreSQL's DETAIL quotes values.
+    "filters": {"redact_secrets": {"()": "resilience.redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -231,10 +234,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES
 # SMTP from EMAIL_URL (smtp://user:pass@host:587?tls=1) or EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
 # EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL. A provider through django-anymail:
 # EMAIL_PROVIDER=postmark (amazon_ses, sendgrid, mailgun, resend ...) with its ANYMAIL_<NAME> settings
-# (emails/providers.py), and nothing else changes. MOCK_MODE sends nothing: each message is written as
-# an .eml file under var/mail/ that a person can open.
-from emails.conf import public_base_url, sender, smtp_settings  # noqa: E402
-from emails.providers import provider_settings  # noqa: E402
+# (resilience/mail_provider_settings.py), and nothing else changes. MOCK_MODE sends nothing: each message
+# is written as an .eml file under var/mail/ that a person can open.
+from resilience.mail_provider_settings import provider_settings  # noqa: E402
+from resilience.mail_settings import public_base_url, sender, smtp_settings  # noqa: E402
 
 _smtp = smtp_settings()
 globals().update(_smtp)
@@ -242,7 +245,7 @@ _provider = provider_settings()
 # EMAIL_PROVIDER also chooses whose signed tracking webhooks /email/events/<provider>/ accepts.
 EMAIL_PROVIDER = _provider["EMAIL_PROVIDER"]
 ANYMAIL = _provider["ANYMAIL"]
-EMAIL_PROVIDER_SECRETS = _provider["EMAIL_PROVIDER_SECRETS"]  # by value, for dlq.redaction; never shown
+EMAIL_PROVIDER_SECRETS = _provider["EMAIL_PROVIDER_SECRETS"]  # by value, for resilience.redaction; never shown
 # MOCK_MODE_SENDS_EMAIL=true keeps Claude mocked but sends through the backend above (make chaos: a
 # loopback SMTP server that counts what arrives); off, MOCK_MODE never sends a real email.
 MOCK_MODE_SENDS_EMAIL = env_bool("MOCK_MODE_SENDS_EMAIL", False)

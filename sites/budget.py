@@ -19,8 +19,8 @@ from decimal import Decimal
 from django.conf import settings
 
 from sites.services import SITE_QUEUE, cost_since, usd, utc_day_start
+from resilience.db import db_now
 from workers import ledger
-from monitoring.health import db_now
 from workers.errors import Postpone
 from workers.models import QueuePause
 from workers.pausing import pause_queue, resume_queue

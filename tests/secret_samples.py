@@ -1,4 +1,4 @@
-"""Text that quotes a secret, one of each kind dlq.redaction knows, for the tests of every place a
+"""Text that quotes a secret, one of each kind resilience.redaction knows, for the tests of every place a
 failure is recorded. Each secret is unique, so a test can look for it anywhere (a row, a log, an event)."""
 
 # A token shaped like access.auth.new_token() makes one, and an Anthropic key.

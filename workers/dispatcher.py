@@ -51,7 +51,8 @@ def free_slots(queue: str) -> int | None:
 
 
 def publish(dispatch: ledger.Dispatch, producer=None) -> None:
-    from resilience.celery import app
+    from workers.celery_app import celery_app
+    app = celery_app()
 
     app.send_task(
         dispatch.task,
@@ -69,7 +70,8 @@ def publish_batch(batch: list[ledger.Dispatch], stats: DispatchStats) -> None:
     """Publish a round's jobs through one producer (one broker connection for the whole batch). When
     a publish fails, that job and the rest of the batch go back to waiting in the ledger now, not
     after JOB_REDISPATCH_SECONDS as jobs whose message was lost would."""
-    from resilience.celery import app
+    from workers.celery_app import celery_app
+    app = celery_app()
 
     if not batch:
         return

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
-from dlq.redaction import redact_text
+from resilience.redaction import redact_text
 from workers.errors import LeaseLost, is_permanent, is_rejected_input
 from workers.models import Job, JobFailure
 from workers import wakeup

@@ -29,7 +29,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
 
-from dlq.redaction import redact_text
+from resilience.redaction import redact_text
 from workers import job_counters
 from workers.job_counters import FAILED_OUTCOMES
 

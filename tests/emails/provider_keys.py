@@ -12,7 +12,8 @@ import uuid
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from emails.providers import PROVIDERS, WEBHOOK_SECRET
+from emails.providers import PROVIDERS
+from resilience.mail_provider_settings import WEBHOOK_SECRET
 
 WEBHOOK_LOGIN = "postmark-hooks:correct-horse-battery"
 MAILGUN_SIGNING_KEY = "test-mailgun-signing-key-0123456789"

@@ -6,9 +6,10 @@ from emails import services
 from emails.events import METADATA_KEY
 from emails.models import Message
 from emails.provider_backends import BrevoBackend, ResendBackend
-from emails.providers import provider_settings
+from emails.providers import PROVIDERS
 from fakes.email_provider import MAILGUN_KEY
 from resilience.env import ConfigError
+from resilience.mail_provider_settings import provider_settings
 from tests.emails.helpers import make_lead, run_due_email_jobs
 from tests.test_settings import MANAGE, start
 
@@ -85,6 +86,20 @@ def test_the_jobs_key_reaches_the_providers_that_take_one(settings):
     assert _payload(ResendBackend, settings, RESEND_API_KEY="re_test").headers["Idempotency-Key"] == "email:5b1f"
     assert _payload(BrevoBackend, settings, BREVO_API_KEY="xkeysib-test").data["headers"]["idempotencyKey"] == \
         "email:5b1f"
+
+
+def test_every_provider_that_can_be_verified_has_a_tracking_view_and_only_those():
+    """The settings (resilience/mail_provider_settings.py) and emails/providers.py describe the same
+    providers: one added to the settings without its view would take posts we could not read."""
+    from django.utils.module_loading import import_string
+
+    for name, provider in PROVIDERS.items():
+        assert bool(provider.tracking_view) == bool(provider.verified_by), name
+        if provider.tracking_view:
+            import_string(provider.tracking_view)  # a view anymail has
+    # The idempotency key reaches a provider only through our own backends (emails.provider_backends).
+    assert {name for name, provider in PROVIDERS.items() if provider.idempotency_seconds} == \
+        {name for name, provider in PROVIDERS.items() if provider.settings.backend.startswith("emails.")}
 
 
 # --- settings --------------------------------------------------------------------------------------

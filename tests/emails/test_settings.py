@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from emails.conf import public_base_url, smtp_settings
+from resilience.mail_settings import public_base_url, smtp_settings
 from resilience.env import ConfigError
 from tests.test_settings import MANAGE, start
 

@@ -183,7 +183,8 @@ def test_the_deliberately_invalid_lead_is_rejected_and_the_queue_stays_healthy(l
     input, not a failure rate of 10 %."""
     from datetime import timedelta
 
-    from monitoring.health import db_now, health_report
+    from monitoring.health import health_report
+    from resilience.db import db_now
     from workers.models import WorkerHeartbeat
 
     call_command("generate_test_leads", "10", "--seed", "1", "--timeout", "60", stdout=StringIO(), stderr=StringIO())

@@ -9,9 +9,10 @@ from django.db import connection
 from django.db.models import Count
 
 from leads.services import InvalidLead
+from resilience.db import db_now
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
-from monitoring.health import db_now, health_report, worker_report
+from monitoring.health import health_report, worker_report
 from workers.retention import fold_job_counts
 from workers.models import Job, JobCount, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
 

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission, User
 
 from access.auth import create_token
 from dlq.services import record_dead_letter
-from monitoring.health import db_now
+from resilience.db import db_now
 from workers.models import Job, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db

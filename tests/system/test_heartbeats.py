@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 
+from resilience.db import db_now
 from tests.system.checks import QUEUE, resend_old_messages, skipped_messages
 from tests.system.processes import wait_for
-from monitoring.health import UNHEALTHY, db_now, health_report
+from monitoring.health import UNHEALTHY, health_report
 from workers.models import Job, JobFailure, WorkerHeartbeat
 from workers.probe import enqueue_probe
 from workers.processes import rss_bytes

@@ -20,7 +20,7 @@ import pytest
 from django.db import connection, transaction
 
 from dlq.models import DeadLetter
-from dlq.redaction import REDACTED
+from resilience.redaction import REDACTED
 from leads import services
 from leads.models import LeadSubmission
 from resilience.celery import app

@@ -7,7 +7,7 @@ import traceback
 import pytest
 
 from dlq.models import DeadLetter
-from dlq.redaction import REDACTED
+from resilience.redaction import REDACTED
 from leads import services
 from leads.models import LeadSubmission
 from leads.tasks import process_lead

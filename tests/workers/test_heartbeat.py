@@ -11,7 +11,8 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from tests.system.processes import wait_for
-from monitoring.health import db_now, health_report, worker_report
+from monitoring.health import health_report, worker_report
+from resilience.db import db_now
 from workers import heartbeat
 from workers.heartbeat import HeartbeatThread, WorkerIdentity, beat, identities, say_goodbye
 from workers.job_counters import JobCounters

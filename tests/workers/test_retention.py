@@ -8,7 +8,8 @@ from django_celery_results.models import TaskResult
 from dlq.models import DeadLetter
 from dlq.services import record_dead_letter
 from leads.models import Lead, LeadSubmission, WebhookIdempotencyKey
-from monitoring.health import db_now, health_report
+from monitoring.health import health_report
+from resilience.db import db_now
 from workers.models import Job, JobFailure, QueueDailyStats, WorkerHeartbeat
 from workers.retention import prune_ledger
 

@@ -1,4 +1,4 @@
-from dlq.redaction import REDACTED, redact, redact_text
+from resilience.redaction import REDACTED, redact, redact_text
 
 
 def test_secret_named_keys_are_redacted_at_any_depth():
@@ -41,7 +41,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from dlq.redaction import RedactSecrets  # noqa: E402
+from resilience.redaction import RedactSecrets  # noqa: E402
 from tests.secret_samples import SAMPLE_IDS, SAMPLES  # noqa: E402
 
 
@@ -139,7 +139,7 @@ def test_no_log_handler_of_a_worker_process_writes_a_secret(debug):
     secret = "NeverInALog42"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DEBUG": debug, "LOG_LEVEL": "INFO"}
     result = subprocess.run([sys.executable, "-c", _LOG_EVERYWHERE, secret], capture_output=True, text=True,
-                            env=env, cwd=Path(__file__).resolve().parents[2], timeout=60)
+                            env=env, cwd=Path(__file__).resolve().parents[1], timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert secret not in output
@@ -193,7 +193,7 @@ def test_a_real_postgresql_error_quoting_a_secret_is_logged_redacted(payload):
 def test_the_configured_secrets_are_redacted_by_value_wherever_they_are():
     from django.conf import settings
 
-    from dlq.redaction import configured_secrets, redact, redact_text
+    from resilience.redaction import configured_secrets, redact, redact_text
 
     assert settings.CLAY_WEBHOOK_SECRET in configured_secrets() and settings.SECRET_KEY in configured_secrets()
     bare = f"email '{settings.CLAY_WEBHOOK_SECRET}' is not an email address"

@@ -91,8 +91,8 @@ def configured_secrets() -> tuple[str, ...]:
             return ()
         values = [getattr(settings, name, "") for name in _SECRET_SETTINGS]
         values += [db.get("PASSWORD") for db in settings.DATABASES.values()]
-        # The email provider's tokens, signing keys and webhook logins (emails.providers), and the
-        # webhook logins' passwords alone (an error may quote just that part).
+        # The email provider's tokens, signing keys and webhook logins (resilience.mail_provider_settings),
+        # and the webhook logins' passwords alone (an error may quote just that part).
         provider = list(getattr(settings, "EMAIL_PROVIDER_SECRETS", ()))
         values += provider + [login.partition(":")[2] for login in provider if ":" in login]
         values += [urlsplit(url).password for name in _SECRET_URL_SETTINGS

@@ -1,5 +1,6 @@
-"""Email settings read from the environment (used by resilience/settings.py before Django starts:
-no model imports here)."""
+"""Email settings read from the environment: the SMTP server, the From addresses and the public address
+links in mail point at (used by resilience/settings.py before Django starts: no app, no model imports
+here). The provider's settings, when mail goes through an API: resilience/mail_provider_settings.py."""
 from __future__ import annotations
 
 import ipaddress

@@ -1,17 +1,22 @@
 """Runs with their steps (state, attempts, waits, timings, the job of each), read-only: runs are started by
 "mark won" on a lead (or the admin API) and moved on by their jobs; a failed run is resumed by
-requeueing its dead-letter entry."""
+requeueing its dead-letter entry. "Mark won" and the lead's run are delivery's part of the leads' admin
+page: leads knows nothing of delivery, so delivery registers the leads' admin again with them."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
 from delivery.models import DeliveryRun, DeliveryStep
+from delivery.services import NoSiteComing, start_delivery
 from delivery.steps import step_title
+from leads.admin import LeadAdmin
+from leads.models import Lead
 from workers.admin import ReadOnlyAdmin
 
 
@@ -97,3 +102,49 @@ class DeliveryRunAdmin(ReadOnlyAdmin):
     @admin.display(description="took")
     def took(self, run: DeliveryRun) -> str:
         return _duration(run.created_at, run.finished_at)
+
+
+class DeliveringLeadAdmin(LeadAdmin):
+    """The leads' admin with delivery's part: the lead's run, and the action that starts it."""
+
+    readonly_fields = (*LeadAdmin.readonly_fields, "delivery")
+    actions = ["mark_won"]
+
+    @admin.display(description="delivery run")
+    def delivery(self, lead: Lead) -> str:
+        run = getattr(lead, "delivery_run", None)
+        if run is None:
+            return "none (not marked won)"
+        url = reverse("admin:delivery_deliveryrun_change", args=[run.pk])
+        return format_html('<a href="{}">{}</a>', url, f"{run.state}, step {run.current_step}")
+
+    def has_deliver_permission(self, request) -> bool:
+        return request.user.has_perm("delivery.add_deliveryrun")
+
+    @admin.action(description="Mark won and deliver (one delivery run per lead)", permissions=["deliver"])
+    def mark_won(self, request, queryset) -> None:
+        started = existing = 0
+        for lead in queryset:
+            try:
+                with transaction.atomic():  # the run and its history record stand or fall together
+                    run, created = start_delivery(lead.pk, by=request.user.get_username())
+                    if created:
+                        self.log_change(request, lead, f"Marked won; delivery run {run.pk} started")
+            except NoSiteComing as exc:
+                self.message_user(request, f"Not marked won, no delivery started for {lead.email}: {exc}.",
+                                  messages.ERROR)
+                continue
+            if created:
+                started += 1
+            else:
+                existing += 1
+        if started:
+            self.message_user(request, f"Marked won and started delivery of {started} lead(s).", messages.SUCCESS)
+        if existing:
+            self.message_user(request, f"{existing} lead(s) already had a delivery run; nothing started again "
+                                       "(a failed run resumes by requeueing its dead-letter entry).", messages.WARNING)
+
+
+# leads.admin registered Lead when it was imported above; the page becomes this one.
+admin.site.unregister(Lead)
+admin.site.register(Lead, DeliveringLeadAdmin)

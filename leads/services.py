@@ -15,8 +15,8 @@ from django.utils import timezone
 from resilience.redaction import redact
 from leads.fields import EMPLOYEE_COUNT_MAX, pick
 from leads.models import Lead, LeadSubmission
+from leads.signals import lead_qualified
 from resilience.text import visible_text
-from sites.services import enqueue_site_generation
 from workers import ledger
 from workers.errors import InvalidData, MissingResource
 
@@ -245,9 +245,9 @@ def process_submission(submission_id: int) -> LeadSubmission:
         return submission
     lead, created = upsert_lead(normalize_lead(submission.payload))
     if lead.status == Lead.Status.QUALIFIED:
-        # In this transaction: the site job exists if and only if the qualification committed. Its
-        # key is the lead's, so a duplicate merged into a qualified lead gets no second site.
-        enqueue_site_generation(lead)
+        # In this transaction: what the receivers do (sites: the lead's site job) exists if and only
+        # if the qualification committed.
+        lead_qualified.send(sender=Lead, lead=lead)
     submission.lead = lead
     submission.status = lead.status if created else LeadSubmission.Status.DUPLICATE
     submission.processed_at = timezone.now()

@@ -6,6 +6,7 @@ class SitesConfig(AppConfig):
     verbose_name = "Sites"
 
     def ready(self) -> None:
+        from sites import receivers  # noqa: F401 - connects signal receivers
         from sites import budget, services
         from workers import registry
 

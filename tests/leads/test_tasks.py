@@ -66,6 +66,26 @@ def test_a_lead_that_qualifies_on_a_merge_gets_its_site_job_then_and_a_failed_qu
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_receiver_of_lead_qualified_that_fails_rolls_the_qualification_back():
+    """Receivers (sites' site job) run in the qualifying transaction and their failure is the job's:
+    a qualification whose site job could not be written is retried, never committed without it."""
+    from leads.signals import lead_qualified
+
+    def refuses(sender, lead, **kwargs) -> None:
+        raise RuntimeError("could not write what follows a qualification")
+
+    lead_qualified.connect(refuses, dispatch_uid="test-refuses")
+    try:
+        accept_leads([{"email": "kim@beta.io", "first_name": "Kim", "last_name": "Lee", "title": "CEO",
+                       "company": "Beta", "phone": "+1 555 0100 300"}], source="test")
+        assert run_due_jobs() == ["retry"]
+    finally:
+        lead_qualified.disconnect(dispatch_uid="test-refuses")
+    assert not Lead.objects.exists() and not Job.objects.filter(queue="site-generation").exists()
+    assert LeadSubmission.objects.get().status == "received"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_invalid_lead_is_dead_lettered_with_its_data_and_submission_marked():
     [submission] = accept_leads([{"email": "jane@", "first_name": "Jane", "api_token": "tok-123"}], source="test")
     assert run_due_jobs() == ["dead"]

@@ -19,8 +19,9 @@ notices at its next sweep, closes its trip, and counts afresh from then, so the 
 it do not trip it again. Messages whose attempts ran out meanwhile are in the dead-letter queue with the
 server's words; requeue them from there.
 
-The leading dispatcher runs enforce_breaker() once a second (through workers.signals.leader_sweep); a
-worker holds a send whose job was published before the pause (hold_if_paused), so nothing more goes out.
+The leading dispatcher runs enforce_breaker() once a second (the "email breaker gate" duty, emails.apps);
+a worker holds a send whose job was published before the pause (hold_if_paused, the gate's check before a
+claimed job starts), so nothing more goes out.
 """
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ from emails.models import BreakerTrip, Message, Suppression
 from emails.services import EMAIL_QUEUE
 from resilience.db import db_now
 from resilience.numbers import percent
-from workers import ledger
 from workers.models import QueuePause
 from workers.pausing import pause_queue
 
@@ -120,11 +120,9 @@ def enforce_breaker() -> str | None:
     return "paused" if created else None
 
 
-def hold_if_paused(job_id: str, dispatch_token: int) -> bool:
-    """Before a send job is claimed: the breaker has paused the queue since it was published, so it
-    goes back to waiting, its attempt not made (never counted, never dead-lettered). True when held."""
-    if not QueuePause.objects.filter(queue=EMAIL_QUEUE, paused_by=BREAKER_PAUSED_BY).exists():
-        return False
-    ledger.undo_dispatch(ledger.Dispatch(job_id, "", EMAIL_QUEUE, dispatch_token))
-    logger.info("email-sending job %s waits: the breaker paused the queue", job_id)
-    return True
+def hold_if_paused() -> str | None:
+    """The gate before a claimed send starts: the breaker has paused the queue since the job was
+    published, so it goes back to waiting, its attempt not made (never counted, never dead-lettered)."""
+    if QueuePause.objects.filter(queue=EMAIL_QUEUE, paused_by=BREAKER_PAUSED_BY).exists():
+        return "the breaker paused the queue"
+    return None

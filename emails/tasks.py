@@ -1,6 +1,5 @@
 from celery import shared_task
 
-from emails.breaker import hold_if_paused
 from emails.sending import EmailWork
 from emails.services import SEND_TASK
 from workers.outside import run_outside_job
@@ -8,6 +7,4 @@ from workers.outside import run_outside_job
 
 @shared_task(name=SEND_TASK, bind=True)
 def send_message(self, job_id: str, dispatch_token: int) -> str:
-    if hold_if_paused(job_id, dispatch_token):
-        return "held"
     return run_outside_job(job_id, dispatch_token, worker=self.request.hostname or "unknown", work=EmailWork())

@@ -20,7 +20,6 @@ from django.conf import settings
 
 from sites.services import SITE_QUEUE, cost_since, usd, utc_day_start
 from resilience.db import db_now
-from workers import ledger
 from workers.errors import Postpone
 from workers.models import QueuePause
 from workers.pausing import pause_queue, resume_queue
@@ -77,16 +76,14 @@ def enforce_daily_budget() -> str | None:
     return None
 
 
-def hold_if_over_budget(job_id: str, dispatch_token: int) -> bool:
-    """Before a job is claimed: over the budget, pause the queue and put this message's job back to
-    waiting, its attempt never made (so never counted, never dead-lettered). True when held."""
+def hold_if_over_budget() -> str | None:
+    """The gate before a claimed job starts: over the budget, pause the queue; the runtime puts the
+    job back to wait, its attempt never made (so never counted, never dead-lettered)."""
     over, spent = over_budget()
     if not over:
-        return False
+        return None
     _pause(spent)
-    ledger.undo_dispatch(ledger.Dispatch(job_id, "", SITE_QUEUE, dispatch_token))
-    logger.info("site-generation job %s waits: the day's AI budget is spent", job_id)
-    return True
+    return "the day's AI budget is spent"
 
 
 def check_before_request() -> None:

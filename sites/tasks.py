@@ -1,6 +1,5 @@
 from celery import shared_task
 
-from sites.budget import hold_if_over_budget
 from sites.services import SITE_TASK
 from sites.work import SiteWork
 from workers.outside import run_outside_job
@@ -8,6 +7,4 @@ from workers.outside import run_outside_job
 
 @shared_task(name=SITE_TASK, bind=True)
 def generate_site(self, job_id: str, dispatch_token: int) -> str:
-    if hold_if_over_budget(job_id, dispatch_token):
-        return "held"
     return run_outside_job(job_id, dispatch_token, worker=self.request.hostname or "unknown", work=SiteWork())

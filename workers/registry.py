@@ -3,8 +3,8 @@ from its AppConfig.ready, what the runtime needs from it, and the runtime reads 
 
 - `queue(name, task=...)`: the app owns a queue (its concurrency and rate are settings, QUEUE_*) and
   the Celery task that runs its jobs;
-- `gate(queue, ...)`: a check made before a job of the queue is claimed (`hold`: put the job back,
-  its attempt not made) and, on the dispatcher's leader, a sweep that pauses or resumes the queue
+- `gate(queue, ...)`: a check made before a claimed job of the queue starts (`hold`: the job waits,
+  its attempt not made, workers.runner) and, on the dispatcher's leader, a sweep that pauses or resumes the queue
   (the AI budget, the email breaker);
 - `duty(name, run, every=...)`: a periodic duty the leader runs on one process only, on its own
   interval and time slice, outside the dispatch round (workers.duties);
@@ -48,8 +48,9 @@ class Duty:
 class Gate:
     queue: str
     name: str
-    # Before a job of `queue` is claimed: True when it must wait (the gate put it back itself).
-    hold: Callable[[str, int], bool]
+    # Before a claimed job of `queue` starts: why it must wait (the runtime gives it back, its attempt
+    # not counted), or None. May pause the queue itself, so that no more of its jobs are published.
+    hold: Callable[[], str | None]
 
 
 class DeadLetterStore(Protocol):
@@ -89,7 +90,7 @@ def queue(name: str, *, task: str, app: str) -> None:
     _queues[name] = Queue(name, task, app)
 
 
-def gate(queue_name: str, name: str, *, hold: Callable[[str, int], bool], sweep: Callable[[], Any],
+def gate(queue_name: str, name: str, *, hold: Callable[[], str | None], sweep: Callable[[], Any],
          every: float = 1.0) -> None:
     """`sweep` is the gate's leader duty ("<name> gate"), run every `every` seconds."""
     _gates[(queue_name, name)] = Gate(queue_name, name, hold)

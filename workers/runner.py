@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import (DEFAULT_DB_ALIAS, InterfaceError, OperationalError, close_old_connections, connection,
                        connections, transaction)
 
-from workers import ledger, ratelimit, wakeup
+from workers import ledger, ratelimit, registry, wakeup
 from workers.errors import LeaseLost, Postpone
 from workers.models import Job
 
@@ -181,7 +181,7 @@ def keep_lease(job: Job) -> Iterator[None]:
 def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Callable[[Job], str]) -> str:
     """The frame every attempt runs in, whatever its shape: claim the job for this message, take a
     start slot from the queue's rate limit, then `execute(job)` while the lease is kept alive.
-    Returns the job's new state, or what happened instead ("skipped", "deferred", "lost").
+    Returns the job's new state, or what happened instead ("skipped", "held", "deferred", "lost").
 
     `execute` records its outcome through the ledger (complete or fail), each refused with LeaseLost
     once this attempt no longer owns the job: the refusal is logged here and nothing else happens.
@@ -191,6 +191,14 @@ def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Calla
     if job is None:
         logger.info("job %s token %s: already claimed, finished or re-dispatched; skipping", job_id, dispatch_token)
         return "skipped"
+    held = held_by_gate(job)
+    if held is not None:
+        # Before its rate slot is taken: a held job costs its queue nothing, and waits (pending, its
+        # attempt not counted) while the gate keeps the queue paused.
+        ledger.defer(job, 0, held)
+        logger.info("job %s (%s) waits: %s", job.id, job.queue, held)
+        close_old_connections()
+        return "held"
     if worker_at_concurrency(job):
         ledger.defer(job, WORKER_FULL_WAIT_SECONDS, "worker at its queue's concurrency")
         close_old_connections()
@@ -211,6 +219,15 @@ def run_attempt(job_id: str, dispatch_token: int, *, worker: str, execute: Calla
     finally:
         close_old_connections()
         wakeup.nudge(freed=True)  # a slot is free: the dispatcher may publish the next job now
+
+
+def held_by_gate(job: Job) -> str | None:
+    """Why a gate of the job's queue (workers.registry.gate) holds it back, or None to run it."""
+    for gate in registry.gates(job.queue):
+        reason = gate.hold()
+        if reason is not None:
+            return f"{gate.name}: {reason}"
+    return None
 
 
 def _log_refused(job: Job) -> None:

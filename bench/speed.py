@@ -28,7 +28,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from workers.processes import child_pids, cpu_seconds
 

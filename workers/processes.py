@@ -10,6 +10,12 @@ page size: the figure the heartbeats reported before psutil.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable
+
 import psutil
 
 # Gone meanwhile (ZombieProcess is a NoSuchProcess), or another user's and not ours to read.
@@ -101,3 +107,25 @@ def pids_with_environment(variable: str, value: str, *, besides: int | None = No
         except _UNREADABLE:
             continue
     return found
+
+
+def stop_process_groups(procs: Iterable[subprocess.Popen], timeout: float) -> None:
+    """Stop processes each started in a session of its own (start_new_session): SIGTERM to each (a
+    celery worker's warm shutdown), SIGKILL to those still running after `timeout`, then SIGKILL to
+    each one's group, since a killed main process may leave its pool children behind."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,5 +1,4 @@
 """POST/GET /api/admin/leads/<id>/deliver: start (once) and read a lead's delivery run; every refusal a JSON 4xx."""
-import json
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry

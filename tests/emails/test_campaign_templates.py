@@ -10,9 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 
-from emails import services
 from emails.models import Campaign, Message
-from leads.models import Lead
 from tests.emails.helpers import make_lead, run_due_email_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)

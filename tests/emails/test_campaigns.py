@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 
 from emails import services
 from emails.suppression import suppress
-from emails.models import Campaign, Message, Suppression
+from emails.models import Campaign, Message
 from tests.emails.helpers import make_lead, run_due_email_jobs
 from workers.models import Job
 

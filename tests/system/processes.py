@@ -17,7 +17,7 @@ import psutil
 from django.db import connection
 
 from fakes.loopback import free_port
-from workers.processes import child_pids
+from workers.processes import child_pids, stop_process_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,22 +65,7 @@ class ProcessGroup:
             raise AssertionError(f"{name} did not become ready in {timeout}s\n{self.logs()}")
 
     def stop_all(self, timeout: float = 15) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        # A killed main process may leave pool children behind: each process started its own group.
-        for proc in self.procs.values():
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_process_groups(self.procs.values(), timeout)
 
     # --- inspecting and hurting processes (failure tests) ---
 

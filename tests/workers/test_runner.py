@@ -257,3 +257,20 @@ def test_an_attempt_starts_when_its_rate_limit_slot_is_taken_not_when_it_was_cla
     done = Job.objects.get(pk=job.pk)
     assert seen["claimed"] < seen["slot"] <= done.started_at
     assert done.slot_at == seen["slot"]  # the limiter's own moment, kept in the ledger
+
+
+def test_a_gate_of_the_queue_holds_a_claimed_job_before_its_slot_and_uncounted(monkeypatch):
+    """The runner, not the task, asks the queue's registered gates (workers.registry.gate)."""
+    from workers import registry
+    from workers.registry import Gate
+
+    reasons = iter(["closed for the test", None])
+    gate = Gate("delivery", "test gate", hold=lambda: next(reasons))
+    monkeypatch.setattr(registry, "_gates", {**registry._gates, ("delivery", "test gate"): gate})
+    ran = []
+    job, d = claimable()
+    assert run_job(d.job_id, d.token, worker="w", handler=ran.append) == "held"
+    held = Job.objects.get(pk=job.pk)
+    assert (held.state, held.attempts, held.slot_at, ran) == ("pending", 0, None, [])
+    [d] = ledger.take_due_jobs("delivery", 1)
+    assert run_job(d.job_id, d.token, worker="w", handler=ran.append) == "succeeded" and len(ran) == 1

@@ -152,7 +152,33 @@ def rows_text() -> dict[str, str]:
     return {name: json.dumps(list(rows), default=str) for name, rows in tables.items()}
 
 
-def test_a_run_with_known_secrets_leaves_none_of_them_in_any_log_row_event_or_answer(processes, tmp_path):
+@pytest.fixture
+def role_with_password(processes):
+    """Makes a login role with the given password that acts as the test's own role (a member of it, so it may do
+    whatever the test role may on the test database); dropped when the test ends, after its processes."""
+    made = []
+    quote = connection.ops.quote_name
+
+    def make(password: str) -> str:
+        # Roles belong to the whole cluster: named after the test database, which is this checkout's own.
+        name = f"{connection.settings_dict['NAME']}_known_password"[:63]
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP ROLE IF EXISTS {quote(name)}")
+            # psycopg2 puts the parameter in the statement itself: a utility statement takes it as a literal.
+            cursor.execute(f"CREATE ROLE {quote(name)} LOGIN PASSWORD %s IN ROLE {quote(connection.settings_dict['USER'])}",
+                           [password])
+        made.append(name)
+        return name
+
+    yield make
+    processes.stop_all()  # no session of the role may be left
+    with connection.cursor() as cursor:
+        for name in made:
+            cursor.execute(f"DROP ROLE IF EXISTS {quote(name)}")
+
+
+def test_a_run_with_known_secrets_leaves_none_of_them_in_any_log_row_event_or_answer(processes, tmp_path,
+                                                                                    role_with_password):
     """Web server, worker and dispatcher run with known values for every secret; requests then use them
     rightly and wrongly (a wrong webhook secret or token that contains the right one, a wrong admin
     password), and failing jobs quote them bare. No log, answer, event, ledger, dead-letter or login row
@@ -167,14 +193,16 @@ def test_a_run_with_known_secrets_leaves_none_of_them_in_any_log_row_event_or_an
     _, secrets["API token"] = create_token("ops")
     User.objects.create_superuser("ops", "ops@example.com", secrets["admin password"])
     db = connection.settings_dict
+    user = role_with_password(secrets["database password"])
     (tmp_path / "log").mkdir()
     processes.configure(
         LOG_LEVEL="DEBUG", CLAY_WEBHOOK_SECRET=secrets["webhook secret"], ANTHROPIC_API_KEY=secrets["Anthropic key"],
         SECRET_KEY=secrets["SECRET_KEY"], VAR_DIR=str(tmp_path),
         EMAIL_URL=f"smtp://mailer:{secrets['SMTP password']}@127.0.0.1:{free_port()}",
-        # PostgreSQL here trusts local connections: the password is sent and ignored, as a real one is used.
-        TEST_DATABASE_URL=f"postgres://{db['USER']}:{secrets['database password']}@{db['HOST']}:{db['PORT'] or 5432}"
-                          f"/{db['NAME']}",
+        # A role of the test's own whose password is the known one, so the processes really use it to log in,
+        # whatever authentication the PostgreSQL asks for (trust, scram-sha-256).
+        TEST_DATABASE_URL=f"postgres://{user}:{secrets['database password']}@{db['HOST'] or '127.0.0.1'}"
+                          f":{db['PORT'] or 5432}/{db['NAME']}",
     )
     answers = []
     with EventLog() as events:

@@ -4,7 +4,11 @@ moved fails here instead of leaving a reader at a dead end.
 - every relative link resolves, and every #anchor names a heading of its page (GitHub's anchors);
 - every page of docs/ is linked from the README and opens with who it is for;
 - in the ```sh / ```bash / ```console blocks, every `make TARGET` is a target of the Makefile, every
-  `manage.py COMMAND` a management command whose --help builds, every `python -m MODULE` a module that exists.
+  `manage.py COMMAND` a management command whose --help builds, every `python -m MODULE` a module that exists,
+  every program given to supervisorctl and every log read from var/log/ one that deploy/supervisord.conf has, the
+  rolling restart's sample counts a pool's workers, and no command fixes WEB_PORT's or FLOWER_PORT's default.
+
+tests/system/test_docs_commands.py then runs those blocks as written against a running system.
 """
 from __future__ import annotations
 

@@ -60,7 +60,16 @@ def check_health(out: str) -> None:
     assert set(json.loads(out)) == set(sample), out
 
 
+def check_up(out: str) -> None:
+    """README: it "prints where the admin, Flower and the webhook are, and how to log in"."""
+    assert "Resilience is up" in out, out
+    for what in ("Admin", "Flower", "Webhook"):
+        assert re.search(rf"^  {what} +http|^  {what} +POST http", out, re.M), (what, out)
+    assert re.search(r"^ +user admin, password", out, re.M), out
+
+
 EXPECTED = {
+    r"^make up\b": check_up,
     r"^redis-cli (-u \S+ )?ping\b": lambda out: out.strip() == "PONG" or pytest.fail(out),
     r"^make workers-restart\b": check_restart,
     r"/api/admin/workers/health": check_health,

@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 . deploy/services.sh
 PY=.venv/bin/python
 
-read -r _ own_redis_db own_port < <(python3 -m tests.checkout)
+read -r _ own_redis_db own_port < <(python3 -m tests.checkout) || true
+# Never an empty db number: redis://...:6379/ is db 0, the running system's.
+[ -n "${own_port:-}" ] || { say "make test: tests/checkout.py did not say which database, Redis db and port are this checkout's"; exit 1; }
 TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/$own_redis_db}
 TEST_LOCAL_POSTGRES_PORT=${TEST_LOCAL_POSTGRES_PORT:-$own_port}
 TEST_CLUSTER=var/postgres-test

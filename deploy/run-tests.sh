@@ -6,15 +6,20 @@
 # machine's PostgreSQL at TEST_MACHINE_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/resilience)
 # when its role gets in without a password and may create databases (CI's trust-auth cluster: the
 # fast path). Otherwise (Debian's default peer/scram authentication, or nothing answering) a throwaway
-# cluster of its own in var/postgres-test on 127.0.0.1:TEST_LOCAL_POSTGRES_PORT (default 54339), made
-# from the machine's PostgreSQL programs and stopped when the tests end.
+# cluster of its own in var/postgres-test on 127.0.0.1:TEST_LOCAL_POSTGRES_PORT, made from the machine's
+# PostgreSQL programs and stopped when the tests end. Unless TEST_DATABASE_URL / TEST_REDIS_URL /
+# TEST_LOCAL_POSTGRES_PORT say otherwise, the database's name, the Redis db and that port are this
+# checkout's own (tests/checkout.py), so another checkout or the running system is never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/services.sh
 PY=.venv/bin/python
 
-TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
-TEST_LOCAL_POSTGRES_PORT=${TEST_LOCAL_POSTGRES_PORT:-54339}
+read -r _ own_redis_db own_port < <(python3 -m tests.checkout) || true
+# Never an empty db number: redis://...:6379/ is db 0, the running system's.
+[ -n "${own_port:-}" ] || { say "make test: tests/checkout.py did not say which database, Redis db and port are this checkout's"; exit 1; }
+TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/$own_redis_db}
+TEST_LOCAL_POSTGRES_PORT=${TEST_LOCAL_POSTGRES_PORT:-$own_port}
 TEST_CLUSTER=var/postgres-test
 
 if [ -n "${TEST_DATABASE_URL:-}" ]; then
@@ -24,17 +29,19 @@ else
   probe=${TEST_MACHINE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/resilience}
   rc=0; why=$($PY deploy/up_helper.py pg-probe "$probe") || rc=$?
   if [ "$rc" = 0 ]; then
-    TEST_DATABASE_URL=$probe
+    TEST_DATABASE_URL=$(python3 -m tests.checkout database-url "$probe")
   else
     say "make test: ${why:-the machine PostgreSQL cannot be used}: the tests run on a throwaway PostgreSQL in $TEST_CLUSTER (127.0.0.1:$TEST_LOCAL_POSTGRES_PORT; TEST_DATABASE_URL chooses another)"
     ensure_local_postgres "$TEST_CLUSTER" "$TEST_LOCAL_POSTGRES_PORT" TEST_DATABASE_URL TEST_LOCAL_POSTGRES_PORT || exit 1
     trap 'stop_local_postgres "$TEST_CLUSTER" || say "could not stop the PostgreSQL in $TEST_CLUSTER"' EXIT
     # A new password every run: nothing else uses this cluster.
-    TEST_DATABASE_URL=$($PY deploy/up_helper.py database-url "$TEST_LOCAL_POSTGRES_PORT")
+    TEST_DATABASE_URL=$(python3 -m tests.checkout database-url "$($PY deploy/up_helper.py database-url "$TEST_LOCAL_POSTGRES_PORT")")
     $PY deploy/up_helper.py local-db "$TEST_CLUSTER" "$TEST_DATABASE_URL" --superuser || exit 1
   fi
 fi
 export TEST_DATABASE_URL TEST_REDIS_URL
+test_database=${TEST_DATABASE_URL##*/}
+say "make test: database test_${test_database%%\?*}, Redis $TEST_REDIS_URL (both emptied by the tests)"
 
 read -r redis_host redis_port < <(url_host_port "$TEST_REDIS_URL" 6379)
 ensure_redis "$redis_host" "$redis_port" var/redis-test || exit 1

@@ -1,13 +1,18 @@
 """Settings for the test suite: real PostgreSQL and Redis, short periods, no .env.local.
 
 Worker and dispatcher processes started by system tests use this module too, so they share the
-test database and Redis database with the test that started them.
+test database and Redis database with the test that started them. Without TEST_DATABASE_URL and
+TEST_REDIS_URL both are this checkout's own (tests/checkout.py).
 """
 import os
 
+from tests import checkout
+
 os.environ["ENV_FILE"] = ""
-os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/resilience")
-os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Unless given, this checkout's own database and Redis db (deploy/run-tests.sh passes the same).
+os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL") or checkout.database_url(
+    "postgres://postgres@127.0.0.1:5432/")
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL") or checkout.redis_url()
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
 os.environ.setdefault("CLAY_WEBHOOK_SECRET", "test-clay-secret")
 os.environ.setdefault("MOCK_MODE", "true")

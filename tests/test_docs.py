@@ -4,10 +4,15 @@ moved fails here instead of leaving a reader at a dead end.
 - every relative link resolves, and every #anchor names a heading of its page (GitHub's anchors);
 - every page of docs/ is linked from the README and opens with who it is for;
 - in the ```sh / ```bash / ```console blocks, every `make TARGET` is a target of the Makefile, every
-  `manage.py COMMAND` a management command whose --help builds, every `python -m MODULE` a module that exists.
+  `manage.py COMMAND` a management command whose --help builds, every `python -m MODULE` a module that exists,
+  every program given to supervisorctl and every log read from var/log/ one that deploy/supervisord.conf has, the
+  rolling restart's sample counts a pool's workers, and no command fixes WEB_PORT's or FLOWER_PORT's default.
+
+tests/system/test_docs_commands.py then runs those blocks as written against a running system.
 """
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import re
 import shlex
@@ -212,3 +217,69 @@ def test_every_python_module_in_the_shell_blocks_exists():
         if not found:
             missing[name] = pages
     assert missing == {}
+
+
+# --- the shell blocks name what the running system has ------------------------------------------
+
+def supervisor_names() -> tuple[dict[str, list[str]], set[str]]:
+    """deploy/supervisord.conf's groups (name -> programs) and every program's name."""
+    parser = configparser.RawConfigParser(interpolation=None, strict=False)
+    parser.read_string((PROJECT / "deploy" / "supervisord.conf").read_text())
+    groups = {section.split(":", 1)[1]: parser[section]["programs"].split(",")
+              for section in parser.sections() if section.startswith("group:")}
+    programs = {section.split(":", 1)[1] for section in parser.sections()
+                if section.startswith(("program:", "eventlistener:"))}
+    return groups, programs
+
+
+def supervisorctl_targets(words: list[str]) -> list[str]:
+    """The programs a `supervisorctl ... start|stop|restart|tail|status|pid NAME` names."""
+    found = []
+    for i, word in enumerate(words):
+        if word.endswith("supervisorctl"):
+            rest = words[i + 1:]
+            while rest[:1] == ["-c"]:
+                rest = rest[2:]
+            if rest and rest[0] in ("start", "stop", "restart", "tail", "status", "pid", "signal"):
+                found += [w for w in rest[1:] if not w.startswith("-") and w not in ("&&", "||", ";", "|")][:1]
+    return found
+
+
+def test_every_program_supervisorctl_is_given_in_the_shell_blocks_exists():
+    groups, programs = supervisor_names()
+    used = from_blocks(supervisorctl_targets)
+    assert "web" in used
+    known = programs | {f"{group}:*" for group in groups} | {"all"} | \
+        {f"{group}:{program}" for group, members in groups.items() for program in members}
+    assert {name: pages for name, pages in used.items() if name not in known and not name.startswith("<")} == {}
+
+
+def test_every_log_the_shell_blocks_read_is_one_the_system_writes():
+    _, programs = supervisor_names()
+    used = from_blocks(lambda words: [m.group(1) for w in words for m in [re.match(r"var/log/([^/<>]+)\.log$", w)] if m])
+    assert "supervisord" in used
+    assert {name: pages for name, pages in used.items()
+            if name not in programs | {"supervisord", "web-access"}} == {}
+
+
+def test_the_rolling_restart_sample_counts_a_pools_workers():
+    groups, _ = supervisor_names()
+    workers = [program for program in groups["primary"] if not program.startswith("dispatcher")]
+    sample = [line for path in PAGES for language, lines in split_fences(path.read_text())[1] for line in lines
+              if line.startswith("==> ") and "workers consume" in line]
+    assert sample
+    counts = {int(m.group(1)) for line in sample for m in [re.search(r"its (\d+) workers", line)] if m}
+    assert counts == {len(workers)}, sample
+
+
+def test_the_shell_blocks_use_the_configured_ports_and_pages_say_which_port_an_address_has():
+    """WEB_PORT and FLOWER_PORT may be anything: a command reads them, prose says 8000/5555 are defaults."""
+    fixed = {f"{path.name}: {' '.join(words)}" for path in PAGES for words in shell_commands(path)
+             if any(re.search(r"127\.0\.0\.1:(8000|5555)\b|localhost:(8000|5555)\b", w) for w in words)
+             and not any(w.startswith("PUBLIC_BASE_URL=") for w in words)}   # a value to choose, not an address to use
+    assert fixed == set()
+    for path in PAGES:
+        text = path.read_text()
+        for port, setting in (("8000", "WEB_PORT"), ("5555", "FLOWER_PORT")):
+            if f"127.0.0.1:{port}" in text:
+                assert setting in text, f"{path.name} gives 127.0.0.1:{port} without saying it is {setting}'s default"

@@ -162,10 +162,12 @@ class RedisServer:
             self.proc.wait(10)
 
 
-def database_url(proxy: TcpProxy | None = None) -> str:
-    """The test database's URL, through `proxy` if given, for TEST_DATABASE_URL of processes."""
+def database_url(proxy: TcpProxy | None = None, *, user: str | None = None, password: str | None = None) -> str:
+    """The test database's URL, through `proxy` if given, for TEST_DATABASE_URL of processes; as `user` with
+    `password` if given (a role of a test's own)."""
     db = connection.settings_dict
-    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    user, password = (user, password) if user else (db["USER"], db["PASSWORD"])
+    credentials = quote(user) + (f":{quote(password)}" if password else "")
     where = f"127.0.0.1:{proxy.port}" if proxy else f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     return f"postgres://{credentials}@{where}/{db['NAME']}"
 

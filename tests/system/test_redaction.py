@@ -152,7 +152,40 @@ def rows_text() -> dict[str, str]:
     return {name: json.dumps(list(rows), default=str) for name, rows in tables.items()}
 
 
-def test_a_run_with_known_secrets_leaves_none_of_them_in_any_log_row_event_or_answer(processes, tmp_path):
+@pytest.fixture
+def database_login(processes):
+    """(user, password) for the processes to log in with, where the password is one the test knows: given the
+    wanted password, a login role of the test's own with it, a member of the test role (so it may do whatever the
+    test role may), dropped when the test ends, after the processes. A test role that may not create roles
+    logs in with its own password when it has one (that is then the known one); without one it gets in only
+    because the server does not ask (trust, peer), and the wanted password is sent and ignored."""
+    made = []
+    quote = connection.ops.quote_name
+    db = connection.settings_dict
+
+    def login(wanted: str) -> tuple[str, str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+            may_create = cursor.fetchone()[0]
+            if not may_create:
+                return db["USER"], db["PASSWORD"] or wanted
+            # Roles belong to the whole cluster: named after the test database, which is this checkout's own.
+            name = f"{db['NAME']}_known_password"[:63]
+            cursor.execute(f"DROP ROLE IF EXISTS {quote(name)}")
+            # psycopg2 puts the parameter in the statement itself: a utility statement takes it as a literal.
+            cursor.execute(f"CREATE ROLE {quote(name)} LOGIN PASSWORD %s IN ROLE {quote(db['USER'])}", [wanted])
+        made.append(name)
+        return name, wanted
+
+    yield login
+    processes.stop_all()  # no session of the role may be left
+    with connection.cursor() as cursor:
+        for name in made:
+            cursor.execute(f"DROP ROLE IF EXISTS {quote(name)}")
+
+
+def test_a_run_with_known_secrets_leaves_none_of_them_in_any_log_row_event_or_answer(processes, tmp_path,
+                                                                                    database_login):
     """Web server, worker and dispatcher run with known values for every secret; requests then use them
     rightly and wrongly (a wrong webhook secret or token that contains the right one, a wrong admin
     password), and failing jobs quote them bare. No log, answer, event, ledger, dead-letter or login row
@@ -160,21 +193,20 @@ def test_a_run_with_known_secrets_leaves_none_of_them_in_any_log_row_event_or_an
     from django.contrib.auth.models import User
 
     from access.auth import create_token
-    from tests.system.processes import free_port, wait_for as wait
+    from tests.system.processes import database_url, free_port, wait_for as wait
     from tests.system.test_web_server import web_command
 
     secrets = dict(KNOWN_SECRETS)
     _, secrets["API token"] = create_token("ops")
     User.objects.create_superuser("ops", "ops@example.com", secrets["admin password"])
-    db = connection.settings_dict
+    user, secrets["database password"] = database_login(secrets["database password"])
     (tmp_path / "log").mkdir()
     processes.configure(
         LOG_LEVEL="DEBUG", CLAY_WEBHOOK_SECRET=secrets["webhook secret"], ANTHROPIC_API_KEY=secrets["Anthropic key"],
         SECRET_KEY=secrets["SECRET_KEY"], VAR_DIR=str(tmp_path),
         EMAIL_URL=f"smtp://mailer:{secrets['SMTP password']}@127.0.0.1:{free_port()}",
-        # PostgreSQL here trusts local connections: the password is sent and ignored, as a real one is used.
-        TEST_DATABASE_URL=f"postgres://{db['USER']}:{secrets['database password']}@{db['HOST']}:{db['PORT'] or 5432}"
-                          f"/{db['NAME']}",
+        # Logging in with the known password, whatever authentication the PostgreSQL asks for.
+        TEST_DATABASE_URL=database_url(user=user, password=secrets["database password"]),
     )
     answers = []
     with EventLog() as events:

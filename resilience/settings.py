@@ -344,6 +344,9 @@ SUBMISSION_RETENTION_DAYS = env_int("SUBMISSION_RETENTION_DAYS", 30, minimum=1)
 # (django-axes: attempts, successful and failed logins) leave after these (access.retention).
 ADMIN_HISTORY_RETENTION_DAYS = env_int("ADMIN_HISTORY_RETENTION_DAYS", 365, minimum=1)
 LOGIN_RECORD_RETENTION_DAYS = env_int("LOGIN_RECORD_RETENTION_DAYS", 30, minimum=1)
+# The providers' tracking events (delivered, opened, bounced ...) leave after this (emails.retention);
+# the suppressions they caused stay.
+EMAIL_EVENT_RETENTION_DAYS = env_int("EMAIL_EVENT_RETENTION_DAYS", 90, minimum=1)
 if timedelta(days=LOGIN_RECORD_RETENTION_DAYS) <= AXES_COOLOFF_TIME:
     raise ConfigError(f"LOGIN_RECORD_RETENTION_DAYS={LOGIN_RECORD_RETENTION_DAYS} must be longer than "
                       "LOGIN_LOCKOUT_MINUTES, or pruning would lift lock-outs early")

@@ -5,3 +5,14 @@ class AccessConfig(AppConfig):
     name = "access"
     verbose_name = "API access"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from access import retention
+        from workers import registry
+
+        # The records of logins and admin work, which this app configures (axes, the admin's history).
+        registry.prune("admin history entries", retention.prune_admin_history)
+        registry.prune("login attempts (axes)", retention.prune_login_attempts)
+        registry.prune("successful logins (axes)", retention.prune_login_log)
+        registry.prune("failed logins (axes)", retention.prune_login_failures)
+        registry.prune("expired sessions", retention.prune_expired_sessions)

@@ -340,6 +340,16 @@ LEDGER_RETENTION_DAYS = env_int("LEDGER_RETENTION_DAYS", 7, minimum=1)
 # ledger); an unresolved entry, and a submission an unfinished job or an unresolved entry needs, stay.
 DLQ_RESOLVED_RETENTION_DAYS = env_int("DLQ_RESOLVED_RETENTION_DAYS", 30, minimum=1)
 SUBMISSION_RETENTION_DAYS = env_int("SUBMISSION_RETENTION_DAYS", 30, minimum=1)
+# The admin's history (who changed what, in the admin or through the API) and the login records
+# (django-axes: attempts, successful and failed logins) leave after these (access.retention).
+ADMIN_HISTORY_RETENTION_DAYS = env_int("ADMIN_HISTORY_RETENTION_DAYS", 365, minimum=1)
+LOGIN_RECORD_RETENTION_DAYS = env_int("LOGIN_RECORD_RETENTION_DAYS", 30, minimum=1)
+# The providers' tracking events (delivered, opened, bounced ...) leave after this (emails.retention);
+# the suppressions they caused stay.
+EMAIL_EVENT_RETENTION_DAYS = env_int("EMAIL_EVENT_RETENTION_DAYS", 90, minimum=1)
+if timedelta(days=LOGIN_RECORD_RETENTION_DAYS) <= AXES_COOLOFF_TIME:
+    raise ConfigError(f"LOGIN_RECORD_RETENTION_DAYS={LOGIN_RECORD_RETENTION_DAYS} must be longer than "
+                      "LOGIN_LOCKOUT_MINUTES, or pruning would lift lock-outs early")
 # Where the dashboard links to Flower; by default the host the browser used, on FLOWER_PORT.
 FLOWER_PUBLIC_URL = env_str("FLOWER_PUBLIC_URL", "")
 if FLOWER_PUBLIC_URL and not FLOWER_PUBLIC_URL.startswith(("http://", "https://")):

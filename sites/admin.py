@@ -10,8 +10,9 @@ SPEND_DAYS_SHOWN = 14
 
 
 def spend_context() -> dict:
-    """The per-day-and-model table both change lists show above their rows (admin/sites/spend.html)."""
-    rows = spend_by_day_and_model()[:SPEND_DAYS_SHOWN * 4]
+    """The per-day-and-model table both change lists show above their rows (admin/sites/spend.html),
+    from the running totals (SpendDay): a page view never sums the books."""
+    rows = spend_by_day_and_model(limit=SPEND_DAYS_SHOWN * 4)
     total = total_spend()
     return {"spend_rows": [{**row, "cost": usd(row["cost"]), "no_site_cost": usd(row["no_site_cost"]),
                             "site_cost": usd(row["cost"] - row["no_site_cost"])} for row in rows],

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from sites.services import SITE_QUEUE, cost_since, usd, utc_day_start
+from sites.services import SITE_QUEUE, spend_on, usd, utc_day
 from resilience.db import db_now
 from workers.errors import Postpone
 from workers.models import QueuePause
@@ -34,7 +34,7 @@ BUDGET_WAIT_SECONDS = 60.0
 
 
 def spend_today() -> Decimal:
-    return cost_since(utc_day_start(db_now()))
+    return spend_on(utc_day(db_now()))
 
 
 def over_budget() -> tuple[bool, Decimal]:

@@ -126,3 +126,34 @@ class AiRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id or self.pk} ({self.outcome})"
+
+
+class SpendDay(models.Model):
+    """The books' running totals: one row per UTC day, model, MOCK_MODE and outcome, kept by database
+    triggers on AiRequest (migration 0003_spend_days) in the transaction of each write, so the cost
+    lines, the budget, the admin and cost_report read a few rows instead of summing every paid request.
+
+    `sites` counts each site once, on the row of the valid answer that made it (a site has exactly one):
+    a site whose malformed first answer came the day before counts on its valid answer's day."""
+
+    day = models.DateField()
+    model = models.CharField(max_length=100)
+    mock = models.BooleanField()
+    outcome = models.CharField(max_length=12, choices=AiRequest.Outcome.choices)
+    requests = models.BigIntegerField(default=0)
+    sites = models.BigIntegerField(default=0)
+    no_site_requests = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=28, decimal_places=10, default=0)
+    no_site_cost_usd = models.DecimalField(max_digits=28, decimal_places=10, default=0)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "day's spend", "days' spend"
+        ordering = ["-day", "model"]
+        constraints = [models.UniqueConstraint(fields=["day", "model", "mock", "outcome"], name="spend_day_once")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} {self.outcome}{' (mock)' if self.mock else ''}: {self.cost_usd}"

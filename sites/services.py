@@ -1,21 +1,21 @@
-"""Site generation's plain functions: enqueue, cost, rendering, spend figures (from the paid requests,
-AiRequest) and the cost lines."""
+"""Site generation's plain functions: enqueue, cost, rendering, spend figures (from the running totals of
+the paid requests, SpendDay) and the cost lines."""
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone as dt_timezone
+from datetime import date, datetime, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 
 from leads.models import Lead
 from sites.content import LeadBrief, SiteContent, Usage
-from sites.models import AiRequest, Site
+from sites.models import Site, SpendDay
 from workers import ledger
 from workers.models import Job
 
@@ -80,10 +80,6 @@ def usd(amount: Decimal) -> str:
     return f"${amount:f}"
 
 
-_TOKENS = F("input_tokens") + F("output_tokens") + F("cache_write_tokens") + F("cache_read_tokens")
-_NO_SITE = Q(site__isnull=True)
-
-
 @dataclass(frozen=True)
 class Spend:
     sites: int  # sites the requests made
@@ -94,51 +90,62 @@ class Spend:
     no_site_cost: Decimal = Decimal(0)
 
 
-def _paid(since: datetime | None, mock: bool):
-    rows = AiRequest.objects.filter(mock=mock)
-    return rows if since is None else rows.filter(created_at__gte=since)
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+# What each figure sums (named apart from SpendDay's columns, which an annotation may not shadow).
+_FIGURES = {"requests": "requests", "sites": "sites", "no_site_requests": "no_site_requests",
+            **{name: name for name in _TOKEN_FIELDS}, "cost": "cost_usd", "no_site_cost": "no_site_cost_usd"}
+_SUMS = {f"sum_{figure}": Sum(column) for figure, column in _FIGURES.items()}
 
 
-def total_spend(since: datetime | None = None, *, mock: bool = False) -> Spend:
-    """Every paid request of every pool and host, counted by the database (one aggregate query).
-    MOCK_MODE's made-up requests are counted only when asked for (mock=True), never with real ones."""
-    agg = _paid(since, mock).aggregate(
-        sites=Count("site", distinct=True), requests=Count("id"), tokens=Coalesce(Sum(_TOKENS), 0),
-        cost=Coalesce(Sum("cost_usd"), Decimal(0)), no_site_requests=Count("id", filter=_NO_SITE),
-        no_site_cost=Coalesce(Sum("cost_usd", filter=_NO_SITE), Decimal(0)))
-    return Spend(**agg)
+def _days(since: date | None, mock: bool):
+    """The books' running totals (SpendDay, kept by triggers on AiRequest): a few rows a day, whatever
+    the number of paid requests."""
+    rows = SpendDay.objects.filter(mock=mock)
+    return rows if since is None else rows.filter(day__gte=since)
 
 
-def cost_since(since: datetime) -> Decimal:
-    """The real spend since a moment: what the budget reads before every request (one sum, no joins)."""
-    return _paid(since, mock=False).aggregate(cost=Coalesce(Sum("cost_usd"), Decimal(0)))["cost"]
+def _figures(row: dict) -> dict:
+    """A row of _SUMS (and the keys it was grouped by) as figures: zero where nothing was paid."""
+    figures = {key: value for key, value in row.items() if not key.startswith("sum_")}
+    for figure in _FIGURES:
+        value = row[f"sum_{figure}"]
+        figures[figure] = value if value is not None else (Decimal(0) if figure.endswith("cost") else 0)
+    return {**figures, "tokens": sum(figures[name] for name in _TOKEN_FIELDS)}
 
 
-def utc_day_start(moment: datetime) -> datetime:
-    return datetime.combine(moment.astimezone(dt_timezone.utc).date(), time.min, tzinfo=dt_timezone.utc)
+def total_spend(since: date | None = None, *, mock: bool = False) -> Spend:
+    """Every paid request of every pool and host since the start of UTC day `since` (or ever), from the
+    running totals. MOCK_MODE's made-up requests are counted only when asked for (mock=True), never with
+    real ones."""
+    row = _figures(_days(since, mock).aggregate(**_SUMS))
+    return Spend(sites=row["sites"], requests=row["requests"], tokens=row["tokens"], cost=row["cost"],
+                 no_site_requests=row["no_site_requests"], no_site_cost=row["no_site_cost"])
 
 
-def spend_by_day_and_model(since: date | None = None, *, mock: bool = False) -> list[dict]:
+def spend_on(day: date) -> Decimal:
+    """The real spend of a UTC day: what the budget reads before every request (its day's few rows)."""
+    return _days(day, mock=False).filter(day=day).aggregate(cost=Coalesce(Sum("cost_usd"), Decimal(0)))["cost"]
+
+
+def utc_day(moment: datetime) -> date:
+    return moment.astimezone(dt_timezone.utc).date()
+
+
+def spend_by_day_and_model(since: date | None = None, *, mock: bool = False, limit: int | None = None) -> list[dict]:
     """[{day, model, requests, sites, input/output/cache tokens, tokens, cost, no_site_requests,
-    no_site_cost}], newest day first (UTC days): what made a site and what was paid for nothing."""
-    since_moment = None if since is None else datetime.combine(since, time.min, tzinfo=dt_timezone.utc)
-    grouped = (
-        _paid(since_moment, mock).annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day", "model")
-        .annotate(requests=Count("id"), sites=Count("site", distinct=True), input_tokens=Sum("input_tokens"),
-                  output_tokens=Sum("output_tokens"), cache_write_tokens=Sum("cache_write_tokens"),
-                  cache_read_tokens=Sum("cache_read_tokens"), cost=Sum("cost_usd"),
-                  no_site_requests=Count("id", filter=_NO_SITE),
-                  no_site_cost=Coalesce(Sum("cost_usd", filter=_NO_SITE), Decimal(0)))
-        .order_by("-day", "model")
-    )
-    return [{**row, "tokens": row["input_tokens"] + row["output_tokens"] + row["cache_write_tokens"]
-             + row["cache_read_tokens"]} for row in grouped]
+    no_site_cost}], newest day first (UTC days): what made a site and what was paid for nothing.
+    At most `limit` rows (the newest), when given."""
+    grouped = (_days(since, mock).values("day", "model").annotate(**_SUMS).filter(sum_requests__gt=0)
+               .order_by("-day", "model"))
+    return [_figures(row) for row in (grouped if limit is None else grouped[:limit])]
 
 
 def paid_requests_by_model_and_outcome() -> list[dict]:
     """[{model, outcome, requests, cost}] over the whole books, MOCK_MODE's left out (for /metrics)."""
-    return list(AiRequest.objects.filter(mock=False).values("model", "outcome")
-                .annotate(requests=Count("id"), cost=Sum("cost_usd")).order_by("model", "outcome"))
+    rows = (_days(None, mock=False).values("model", "outcome").annotate(n=Sum("requests"), usd=Sum("cost_usd"))
+            .filter(n__gt=0).order_by("model", "outcome"))
+    return [{"model": row["model"], "outcome": row["outcome"], "requests": row["n"], "cost": row["usd"]}
+            for row in rows]
 
 
 def site_line(site: Site) -> str:
@@ -167,13 +174,13 @@ def _summary(spend: Spend) -> dict:
 def spend_today_summary(now: datetime) -> dict:
     """The day's spend (UTC) for the worker dashboard: total, per model, the budget, and MOCK_MODE's
     made-up figures apart."""
-    day_start = utc_day_start(now)
+    day = utc_day(now)
     budget = settings.AI_DAILY_BUDGET_USD
     return {
-        "day": day_start.date().isoformat(), **_summary(total_spend(since=day_start)),
+        "day": day.isoformat(), **_summary(total_spend(since=day)),
         "budget": usd(budget) if budget is not None else None,
         "byModel": [{"model": row["model"], "sites": row["sites"], "requests": row["requests"],
                      "tokens": row["tokens"], "cost": usd(row["cost"]), "noSiteCost": usd(row["no_site_cost"])}
-                    for row in spend_by_day_and_model(day_start.date())],
-        "mock": _summary(total_spend(since=day_start, mock=True)),
+                    for row in spend_by_day_and_model(day)],
+        "mock": _summary(total_spend(since=day, mock=True)),
     }

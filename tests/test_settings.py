@@ -86,6 +86,10 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
          "to 150 or raise CELERY_TASK_TIME_LIMIT"),
         ({"FLOWER_PUBLIC_URL": "javascript:alert(1)"},
          "FLOWER_PUBLIC_URL='javascript:alert(1)' must be an http:// or https:// URL"),
+        ({"LOGIN_RECORD_RETENTION_DAYS": "1", "LOGIN_LOCKOUT_MINUTES": "1440"},
+         "LOGIN_RECORD_RETENTION_DAYS=1 must be longer than LOGIN_LOCKOUT_MINUTES, or pruning would lift lock-outs "
+         "early"),
+        ({"ADMIN_HISTORY_RETENTION_DAYS": "0"}, "ADMIN_HISTORY_RETENTION_DAYS=0 is below the minimum of 1"),
     ],
 )
 def test_bad_setting_stops_manage_py_with_one_line(overrides, expected):

@@ -1,14 +1,19 @@
 import json
+import logging
 import uuid
 
 from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.html import format_html
 from django_celery_results.admin import TaskResultAdmin as CeleryTaskResultAdmin
 from django_celery_results.models import TaskResult
 
 from workers.models import Job, JobFailure, QueueDailyStats, QueuePause, WorkerHeartbeat
+from workers.retention import finished_unkept
 
+logger = logging.getLogger(__name__)
 admin.site.index_template = "admin/workers/index.html"  # the admin home, with a link to the worker dashboard
 
 
@@ -46,6 +51,29 @@ class JobAdmin(ReadOnlyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "celery_result"]
+
+    # Deleting: only a finished job that nothing keeps (workers.registry.keep_jobs: a dead job whose
+    # dead-letter entry is unresolved). An unfinished job's message would wait for ever for its row, and
+    # a kept one could not be requeued. Logged, and in the admin history (Django's own LogEntry).
+    def has_delete_permission(self, request, obj: Job | None = None) -> bool:
+        if not super().has_delete_permission(request, obj):
+            return False
+        return obj is None or finished_unkept(Job.objects.filter(pk=obj.pk)).exists()
+
+    def delete_model(self, request, obj: Job) -> None:
+        self.delete_queryset(request, Job.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset: QuerySet) -> None:
+        # Checked again under the rows' locks: a dead job requeued since the confirmation page is
+        # pending now, and stays.
+        with transaction.atomic():
+            ids = list(finished_unkept(queryset.select_for_update(of=("self",))).values_list("id", "state"))
+            Job.objects.filter(pk__in=[job_id for job_id, _ in ids]).delete()
+        for job_id, state in ids:
+            logger.info("job %s (%s) deleted from the ledger by %s in the admin", job_id, state, request.user)
+        left = queryset.count()
+        if left:
+            logger.warning("%d job(s) not deleted by %s: unfinished or kept since they were chosen", left, request.user)
 
     @admin.display(description="Celery's result")
     def celery_result(self, job: Job) -> str:

@@ -57,15 +57,20 @@ class Pruned:
         return self.jobs + self.heartbeats + self.task_results + sum(self.by_app.values())
 
 
-def _prunable(queue: str, cutoff):
-    jobs = (Job.objects.filter(queue=queue, finished_at__lt=cutoff, state__in=Job.FINISHED_STATES)
-            .order_by("finished_at"))
+def finished_unkept(jobs: QuerySet) -> QuerySet:
+    """The finished jobs of `jobs` that no app keeps (workers.registry.keep_jobs): what may leave the
+    ledger, by retention or by a person in the admin."""
+    jobs = jobs.filter(state__in=Job.FINISHED_STATES)
     keepers = registry.keepers()
     if keepers:  # keepers name job ids as text (DeadLetter.job_id is the contract's text column)
         jobs = jobs.annotate(id_text=Cast("id", CharField()))
     for keeper in keepers:
         jobs = jobs.exclude(id_text__in=keeper.job_ids())
     return jobs
+
+
+def _prunable(queue: str, cutoff):
+    return finished_unkept(Job.objects.filter(queue=queue, finished_at__lt=cutoff).order_by("finished_at"))
 
 
 def prune_batch(queue: str, cutoff, limit: int) -> int:

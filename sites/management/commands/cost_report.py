@@ -2,7 +2,7 @@
 ones that made no site included), then the total of every paid request."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -33,9 +33,8 @@ class Command(BaseCommand):
                 f"{row['cache_read_tokens']:>9} {row['tokens']:>10}  {no_site:>18}  {usd(row['cost'])}")
         if not rows:
             self.stdout.write("(no paid request" + (f" since {day}" if day else "") + ")")
-        since_moment = datetime.combine(day, time.min, tzinfo=timezone.utc) if day else None
-        spend = total_spend(since_moment)
-        mock = total_spend(since_moment, mock=True)
+        spend = total_spend(day)
+        mock = total_spend(day, mock=True)
         if mock.requests:
             self.stdout.write(f"(MOCK_MODE made up {mock.requests} requests, {usd(mock.cost)}: not spend, not above)")
         self.stdout.write(f"💰 Total: {spend.requests} paid requests | {spend.sites} sites | {spend.tokens} tokens | "

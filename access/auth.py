@@ -120,8 +120,9 @@ def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpRes
     others with 405, after authentication), so no method reaches the view unchecked. Tokens have no
     model permissions: a read-only token may GET, any other may do everything.
 
-    Sets request.actor_user (the session's user, or the token's service user) and request.actor
-    (its name): who did it, for the admin's history and fields such as resolved_by.
+    Sets request.actor_user (the session's user, or the token's service user), request.actor (its
+    name): who did it, for the admin's history and fields such as resolved_by; and request.actor_token
+    (the token, or None for a logged-in person).
     """
 
     if callable(permissions):  # bare @admin_api: say so at import, not with a 500 at the first request
@@ -141,6 +142,7 @@ def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpRes
                     return json_error(403, f"API token {token.name!r} is read-only")
                 request.actor_user = token_user(token)
                 request.actor = request.actor_user.get_username()
+                request.actor_token = token
                 return view(request, *args, **kwargs)
             user = getattr(request, "user", None)
             if user is None or not user.is_authenticated:
@@ -159,6 +161,7 @@ def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpRes
                     return json_error(403, "CSRF check failed: send the X-CSRFToken header of your session")
             request.actor_user = user
             request.actor = user.get_username()
+            request.actor_token = None
             return view(request, *args, **kwargs)
 
         return guarded

@@ -19,6 +19,7 @@ from access.auth import admin_api
 from dlq import actions
 from dlq.models import DeadLetter
 from resilience.http import ApiError, iso_utc, json_object_body
+from resilience.redaction import redact_text
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -124,21 +125,34 @@ def _patch(request: HttpRequest) -> JsonResponse:
     resolved = body["resolved"]
     if not isinstance(resolved, bool):
         raise ApiError(400, f"resolved must be true or false, got {resolved!r}"[:200])
-    # The resolver is the caller's identity, never a name the body picks: the original contract's
-    # resolvedBy is still accepted when it names the caller, and refused when it names anyone else.
-    resolved_by = _optional_text(body, "resolvedBy", max_length=_RESOLVED_BY_MAX)
-    if resolved_by is not None and resolved_by != request.actor:
-        raise ApiError(400, f"resolvedBy is the caller ({request.actor!r}); it cannot name someone else "
-                            f"({resolved_by[:100]!r}): leave it out")
+    resolver = _resolver(request, _optional_text(body, "resolvedBy", max_length=_RESOLVED_BY_MAX))
     notes = _optional_text(body, "notes")
     try:
         with transaction.atomic():
-            entry, changed = actions.set_resolved(entry_id, resolved=resolved, by=request.actor, notes=notes)
+            entry, changed = actions.set_resolved(entry_id, resolved=resolved, by=resolver, notes=notes)
             if changed:
-                log_api_change(request.actor_user, entry, CHANGE, _change_message(resolved, changed, notes))
+                message = _change_message(resolved, changed, notes)
+                if resolver != request.actor:
+                    message = f"{message} (resolvedBy {resolver!r})"
+                log_api_change(request.actor_user, entry, CHANGE, message)
     except actions.EntryNotFound as exc:
         raise ApiError(404, str(exc)) from None
     return JsonResponse({"success": True, "job": serialize_entry(entry)})
+
+
+def _resolver(request: HttpRequest, resolved_by: str | None) -> str:
+    """Who resolved it. A token acts for a service, and the original contract's scripts name the person
+    in resolvedBy: that name is the resolver, and the history records the token that sent it. A
+    logged-in person is the resolver themselves: a resolvedBy naming anyone else is refused."""
+    if resolved_by is None or resolved_by == request.actor:
+        return request.actor
+    if request.actor_token is None:
+        raise ApiError(400, f"resolvedBy is the caller ({request.actor!r}) for a logged-in person; it cannot "
+                            f"name someone else ({resolved_by[:100]!r}): leave it out")
+    name = resolved_by.strip()
+    if not name or not name.isprintable():
+        raise ApiError(400, "resolvedBy must name the person who resolved it: printable text, not empty")
+    return redact_text(name)
 
 
 def _change_message(resolved: bool, changed: list[str], notes: str | None) -> str:

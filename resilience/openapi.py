@@ -103,7 +103,11 @@ def document() -> dict[str, Any]:
                 "patch": {"operationId": "resolveDeadLetter", "summary": "Resolve or re-open an entry",
                           "security": ADMIN_AUTH,
                           "requestBody": _json_body({"type": "object", "required": ["id", "resolved"], "properties": {
-                              "id": UUID_STRING, "resolved": {"type": "boolean"}, "resolvedBy": {"type": "string"},
+                              "id": UUID_STRING, "resolved": {"type": "boolean"}, "resolvedBy": {
+                                  "type": "string", "minLength": 1, "maxLength": 100,
+                                  "description": "With a token: the person who resolved it, recorded as the resolver "
+                                                 "(the token in the history). From a logged-in person: their own "
+                                                 "username, or left out."},
                               "notes": {"type": "string"}}}),
                           "responses": {**_ok("The entry", {"type": "object", "properties": {"job": ENTRY}}),
                                         **_errors(400, *admin_errors, 404, 413, 415)}},

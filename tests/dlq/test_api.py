@@ -440,13 +440,48 @@ def history(entry: DeadLetter) -> list[tuple[str, int, str]]:
             for log in LogEntry.objects.filter(object_id=str(entry.pk)).order_by("action_time", "id")]
 
 
-def test_a_resolved_by_naming_someone_else_is_refused_and_changes_nothing(api):
+def test_a_token_resolves_for_the_person_resolved_by_names_as_the_original_contract_does(api):
+    """The original system's own request: a token acts for a service, the person is named in the body."""
     entry = dead_probe()
-    response = patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "the-ceo"})
-    assert_json_error(response, 400, "resolvedBy", "token:ops", "the-ceo")
+    response = patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": "admin@example.com",
+                           "notes": "Fixed API key and reprocessed manually"})
+    assert response.status_code == 200, response.content
+    assert response.json()["job"]["resolved_by"] == "admin@example.com"
     entry.refresh_from_db()
-    assert entry.resolved is False and entry.resolved_by is None
-    assert not LogEntry.objects.exists()
+    assert entry.resolved and entry.resolved_by == "admin@example.com"
+    # The token that sent it is in the history, beside the name it gave.
+    assert history(entry) == [("token:ops", CHANGE, "Resolved: Fixed API key and reprocessed manually "
+                                                    "(resolvedBy 'admin@example.com') (through the API)")]
+
+
+@pytest.mark.parametrize("resolved_by", ["", "   ", "line\nbreak", "esc\x1b[31m"])
+def test_a_token_s_resolved_by_must_be_a_printable_name(api, resolved_by):
+    entry = dead_probe()
+    assert_json_error(patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": resolved_by}), 400,
+                      "resolvedBy must name the person")
+    entry.refresh_from_db()
+    assert entry.resolved is False and not LogEntry.objects.exists()
+
+
+def test_a_secret_given_as_resolved_by_is_stored_redacted(api, settings):
+    entry = dead_probe()
+    secret = settings.SECRET_KEY
+    assert patch(api, {"id": str(entry.id), "resolved": True, "resolvedBy": secret[:100]}).status_code == 200
+    entry.refresh_from_db()
+    assert secret[:100] not in entry.resolved_by and secret[:100] not in history(entry)[0][2]
+
+
+def test_a_logged_in_person_is_the_resolver_and_cannot_name_someone_else(redis_client):
+    entry = dead_probe()
+    alice = User.objects.create_user("alice", password="x", is_staff=True)
+    alice.user_permissions.add(*Permission.objects.filter(codename__in=["view_deadletter", "change_deadletter"]))
+    client = Client()
+    client.force_login(alice)
+    assert_json_error(patch(client, {"id": str(entry.id), "resolved": True, "resolvedBy": "the-ceo"}), 400,
+                      "resolvedBy", "alice", "the-ceo")
+    entry.refresh_from_db()
+    assert entry.resolved is False and entry.resolved_by is None and not LogEntry.objects.exists()
+    assert patch(client, {"id": str(entry.id), "resolved": True, "resolvedBy": "alice"}).json()["job"]["resolved_by"] == "alice"
 
 
 def test_every_api_change_is_in_the_admin_history_under_the_token_that_made_it(api):

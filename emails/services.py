@@ -307,6 +307,15 @@ def record_click(message_id: uuid.UUID, link: int) -> str | None:
     return target
 
 
+def unsubscribed_address(message_id: uuid.UUID) -> str | None:
+    """The message's address when marketing mail to it is stopped already (this link, another, or a
+    person), so the page says so instead of asking again; None otherwise or if no message."""
+    email = Message.objects.filter(pk=message_id).values_list("to_email", flat=True).first()
+    if email is None or not suppression.is_suppressed(email, marketing=True):
+        return None
+    return email
+
+
 def unsubscribe(message_id: uuid.UUID) -> str | None:
     """Stop marketing mail to the message's address; idempotent. The address, or None if no message."""
     with transaction.atomic():

@@ -53,12 +53,16 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
 @csrf_exempt  # RFC 8058: mail providers POST from outside, with no session and no CSRF token
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    """GET shows a button (a link scanner following the link unsubscribes nobody); POST unsubscribes,
-    from that button or from a provider's one-click (List-Unsubscribe-Post). Idempotent."""
+    """GET shows a button (a link scanner following the link unsubscribes nobody), or says the address
+    is unsubscribed when it is; POST unsubscribes, from that button or from a provider's one-click
+    (List-Unsubscribe-Post). Idempotent."""
     message_id, _ = _read(tracking.UNSUBSCRIBE, token)
     if request.method == "POST":
         email = services.unsubscribe(message_id)
         if email is None:
             raise Http404("unknown message")
+        return _no_store(render(request, "emails/tracking/unsubscribed.html", {"email": email}))
+    email = services.unsubscribed_address(message_id)
+    if email is not None:  # already done: a second visit must not look as if it had not worked
         return _no_store(render(request, "emails/tracking/unsubscribed.html", {"email": email}))
     return _no_store(render(request, "emails/tracking/unsubscribe.html", {}))

@@ -124,6 +124,24 @@ def test_unsubscribe_page_then_post_is_idempotent(client, sent):
     assert message.unsubscribed_at is not None
 
 
+def test_the_unsubscribe_page_says_you_are_unsubscribed_once_you_are(client, sent):
+    """After the button (or any other stop of marketing mail to the address), the link's page says it
+    is done and offers no button: asking again would look as if the first click had not worked."""
+    message, links = sent
+    client.post(links["unsubscribe"], {"List-Unsubscribe": "One-Click"})
+    again = client.get(links["unsubscribe"])
+    assert again.status_code == 200 and b"You are unsubscribed" in again.content
+    assert b"jane@acme.io" in again.content and b"<form" not in again.content
+    assert again["Cache-Control"] == client.get(links["open"])["Cache-Control"]
+
+
+def test_the_page_asks_again_once_the_address_may_receive_mail_again(client, sent):
+    message, links = sent
+    client.post(links["unsubscribe"], {"List-Unsubscribe": "One-Click"})
+    Suppression.objects.all().delete()  # a person lifted it in the admin
+    assert b'<form method="post"' in client.get(links["unsubscribe"]).content
+
+
 def test_one_click_post_needs_no_csrf_token(sent):
     """RFC 8058: the provider POSTs `List-Unsubscribe=One-Click` with no cookie and no CSRF token."""
     from django.test import Client

@@ -44,6 +44,15 @@ def env_str(name: str, default: str | None = None) -> str:
     return value
 
 
+def env_http_url(name: str, default: str = "") -> str:
+    """An http:// or https:// URL, or empty (unset). The error quotes only its start: such a URL is
+    often a secret (a webhook's) or carries one."""
+    value = env_str(name, default)
+    if value and not (value.startswith(("http://", "https://")) and urlsplit(value).hostname):
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host, not one starting {value[:8]!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None:

@@ -12,6 +12,7 @@ from resilience.env import (
     database_config,
     env_bool,
     env_float,
+    env_http_url,
     env_int,
     env_list,
     env_rate,
@@ -351,15 +352,13 @@ if timedelta(days=LOGIN_RECORD_RETENTION_DAYS) <= AXES_COOLOFF_TIME:
     raise ConfigError(f"LOGIN_RECORD_RETENTION_DAYS={LOGIN_RECORD_RETENTION_DAYS} must be longer than "
                       "LOGIN_LOCKOUT_MINUTES, or pruning would lift lock-outs early")
 # Where the dashboard links to Flower; by default the host the browser used, on FLOWER_PORT.
-FLOWER_PUBLIC_URL = env_str("FLOWER_PUBLIC_URL", "")
-if FLOWER_PUBLIC_URL and not FLOWER_PUBLIC_URL.startswith(("http://", "https://")):
-    raise ConfigError(f"FLOWER_PUBLIC_URL={FLOWER_PUBLIC_URL!r} must be an http:// or https:// URL")
+FLOWER_PUBLIC_URL = env_http_url("FLOWER_PUBLIC_URL")
 # Delivery's "notify the team" step posts to this webhook (e.g. a Slack incoming webhook) with MOCK_MODE off;
 # empty, or in MOCK_MODE, it writes a log line. The URL often is the secret: it is never shown whole.
-DELIVERY_NOTIFY_WEBHOOK_URL = env_str("DELIVERY_NOTIFY_WEBHOOK_URL", "")
-if DELIVERY_NOTIFY_WEBHOOK_URL and not DELIVERY_NOTIFY_WEBHOOK_URL.startswith(("http://", "https://")):
-    raise ConfigError(f"DELIVERY_NOTIFY_WEBHOOK_URL must be an http:// or https:// URL, "
-                      f"not one starting {DELIVERY_NOTIFY_WEBHOOK_URL[:8]!r}")
+DELIVERY_NOTIFY_WEBHOOK_URL = env_http_url("DELIVERY_NOTIFY_WEBHOOK_URL")
+# Where a generated site's call to action leads (a booking page): tracked as a click through the site's
+# own /sites/<id>/book, which redirects here; empty, to a mail to DEFAULT_FROM_EMAIL's address.
+SITE_BOOKING_URL = env_http_url("SITE_BOOKING_URL")
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)

@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from delivery import views as delivery_views
 from dlq import views as dlq_views
 from leads.views import clay_webhook
-from sites.views import site_page
+from sites.views import site_booking, site_page
 from monitoring import dashboard, views as worker_views
 from resilience.http import allow_methods
 from resilience.openapi import openapi_view
@@ -58,4 +58,5 @@ urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
     path("email/", include("emails.urls")),  # tracking and unsubscribe links inside emails
     path("sites/<str:public_id>/", site_page, name="site-page"),
+    path("sites/<str:public_id>/book", site_booking, name="site-booking"),
 ]

@@ -59,13 +59,13 @@ class SiteAdmin(CostColumns, admin.ModelAdmin):
     """Generated sites with their tokens and cost. Read-only but for the status (withdraw a site)."""
 
     list_display = ("public_id", "preview", "lead", "design", "model", "total_tokens", "cost", "duration_ms", "status",
-                    "created_at")
+                    "cta_clicks", "created_at")
     list_filter = ("model", "status", "design", "mock")
     date_hierarchy = "created_at"  # by day
     search_fields = ("public_id", "lead__email", "lead__company")
     list_select_related = ("lead",)
     fieldsets = (
-        (None, {"fields": ("public_id", "preview", "status", "lead", "job_id", "design", "created_at")}),
+        (None, {"fields": ("public_id", "preview", "status", "lead", "job_id", "design", "created_at", "cta_clicks")}),
         ("Cost", {"fields": ("model", "mock", "api_requests", "input_tokens", "output_tokens", "cache_write_tokens",
                              "cache_read_tokens", "total_tokens", "cost", "duration_ms")}),
         ("Content", {"classes": ("collapse",), "fields": ("content", "html")}),

@@ -44,6 +44,7 @@ class Site(models.Model):
     cost_usd = models.DecimalField(max_digits=20, decimal_places=10)  # exact: prices per million x tokens
     duration_ms = models.PositiveIntegerField(default=0)  # the API call(s) alone
     created_at = models.DateTimeField(db_default=Now(), editable=False)  # the database's clock: one day for every host
+    cta_clicks = models.PositiveIntegerField(default=0)  # visitors who followed its call to action (/sites/<id>/book)
 
     class Meta:
         verbose_name, verbose_name_plural = "site", "sites"

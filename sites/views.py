@@ -1,7 +1,12 @@
-"""The public page of a generated site (/sites/<public_id>/), which emails link to."""
+"""The public page of a generated site (/sites/<public_id>/), which emails link to, and its call to
+action (/sites/<public_id>/book)."""
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from email.utils import parseaddr
+
+from django.conf import settings
+from django.db.models import F
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.http import require_safe
 
 from sites.models import Site
@@ -19,5 +24,31 @@ def site_page(request: HttpRequest, public_id: str) -> HttpResponse:
         raise Http404("no such site")
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = SITE_CSP
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class BookingRedirect(HttpResponseRedirect):
+    # The target is SITE_BOOKING_URL (http/https, checked at start-up) or a mail to the agency: never a
+    # value from the request or from the site's content.
+    allowed_schemes = ["http", "https", "mailto"]
+
+
+def booking_target() -> str:
+    if settings.SITE_BOOKING_URL:
+        return settings.SITE_BOOKING_URL
+    return f"mailto:{parseaddr(settings.DEFAULT_FROM_EMAIL)[1]}"
+
+
+@require_safe
+def site_booking(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A site's call to action: counts the click (GET; a HEAD, a link checker, counts nothing) and
+    leads to the agency's booking page."""
+    published = Site.objects.filter(public_id=public_id, status=Site.Status.PUBLISHED)
+    found = published.update(cta_clicks=F("cta_clicks") + 1) if request.method == "GET" else published.exists()
+    if not found:
+        raise Http404("no such site")
+    response = BookingRedirect(booking_target())
+    response["Cache-Control"] = "no-store"  # every click reaches us and is counted
     response["Referrer-Policy"] = "no-referrer"
     return response

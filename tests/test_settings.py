@@ -85,7 +85,11 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
          "CELERY_TASK_TIME_LIMIT=300 (the message would be found `sending` and left unknown); lower EMAIL_TIMEOUT "
          "to 150 or raise CELERY_TASK_TIME_LIMIT"),
         ({"FLOWER_PUBLIC_URL": "javascript:alert(1)"},
-         "FLOWER_PUBLIC_URL='javascript:alert(1)' must be an http:// or https:// URL"),
+         "FLOWER_PUBLIC_URL must be an http:// or https:// URL with a host, not one starting 'javascri'"),
+        ({"SITE_BOOKING_URL": "javascript:alert(1)"},
+         "SITE_BOOKING_URL must be an http:// or https:// URL with a host, not one starting 'javascri'"),
+        ({"SITE_BOOKING_URL": "https://"},
+         "SITE_BOOKING_URL must be an http:// or https:// URL with a host, not one starting 'https://'"),
         ({"LOGIN_RECORD_RETENTION_DAYS": "1", "LOGIN_LOCKOUT_MINUTES": "1440"},
          "LOGIN_RECORD_RETENTION_DAYS=1 must be longer than LOGIN_LOCKOUT_MINUTES, or pruning would lift lock-outs "
          "early"),

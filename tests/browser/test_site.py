@@ -76,3 +76,13 @@ def test_the_admin_lists_sites_with_their_cost_and_a_preview(live_server, page, 
     preview.wait_for_load_state()
     expect(preview.locator("h1")).to_be_visible()
     screenshot(page, "admin-sites.png")
+
+
+def test_the_call_to_action_is_clicked_through_to_the_booking_page(live_server, page, settings):
+    site = generated_site(settings)
+    settings.SITE_BOOKING_URL = f"{live_server.url}/healthz"  # a page of ours: the run stays on loopback
+    page.goto(f"{live_server.url}/sites/{site.public_id}/")
+    page.get_by_role("link", name="Book a call").click()
+    page.wait_for_url(f"{live_server.url}/healthz")
+    site.refresh_from_db()
+    assert site.cta_clicks == 1

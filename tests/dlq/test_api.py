@@ -471,12 +471,18 @@ def test_a_secret_given_as_resolved_by_is_stored_redacted(api, settings):
     assert secret[:100] not in entry.resolved_by and secret[:100] not in history(entry)[0][2]
 
 
-def test_a_logged_in_person_is_the_resolver_and_cannot_name_someone_else(redis_client):
-    entry = dead_probe()
+def alice_with_dlq_change() -> Client:
+    """A browser session of alice, staff who may view and change dead letters."""
     alice = User.objects.create_user("alice", password="x", is_staff=True)
     alice.user_permissions.add(*Permission.objects.filter(codename__in=["view_deadletter", "change_deadletter"]))
     client = Client()
     client.force_login(alice)
+    return client
+
+
+def test_a_logged_in_person_is_the_resolver_and_cannot_name_someone_else(redis_client):
+    entry = dead_probe()
+    client = alice_with_dlq_change()
     assert_json_error(patch(client, {"id": str(entry.id), "resolved": True, "resolvedBy": "the-ceo"}), 400,
                       "resolvedBy", "alice", "the-ceo")
     entry.refresh_from_db()
@@ -510,10 +516,7 @@ def test_every_api_change_is_in_the_admin_history_under_the_token_that_made_it(a
 
 def test_a_session_change_is_in_the_history_under_the_person_and_shown_on_the_history_page(redis_client):
     entry = dead_probe()
-    alice = User.objects.create_user("alice", password="x", is_staff=True)
-    alice.user_permissions.add(*Permission.objects.filter(codename__in=["view_deadletter", "change_deadletter"]))
-    client = Client()
-    client.force_login(alice)
+    client = alice_with_dlq_change()
 
     response = patch(client, {"id": str(entry.id), "resolved": True, "notes": "known outage"})
 

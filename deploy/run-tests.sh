@@ -56,6 +56,23 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# tests/monitoring checks /metrics with promtool (`promtool check metrics`), Debian's prometheus
+# package's: only the program is taken from the package (apt-get download, unpacked into var/tools),
+# so no Prometheus service is installed or started. Without it that test is skipped, saying why.
+PROMTOOL=$(command -v promtool || echo "$PWD/var/tools/promtool")
+if [ ! -x "$PROMTOOL" ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
+  say "fetching promtool from Debian's prometheus package into var/tools..."
+  promtool_tmp=$(mktemp -d)
+  if (cd "$promtool_tmp" && apt-get download -qq prometheus >/dev/null 2>&1 && dpkg -x prometheus_*.deb x) \
+     && [ -x "$promtool_tmp/x/usr/bin/promtool" ]; then
+    mkdir -p var/tools && cp "$promtool_tmp/x/usr/bin/promtool" var/tools/promtool
+  else
+    say "could not fetch promtool (apt-get download prometheus): the promtool check of /metrics will be skipped"
+  fi
+  rm -rf "$promtool_tmp"
+fi
+export PROMTOOL
+
 if trap -p EXIT | grep -q .; then
   # Not exec: the throwaway cluster is stopped when pytest ends.
   rc=0; $PY -m pytest "$@" || rc=$?

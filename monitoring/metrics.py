@@ -46,6 +46,17 @@ def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamil
     return GaugeMetricFamily(f"resilience_{name}", documentation, labels=labels)
 
 
+def _counter(name: str, documentation: str, labels: list[str]) -> CounterMetricFamily:
+    """Exposed as resilience_<name>_total (prometheus_client adds the suffix)."""
+    return CounterMetricFamily(f"resilience_{name}", documentation, labels=labels)
+
+
+def _deprecated(name: str, replacement: str | None = None, why: str = "") -> str:
+    """The HELP of a gauge kept one release under its old name beside its replacement (docs/operating.md)."""
+    return (f"Deprecated, removed in the next release: use resilience_{replacement or name + '_total'}"
+            f"{why or ' (a counter, so rate() and increase() apply)'}")
+
+
 class ResilienceCollector:
     def collect(self) -> Iterator[Metric]:
         now = db_now()
@@ -57,12 +68,22 @@ class ResilienceCollector:
                 by_state.add_metric([q.name, state], q.by_state.get(state, 0))
         yield by_state
 
-        per_queue = {
-            "queue_waiting": ("Jobs not started yet (pending, retrying or published)", lambda q: q.waiting),
-            "queue_active": ("Jobs running now", lambda q: q.active),
+        # Lifetime totals only grow: counters (named ..._total), so rate() and increase() apply.
+        lifetime = {
             "queue_completed": ("Jobs succeeded, lifetime (ledger plus daily statistics)", lambda q: q.completed),
             "queue_failed": ("Jobs dead-lettered, lifetime, rejected input excepted", lambda q: q.failed),
             "queue_rejected": ("Jobs dead-lettered for invalid input, lifetime", lambda q: q.rejected),
+        }
+        for name, (doc, value) in lifetime.items():
+            counter = _counter(name, doc, ["queue"])
+            for q in figures.values():
+                counter.add_metric([q.name], value(q))
+            yield counter
+
+        per_queue = {
+            "queue_waiting": ("Jobs not started yet (pending, retrying or published)", lambda q: q.waiting),
+            "queue_active": ("Jobs running now", lambda q: q.active),
+            **{name: (_deprecated(name), value) for name, (_, value) in lifetime.items()},
             "queue_recent_rejected": ("Jobs rejected for invalid input over the health window",
                                       lambda q: q.recent_rejected),
             "queue_failure_rate_percent": ("Dead-lettered / finished jobs, lifetime, in percent",
@@ -113,18 +134,32 @@ class ResilienceCollector:
         labels = ["worker", "pool", "queue"]
         age = _gauge("worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat", labels)
         up = _gauge("worker_up", "1 while the worker's heartbeat is live", labels)
-        memory = _gauge("worker_memory_bytes", "RSS of the worker and its pool processes", labels)
-        done = _gauge("worker_jobs_done", "Jobs the worker process finished since it started", labels)
-        failed = _gauge("worker_jobs_failed", "Job attempts that failed in the worker process since it started",
+        # A worker process beats once per queue it consumes: its memory is one figure per process, or
+        # sum() would count it once per queue.
+        process_memory = _gauge("worker_process_memory_bytes", "RSS of the worker process and its pool processes, "
+                                "once per process", ["worker", "pool", "host", "pid"])
+        memory = _gauge("worker_memory_bytes", _deprecated("worker_memory_bytes", "worker_process_memory_bytes",
+                                                           "; repeated per queue row, so its sum() overcounts"),
                         labels)
+        done = _counter("worker_jobs_done", "Jobs the worker process finished since it started", labels)
+        failed = _counter("worker_jobs_failed", "Job attempts that failed in the worker process since it started",
+                          labels)
+        done_gauge = _gauge("worker_jobs_done", _deprecated("worker_jobs_done"), labels)
+        failed_gauge = _gauge("worker_jobs_failed", _deprecated("worker_jobs_failed"), labels)
+        processes: set[tuple[str, int]] = set()
         for worker in worker_report(now):
             key = [worker["name"], worker["pool"], worker["queue"]]
             age.add_metric(key, worker["heartbeatAgeSeconds"])
             up.add_metric(key, int(worker["live"]))
+            if (worker["host"], worker["pid"]) not in processes:  # its rows are "<node>/<queue>" (workers.heartbeat)
+                processes.add((worker["host"], worker["pid"]))
+                process_memory.add_metric([worker["name"].split("/")[0], worker["pool"], worker["host"],
+                                           str(worker["pid"])], worker["memoryBytes"])
             memory.add_metric(key, worker["memoryBytes"])
-            done.add_metric(key, worker["jobsDone"])
-            failed.add_metric(key, worker["jobsFailed"])
-        yield from (age, up, memory, done, failed)
+            for total, gauge, figure in ((done, done_gauge, worker["jobsDone"]), (failed, failed_gauge, worker["jobsFailed"])):
+                total.add_metric(key, figure)
+                gauge.add_metric(key, figure)
+        yield from (age, up, process_memory, memory, done, failed, done_gauge, failed_gauge)
 
 
 def ai_spend_counters() -> Iterator[Metric]:

@@ -117,3 +117,55 @@ def test_metrics_expose_queues_jobs_dead_letters_and_heartbeats(client, token, l
     assert sample(text, "resilience_worker_up", **worker) == 1
     assert sample(text, "resilience_worker_memory_bytes", **worker) == 123_456_789
     assert 0 <= sample(text, "resilience_worker_heartbeat_age_seconds", **worker) < 60
+
+
+def test_metrics_count_each_process_s_memory_once_and_name_lifetime_totals_as_counters(client, token, ledger_state):
+    """Issue 20: a process consuming two queues beats once per queue; sum() over the memory must be the
+    process's, not twice it. Lifetime totals are counters (..._total); the old gauges stay one release."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    now = db_now()
+    for queue in ("site-generation", "email-sending"):  # the deploy layout's threads worker: one process
+        WorkerHeartbeat.objects.create(name=f"network@primary.h/{queue}", pool="primary", queue=queue, host="h", pid=43,
+                                       concurrency=3, started_at=now, beat_at=now,
+                                       expires_at=now + timedelta(seconds=45), memory_bytes=500_000_000,
+                                       jobs_done=7)
+    text = client.get("/metrics", **auth(token)).content.decode()
+    # The parser names a counter without its _total, like the deprecated gauge of the same old name.
+    families = {(family.name, family.type): family for family in text_string_to_metric_families(text)}
+
+    process = families["resilience_worker_process_memory_bytes", "gauge"]
+    assert sum(s.value for s in process.samples) == 123_456_789 + 500_000_000
+    assert {s.labels["worker"] for s in process.samples} == {"lead-processing@primary.h", "network@primary.h"}
+
+    for name in ("resilience_queue_completed", "resilience_queue_failed", "resilience_queue_rejected",
+                 "resilience_worker_jobs_done", "resilience_worker_jobs_failed"):
+        assert all(s.name == f"{name}_total" for s in families[name, "counter"].samples), name
+    assert sample(text, "resilience_queue_completed_total", queue="lead-processing") == 1234
+    assert sample(text, "resilience_worker_jobs_done_total", worker="network@primary.h/email-sending", pool="primary",
+                  queue="email-sending") == 7
+    # Kept one release under the old names, saying so.
+    assert "# HELP resilience_queue_completed Deprecated, removed in the next release: use " \
+           "resilience_queue_completed_total" in text
+    assert "# HELP resilience_worker_memory_bytes Deprecated" in text
+    assert sample(text, "resilience_queue_completed", queue="lead-processing") == 1234
+    # Each family once (a second TYPE line for a name is what promtool refuses).
+    types = re.findall(r"^# TYPE (\S+) ", text, re.M)
+    assert len(types) == len(set(types))
+
+
+def test_promtool_finds_nothing_wrong_with_the_metrics(client, token, ledger_state):
+    """Prometheus's own linter on the endpoint's real output (deploy/run-tests.sh fetches promtool)."""
+    import os
+    import shutil
+    import subprocess
+
+    promtool = os.environ.get("PROMTOOL") or shutil.which("promtool")
+    if not promtool or not os.access(promtool, os.X_OK):
+        pytest.skip("promtool is missing (make test fetches it from Debian's prometheus package with apt-get)")
+    record_dead_letter(queue_name="delivery", job_id="j1", job_data={}, error_message="x", error_stack="",
+                       attempts_made=3)
+    text = client.get("/metrics", **auth(token)).content
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), \
+        (checked.stdout + checked.stderr).decode()

@@ -154,6 +154,8 @@ def test_dashboard_shows_what_health_report_says(live_server, page, staff_user, 
         workers = page.locator("#wd-workers tbody tr")
         expect(workers).to_have_count(8)  # and the dispatcher leader's row
         expect(page.locator('[data-field="dispatcherLeader"] dd')).to_have_text("dispatcher@test-host")
+        # 5 live of the 7 worker rows (one gone, one stopped); the dispatcher's row is not a worker's.
+        expect(page.locator('[data-field="liveWorkers"] dd')).to_have_text("5 of 7")
         expect(page.locator('[data-field="totalRejected"] dd')).to_have_text("1")
         expect(page.locator("#wd-overall-reasons")).to_be_hidden()
         primary = page.locator('#wd-workers tr[data-worker="lead-processing@primary.test-host"]')

@@ -166,7 +166,9 @@
     var counts = {};
     queues.forEach(function (q) { counts[q.status] = (counts[q.status] || 0) + 1; });
     var dispatcher = health.dispatcher || {};
-    var liveWorkers = (data.workers || []).filter(function (w) { return w.live && w.pool !== "dispatcher"; }).length;
+    // Worker rows only: the dispatcher leader's heartbeat row is shown apart ("Dispatcher leader").
+    var workerRows = (data.workers || []).filter(function (w) { return w.pool !== "dispatcher"; });
+    var liveWorkers = workerRows.filter(function (w) { return w.live; }).length;
     var byStatus = counts.healthy === queues.length ? "all " + queues.length + " healthy" :
       STATUSES.filter(function (s) { return counts[s]; }).map(function (s) { return counts[s] + " " + s; }).join(", ");
     var totals = [
@@ -176,7 +178,7 @@
       ["Completed", formatCount(summary.totalCompleted), "totalCompleted"],
       ["Failed", formatCount(summary.totalFailed), "totalFailed"],
       ["Rejected input", formatCount(summary.totalRejected), "totalRejected"],
-      ["Live workers", liveWorkers + " of " + (data.workers || []).length, "liveWorkers"],
+      ["Live workers", liveWorkers + " of " + workerRows.length, "liveWorkers"],
       ["Dispatcher leader", dispatcher.live ? dispatcher.leader : "none live", "dispatcherLeader"],
       ["Dead letters", formatCount(data.deadLetterUnresolved) + " unresolved", "deadLetterUnresolved"],
     ];

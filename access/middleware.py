@@ -1,4 +1,4 @@
-"""Security headers and the client's address, for every request."""
+"""Security headers and the client's address, for every request; the username login throttling keeps."""
 from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction
@@ -39,3 +39,14 @@ def client_ip(request: HttpRequest) -> str | None:
         if last:
             return last
     return request.META.get("REMOTE_ADDR")
+
+
+def login_username(request: HttpRequest, credentials: dict | None = None) -> str | None:
+    """The username login throttling records and locks out (settings.AXES_USERNAME_CALLABLE): the one
+    typed, redacted. A secret pasted into the username field (a password, a token) would otherwise be
+    kept in the login records and listed in the admin."""
+    from resilience.redaction import redact_text
+
+    source = credentials if credentials else getattr(request, "data", request.POST)
+    username = source.get(getattr(settings, "AXES_USERNAME_FORM_FIELD", "username")) if source else None
+    return redact_text(username) if isinstance(username, str) else username

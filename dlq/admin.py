@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from dlq import actions
 from dlq.models import DeadLetter
+from resilience.redaction import redact_text
 
 # Enough refusals to see the pattern without a message that fills the screen.
 _MAX_LISTED = 10
@@ -21,6 +22,10 @@ class ResolveForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 5, "cols": 80}),
         help_text="What was wrong and what was done, for the post-mortem. Stored on each entry this resolves.",
     )
+
+    def clean_notes(self) -> str:
+        # A secret pasted into the notes (a key that "was wrong") is kept, and shown, as REDACTED.
+        return redact_text(self.cleaned_data["notes"])
 
 
 @admin.register(DeadLetter)

@@ -73,6 +73,13 @@ def _entry_id(value: Any, where: str) -> uuid.UUID:
         raise ApiError(400, f"{where} is not a valid UUID: {value[:100]!r}") from None
 
 
+def _notes(body: dict[str, Any]) -> str | None:
+    """The notes given, with any secret in them (a key that "was wrong") redacted: they are kept, shown
+    in the admin and quoted in its history."""
+    notes = _optional_text(body, "notes")
+    return None if notes is None else redact_text(notes)
+
+
 def _optional_text(body: dict[str, Any], key: str, *, max_length: int | None = None) -> str | None:
     value = body.get(key)
     if value is None:
@@ -126,7 +133,7 @@ def _patch(request: HttpRequest) -> JsonResponse:
     if not isinstance(resolved, bool):
         raise ApiError(400, f"resolved must be true or false, got {resolved!r}"[:200])
     resolver = _resolver(request, _optional_text(body, "resolvedBy", max_length=_RESOLVED_BY_MAX))
-    notes = _optional_text(body, "notes")
+    notes = _notes(body)
     try:
         with transaction.atomic():
             entry, changed = actions.set_resolved(entry_id, resolved=resolved, by=resolver, notes=notes)
@@ -184,7 +191,7 @@ def dead_letter_queue(request: HttpRequest) -> JsonResponse:
 def requeue(request: HttpRequest) -> JsonResponse:
     body = json_object_body(request)
     entry_id = _entry_id(body.get("id"), "id")
-    notes = _optional_text(body, "notes") or ""
+    notes = _notes(body) or ""
     try:
         with transaction.atomic():
             entry, job = actions.requeue(entry_id, by=request.actor, notes=notes)

@@ -129,6 +129,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minim
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "access.middleware.client_ip"
+AXES_USERNAME_CALLABLE = "access.middleware.login_username"
 
 # Sent on every page (the admin, the dashboard): scripts and styles only from our static files, no
 # inline code, no framing. The admin and the dashboard (static JS, data in json_script) need no more.

@@ -92,3 +92,20 @@ def test_behind_the_proxy_the_address_is_the_one_the_proxy_appended(admin_user, 
     assert spoofing.status_code == 429
     # Another client, behind the same proxy, is not locked out with it.
     assert logged_in(log_in(Client(**proxy), PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.2"))
+
+
+def test_a_secret_typed_as_the_username_is_kept_redacted_in_the_login_records(client, admin_user):
+    from axes.models import AccessAttempt, AccessFailureLog
+
+    from tests.secret_samples import API_TOKEN
+
+    log_in(client, "wrong", username=API_TOKEN)
+    recorded = list(AccessAttempt.objects.values_list("username", flat=True)) + \
+        list(AccessFailureLog.objects.values_list("username", flat=True))
+    assert recorded and all(API_TOKEN not in (name or "") for name in recorded)
+    page = Client()
+    page.force_login(admin_user)
+    assert API_TOKEN not in page.get("/admin/axes/accessattempt/").content.decode()
+    # A real username is kept as typed, so a lock-out still names who it locks out.
+    log_in(client, "wrong", username="jane@acme.io")
+    assert AccessAttempt.objects.filter(username="jane@acme.io").exists()

@@ -25,6 +25,7 @@ from workers.errors import PermanentError
 from workers.models import Job
 from workers.probe import enqueue_probe, run_probe
 from workers.runner import run_job
+from tests.secret_samples import SAMPLE_IDS, SAMPLES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -532,3 +533,14 @@ def test_a_failed_change_leaves_no_history(api):
     assert post_requeue(api, {"id": str(entry.id)}).status_code == 409
     assert api.delete(f"{URL}?id={uuid.uuid4()}").status_code == 404
     assert not LogEntry.objects.exists()
+
+
+@pytest.mark.parametrize("text, secret", SAMPLES[:3] + SAMPLES[-2:], ids=SAMPLE_IDS[:3] + SAMPLE_IDS[-2:])
+def test_a_secret_in_the_notes_is_stored_and_recorded_redacted(api, text, secret):
+    entry, other = dead_probe(), dead_probe()
+    assert patch(api, {"id": str(entry.id), "resolved": True, "notes": f"the old key {text} was wrong"}).status_code == 200
+    assert post_requeue(api, {"id": str(other.id), "notes": f"rotated {text}"}).status_code == 200
+    for row in (entry, other):
+        row.refresh_from_db()
+        assert secret not in row.notes and "redacted" in row.notes.lower()
+    assert not [m for _, _, m in history(entry) + history(other) if secret in m]

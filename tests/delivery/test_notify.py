@@ -84,6 +84,6 @@ def test_a_webhook_url_that_is_not_http_stops_start_up_in_one_line_without_showi
     result = start(MANAGE, DELIVERY_NOTIFY_WEBHOOK_URL="hooks.slack.com/services/T0/B0/sekret")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        "configuration error: DELIVERY_NOTIFY_WEBHOOK_URL must be an http:// or https:// URL, "
+        "configuration error: DELIVERY_NOTIFY_WEBHOOK_URL must be an http:// or https:// URL with a host, "
         "not one starting 'hooks.sl'")
     assert "sekret" not in result.stderr + result.stdout

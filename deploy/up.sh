@@ -12,6 +12,11 @@ CMD_NAME="make up"
 T0=$(date +%s)
 
 mkdir -p var/log
+# Logs and the dev mail sink (leads' addresses, tracking links) readable by their owner only. New files
+# are made so (supervisord's umask=077, resilience/logfiles.py); these lines tighten what an older
+# version left readable by others.
+chmod -R go-rwx var/log
+[ ! -d var/mail ] || chmod -R go-rwx var/mail
 
 if pid=$(dev_workers_pid); then
   fail "make workers (the development workers, pid $pid) is running and would compete for the same queues: stop it first (Ctrl-C in its terminal)"

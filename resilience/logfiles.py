@@ -1,5 +1,7 @@
-"""Log files people read: one line per record with no control character in it, and files readable by
-their owner only. Standard library only: settings.LOGGING names these in every process.
+"""Files under var/ that people read: log files with one line per record and no control character in
+it, and files (logs, the dev mail sink's .eml, state files) readable by their owner only, whatever the
+umask of whoever started the process. Standard library only: settings.LOGGING names these in every
+process.
 
 A request path is percent-decoded before it is logged, so `%0a` would otherwise end the line and let a
 client write a convincing forged one, and a raw ESC would reach the operator's terminal through
@@ -10,8 +12,23 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+from pathlib import Path
 
 OWNER_ONLY = 0o600
+OWNER_ONLY_DIRECTORY = 0o700
+
+
+def write_owner_only(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (replacing what was there) as a file only its owner can read; its
+    directory, when it has to be made, only its owner can enter."""
+    path.parent.mkdir(mode=OWNER_ONLY_DIRECTORY, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, OWNER_ONLY)
+    try:
+        os.fchmod(fd, OWNER_ONLY)  # an existing file keeps its mode through O_TRUNC
+    except PermissionError:  # someone else's file: the open succeeded, so writing still works
+        pass
+    with open(fd, "wb") as handle:
+        handle.write(data)
 
 
 def _escapes(extra: str = "") -> dict[int, str]:
@@ -53,7 +70,7 @@ class OwnerOnlyRotatingFileHandler(logging.handlers.RotatingFileHandler):
     when it is opened."""
 
     def _open(self):
-        os.makedirs(os.path.dirname(self.baseFilename), mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(self.baseFilename), mode=OWNER_ONLY_DIRECTORY, exist_ok=True)
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, OWNER_ONLY)
         try:
             os.fchmod(fd, OWNER_ONLY)

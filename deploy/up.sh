@@ -60,7 +60,8 @@ else
   step "starting supervisord ($CONF)"
   rm -f var/supervisord.sock var/supervisord.env-hash
   (umask 077 && cp .env.local "$RUNNING_ENV")
-  .venv/bin/supervisord -c "$CONF" || fail "supervisord did not start: see var/log/supervisord.log"
+  # umask 077: supervisord opens its own log before it applies the umask=077 of its config.
+  (umask 077 && exec .venv/bin/supervisord -c "$CONF") || fail "supervisord did not start: see var/log/supervisord.log"
 fi
 
 step "waiting for the web app, Flower and all programs (up to 60 s)"

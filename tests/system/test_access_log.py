@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import socket
 import stat
 import urllib.parse
@@ -113,3 +114,52 @@ def test_the_access_log_rotates_at_its_size_keeping_five_backups_each_0600(tmp_p
     assert {stat.S_IMODE(file.stat().st_mode) for file in files} == {0o600}
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert "request 059" in path.read_text()
+
+
+@pytest.fixture
+def supervised_web(tmp_path, redis_client):
+    """deploy/supervisord.conf's supervisord with its `web` program only, var/ in tmp_path."""
+    import configparser
+
+    from bench.footprint import Supervisor
+    from tests.system.processes import database_url, free_port
+
+    url, port = database_url(), free_port()
+    sv = Supervisor({"DJANGO_SETTINGS_MODULE": "tests.settings",
+                     "TEST_DB_NAME": settings.DATABASES["default"]["NAME"], "TEST_DATABASE_URL": url,
+                     "DATABASE_URL": url, "TEST_REDIS_URL": settings.REDIS_URL, "WEB_PORT": str(port)},
+                    only=(), tmp=tmp_path)
+    parser = configparser.RawConfigParser(interpolation=None, strict=False)
+    parser.read_string(sv.conf.read_text())
+    for section in parser.sections():
+        if section.startswith("eventlistener:"):
+            parser.remove_section(section)
+    web_conf = configparser.RawConfigParser(interpolation=None, strict=False)
+    web_conf.read_string((Path(settings.BASE_DIR) / "deploy" / "supervisord.conf").read_text()
+                         .replace("%(here)s/../var", str(tmp_path)).replace("%(here)s", str(settings.BASE_DIR / "deploy")))
+    parser.add_section("program:web")
+    for key, value in web_conf.items("program:web"):
+        parser.set("program:web", key, value)
+    with sv.conf.open("w") as handle:
+        parser.write(handle)
+    # As deploy/up.sh starts it (supervisord opens its own log before it applies its config's umask).
+    assert "(umask 077 && exec .venv/bin/supervisord " in (Path(settings.BASE_DIR) / "deploy" / "up.sh").read_text()
+    old_umask = os.umask(0o077)
+    try:
+        sv.start(timeout=60)
+    finally:
+        os.umask(old_umask)
+    try:
+        yield f"http://127.0.0.1:{port}", sv
+    finally:
+        sv.stop()
+
+
+def test_under_supervisord_logs_and_state_files_are_readable_by_their_owner_only(supervised_web, tmp_path):
+    url, _ = supervised_web
+    raw_get(url, "/healthz")
+    access_lines(tmp_path, "/healthz")
+    files = [tmp_path / "supervisord.pid", *sorted((tmp_path / "log").iterdir())]
+    assert {file.name for file in files} >= {"supervisord.pid", "supervisord.log", "web.log", "web-access.log"}
+    assert {file.name: oct(stat.S_IMODE(file.stat().st_mode)) for file in files} == \
+        {file.name: oct(0o600) for file in files}

@@ -48,6 +48,11 @@ _CONTROL = _escapes()
 _FIELD = _escapes('\\"')
 
 
+# For the logs supervisord writes from each program's output: a traceback keeps its lines, but nothing
+# a terminal would run (ESC, CSI, a carriage return that hides what came before) reaches `make logs`.
+_TERMINAL = {code: escape for code, escape in _CONTROL.items() if chr(code) not in "\n\t"}
+
+
 def escape_control_characters(text: str) -> str:
     """`text` with every control character written as an escape: one line, nothing a terminal runs."""
     return text.translate(_CONTROL)
@@ -62,6 +67,13 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return escape_control_characters(super().format(record))
+
+
+class TerminalSafeFormatter(logging.Formatter):
+    """A formatter whose output holds no control character but newlines and tabs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_TERMINAL)
 
 
 class OwnerOnlyRotatingFileHandler(logging.handlers.RotatingFileHandler):

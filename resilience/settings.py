@@ -169,7 +169,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+        # No terminal sequence from a logged value reaches `make logs` (resilience.logfiles).
+        "plain": {"()": "resilience.logfiles.TerminalSafeFormatter",
+                  "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
         # Hypercorn's own access-log line, kept as it was; every line one line (resilience.logfiles).
         "access": {"()": "resilience.logfiles.OneLineFormatter",
                    "fmt": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s", "datefmt": "[%Y-%m-%d %H:%M:%S %z]"},

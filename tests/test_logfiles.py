@@ -1,8 +1,12 @@
 """resilience.logfiles: owner-only files whatever the umask (an older version's 0644 tightened), and
 log lines that stay one line."""
+import io
 import logging
+import logging.config
 import os
 import stat
+
+from django.conf import settings
 
 from resilience.logfiles import OneLineFormatter, OwnerOnlyRotatingFileHandler, write_owner_only
 
@@ -41,3 +45,22 @@ def test_every_control_character_is_escaped_and_printable_text_is_kept():
     formatter = OneLineFormatter("%(message)s")
     record = logging.makeLogRecord({"msg": "a\nb\rc\x1b[31md\x00e\x7ff\x9bg\u2028h\u202ei\tj caf\u00e9 \\ \""})
     assert formatter.format(record) == 'a\\nb\\rc\\x1b[31md\\x00e\\x7ff\\x9bg\\u2028h\\u202ei\\tj caf\u00e9 \\ "'
+
+
+def test_the_console_log_keeps_a_tracebacks_lines_but_no_terminal_sequence():
+    # The handler every program's log line goes through (settings.LOGGING's console, to supervisord).
+    stream = io.StringIO()
+    config = {**settings.LOGGING, "handlers": {**settings.LOGGING["handlers"], "console": {
+        **settings.LOGGING["handlers"]["console"], "class": "logging.StreamHandler", "stream": stream}}}
+    logging.config.dictConfig(config)
+    try:
+        try:
+            raise ValueError("lead name \x1b]0;owned\x07\x1b[2J\rforged")
+        except ValueError:
+            logging.getLogger("tests.console").exception("could not store \x9b31mAda")
+    finally:
+        logging.config.dictConfig(settings.LOGGING)
+    text = stream.getvalue()
+    assert not [char for char in text if char not in "\n\t" and (ord(char) < 0x20 or 0x7f <= ord(char) < 0xa0)]
+    assert "could not store \\x9b31mAda\nTraceback (most recent call last):\n" in text
+    assert "lead name \\x1b]0;owned\\x07\\x1b[2J\\rforged" in text

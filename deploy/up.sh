@@ -15,8 +15,8 @@ mkdir -p var/log
 # Logs and the dev mail sink (leads' addresses, tracking links) readable by their owner only. New files
 # are made so (supervisord's umask=077, resilience/logfiles.py); these lines tighten what an older
 # version left readable by others.
-chmod -R go-rwx var/log
-[ ! -d var/mail ] || chmod -R go-rwx var/mail
+chmod -R go-rwx var/log || say "note: some files in var/log are not yours; others may still read them"
+[ ! -d var/mail ] || chmod -R go-rwx var/mail || say "note: some files in var/mail are not yours; others may still read them"
 
 if pid=$(dev_workers_pid); then
   fail "make workers (the development workers, pid $pid) is running and would compete for the same queues: stop it first (Ctrl-C in its terminal)"

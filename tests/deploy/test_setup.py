@@ -58,6 +58,8 @@ def bash(script: str, cwd: Path = ROOT, timeout: float = 120, **extra: str) -> s
 
 # --- .env.local ---------------------------------------------------------------------------------
 
+KEY = "k" * 50
+
 def test_a_new_env_file_names_a_project_local_postgresql(env_file, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("LOCAL_POSTGRES_PORT", "54444")
@@ -84,7 +86,7 @@ def test_an_old_env_file_without_database_url_gets_one(env_file, monkeypatch):
 
 
 def test_make_up_remembers_the_settings_it_was_given(env_file, monkeypatch, capsys):
-    env_file.write_text("# comment kept\nSECRET_KEY=abc\nREDIS_URL=redis://127.0.0.1:6379/0\n# WEB_PORT=8000\n")
+    env_file.write_text(f"# comment kept\nSECRET_KEY={KEY}\nREDIS_URL=redis://127.0.0.1:6379/0\n# WEB_PORT=8000\n")
     env_file.chmod(0o600)
     monkeypatch.setenv("DATABASE_URL", "postgres://me:p%40ss@127.0.0.1:5432/mine")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/2")
@@ -100,7 +102,7 @@ def test_make_up_remembers_the_settings_it_was_given(env_file, monkeypatch, caps
     assert values["ALLOWED_HOSTS"] == "jobs.example.com, localhost"
     assert "DJANGO_SUPERUSER_PASSWORD" not in values and "TEST_DATABASE_URL" not in values
     lines = env_file.read_text().splitlines()
-    assert lines[:4] == ["# comment kept", "SECRET_KEY=abc", "REDIS_URL=redis://127.0.0.1:6390/2", "WEB_PORT=8100"]
+    assert lines[:4] == ["# comment kept", f"SECRET_KEY={KEY}", "REDIS_URL=redis://127.0.0.1:6390/2", "WEB_PORT=8100"]
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "DATABASE_URL" in capsys.readouterr().out
     # Given again, unchanged: nothing to write.
@@ -118,6 +120,62 @@ def test_written_values_read_back_the_same(env_file, value):
 def test_a_value_with_a_line_break_is_refused(env_file):
     with pytest.raises(ValueError, match="line break"):
         helper.set_env_values({"FLOWER_BASIC_AUTH": "a\nSECRET_KEY=evil"}, "test")
+
+
+def test_a_new_secret_key_keeps_the_old_one_and_the_links_signed_with_it(env_file, monkeypatch, capsys):
+    old_key, new_key = "o" * 50, "n" * 50
+    env_file.write_text(f"SECRET_KEY={old_key}\nCLAY_WEBHOOK_SECRET=s\nFLOWER_BASIC_AUTH=a:b\n"
+                        "DATABASE_URL=postgres://resilience:pw@127.0.0.1:54329/resilience\n")
+    env_file.chmod(0o600)
+    monkeypatch.setenv("SECRET_KEY", new_key)
+    monkeypatch.setenv("CLAY_WEBHOOK_SECRET", "new-webhook-secret")
+    assert helper.cmd_remember() == 0
+    values = dotenv_values(env_file)
+    assert values["SECRET_KEY"] == new_key
+    # Sent links were signed with the old effective key (EMAIL_SIGNING_KEY's default): it keeps signing them.
+    assert values["EMAIL_SIGNING_KEY"] == old_key
+    previous = env_file.with_name(".env.local.previous")
+    assert stat.S_IMODE(previous.stat().st_mode) == 0o600
+    assert dotenv_values(previous) == {"SECRET_KEY": old_key, "CLAY_WEBHOOK_SECRET": "s"}
+    assert previous.read_text().startswith("# Replaced in .env.local by `make up` on 20")
+    out = capsys.readouterr().out
+    assert ".env.local.previous" in out and "EMAIL_SIGNING_KEY set to the old SECRET_KEY" in out
+
+    # Rotated again: EMAIL_SIGNING_KEY is set now and stays; the history grows.
+    monkeypatch.setenv("SECRET_KEY", "t" * 50)
+    assert helper.cmd_remember() == 0
+    assert dotenv_values(env_file)["EMAIL_SIGNING_KEY"] == old_key
+    assert previous.read_text().count("# Replaced in .env.local") == 2
+    assert f"SECRET_KEY={new_key}" in previous.read_text().splitlines()
+
+
+# The examples: each is refused by start-up's own checks before .env.local is touched.
+REFUSED = {
+    "SECRET_KEY": ("short", "SECRET_KEY must be at least 32 characters"),
+    "REDIS_URL": ("https://default:pw@eu1.upstash.io:6379", "REDIS_URL is an https:// URL"),
+    "LEAD_MIN_SCORE": ("fifty", "LEAD_MIN_SCORE='fifty' is not a whole number"),
+    "WEB_PORT": ("80a", "WEB_PORT='80a' is not a whole number"),
+    "DATABASE_URL": ("sqlite:///var/db.sqlite3", "DATABASE_URL must be a postgres:// URL"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_make_up_refuses_a_bad_setting_before_writing_it(project, name):
+    value, error = REFUSED[name]
+    env_local = project / ".env.local"
+    env_local.write_text(GOOD_ENV)
+    env_local.chmod(0o600)
+    before = env_local.read_bytes()
+    result = bash("bash deploy/up.sh", cwd=project, **{name: value})
+    assert result.returncode != 0
+    assert env_local.read_bytes() == before
+    assert not (project / ".env.local.previous").exists()
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"configuration error: {error}"), result.stderr
+    assert result.stderr.endswith("(.env.local not changed)\n")
+    if name == "REDIS_URL":
+        assert "pw" not in result.stderr
 
 
 # --- the running system's settings ------------------------------------------------------------

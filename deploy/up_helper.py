@@ -248,6 +248,14 @@ def _hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def _check_local_postgres_home() -> None:
+    from resilience.env import ConfigError
+
+    home = os.environ.get("LOCAL_POSTGRES_HOME", "")
+    if home and not os.path.isabs(home):
+        raise ConfigError(f"LOCAL_POSTGRES_HOME must be an absolute path (got {home!r})")
+
+
 def cmd_settings() -> int:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resilience.settings")
@@ -256,6 +264,8 @@ def cmd_settings() -> int:
     load_settings_or_exit()
     # Read by supervisord.conf only (celery --max-memory-per-child), so checked here.
     load_settings_or_exit(lambda: env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 1048576, minimum=10240))
+    # Read by deploy/services.sh only (where the project-local cluster's data lives), so checked here.
+    load_settings_or_exit(_check_local_postgres_home)
     from django.conf import settings
 
     db = settings.DATABASES["default"]
@@ -352,7 +362,8 @@ def cmd_local_db(datadir: str, url: str, superuser: bool) -> int:
         return 1
     rights = sql.SQL("SUPERUSER" if superuser else "NOSUPERUSER CREATEDB")
     try:
-        admin = _connect(url, host=os.path.abspath(datadir), user="postgres", password="", dbname="postgres")
+        # The real path: var/postgres may link to where the cluster is, and its socket path is limited in length.
+        admin = _connect(url, host=os.path.realpath(datadir), user="postgres", password="", dbname="postgres")
         admin.autocommit = True  # CREATE DATABASE cannot run in a transaction
         try:
             with admin.cursor() as cursor:

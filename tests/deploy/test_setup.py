@@ -3,15 +3,19 @@ commands, the shell helpers of deploy/services.sh and deploy/common.sh run throu
 of enqueue_probes. The project-local cluster test starts a real PostgreSQL from the machine's binaries."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
+import contextlib
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -48,12 +52,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bash(script: str, cwd: Path = ROOT, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
-    """Run script in a shell without the test settings' variables, as a user's shell would be."""
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment without the test settings' variables, as a user's shell would have it."""
     dropped = set(helper.setting_names()) | {"DJANGO_SETTINGS_MODULE"}
     env = {name: value for name, value in os.environ.items() if name not in dropped and not name.startswith("TEST_")}
-    env.update(extra)
-    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return env | extra
+
+
+def bash(script: str, cwd: Path = ROOT, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
+    """Run script in a shell without the test settings' variables, as a user's shell would be."""
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=user_env(**extra), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 # --- .env.local ---------------------------------------------------------------------------------
@@ -325,6 +334,118 @@ def test_make_test_runs_on_a_cluster_of_its_own_when_the_machine_postgresql_want
         "TEST_DATABASE_URL chooses another)")
     # Stopped when the tests end.
     assert not (project / "var" / "postgres-test" / "postmaster.pid").exists()
+
+
+@pytest.fixture
+def closed_project():
+    """A project with this one's code under a mode-700 parent, as root's clone under /root on a fresh server: the
+    postgres OS user, which the project-local PostgreSQL runs as, cannot enter it. make down and the removal of
+    the cluster's data after."""
+    if os.geteuid() != 0:
+        pytest.skip("as another user than root the project-local PostgreSQL runs as that user, inside the project")
+    if shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("no PostgreSQL server programs on this machine")
+    if subprocess.run(["id", "-u", "postgres"], capture_output=True).returncode != 0:
+        pytest.skip("no postgres OS user")
+    parent = Path(tempfile.mkdtemp(prefix="rx-", dir="/tmp"))  # mode 700, as /root is
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700
+    project = parent / "clone"
+    (project / "var").mkdir(parents=True)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "deploy").symlink_to(ROOT / "deploy")
+    yield project
+    link = project / "var" / "postgres"
+    data = Path(os.readlink(link)) if link.is_symlink() else None
+    down = bash("bash deploy/down.sh", cwd=project, timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    if data is not None and data.parent.parent == Path("/var/lib/resilience"):
+        shutil.rmtree(data.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            data.parent.parent.rmdir()  # only when no other clone has a cluster there
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def _local_env(project: Path) -> tuple[str, str]:
+    """.env.local naming a project-local PostgreSQL (and Redis) on free ports; (its DATABASE_URL, its REDIS_URL)."""
+    port, redis_port = _free_port(), _free_port()
+    database, redis_url = f"postgres://resilience:pw@127.0.0.1:{port}/resilience", f"redis://127.0.0.1:{redis_port}/0"
+    text = GOOD_ENV.replace("postgres://resilience:pw@127.0.0.1:54329/resilience", database)
+    text = text.replace("redis://127.0.0.1:6390/3", redis_url) + f"LOCAL_POSTGRES_PORT={port}\n"
+    (project / ".env.local").write_text(text)
+    (project / ".env.local").chmod(0o600)
+    return database, redis_url
+
+
+def test_make_up_runs_its_postgresql_from_a_clone_the_postgres_user_cannot_enter(closed_project):
+    database, _ = _local_env(closed_project)
+    result = bash('. deploy/services.sh; . deploy/common.sh; load_settings && ensure_app_postgres && '
+                  'echo "note: $DATABASE_NOTE"', cwd=closed_project, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # The data where the postgres OS user reaches it, one place per clone; the project knows it as var/postgres.
+    link = closed_project / "var" / "postgres"
+    assert link.is_symlink()
+    digest = hashlib.sha256(str(closed_project.resolve()).encode()).hexdigest()[:12]
+    data = Path("/var/lib/resilience") / digest / "postgres"
+    assert Path(os.readlink(link)) == data
+    assert (data / "PG_VERSION").exists() and stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert f"the postgres OS user cannot enter {closed_project / 'var'}: the project-local PostgreSQL keeps its " \
+           f"data in {data} (var/postgres links there; LOCAL_POSTGRES_HOME chooses another place)" in result.stderr
+    assert f"note: project-local PostgreSQL, data in {data} (var/postgres links there); make down stops it" \
+        in result.stdout
+    # Everything else stays in the project.
+    assert not (data.parent / "log").exists() and sorted(p.name for p in data.parent.iterdir()) == ["postgres"]
+    assert helper.cmd_db_ping(database) == 0
+
+    # Again: it runs, nothing to say; make down finds it through the link and stops it.
+    again = bash(". deploy/services.sh; . deploy/common.sh; load_settings && ensure_app_postgres", cwd=closed_project)
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    down = bash("bash deploy/down.sh", cwd=closed_project, timeout=120)
+    assert "PostgreSQL stopped" in down.stdout, down.stdout + down.stderr
+    with redirect_stdout(io.StringIO()):
+        assert helper.cmd_db_ping(database) == 3
+
+
+def test_local_postgres_home_must_be_an_absolute_path(project):
+    (project / ".env.local").write_text(GOOD_ENV + "LOCAL_POSTGRES_HOME=pg-data\n")
+    (project / ".env.local").chmod(0o600)
+    result = bash(". deploy/services.sh; . deploy/common.sh; load_settings", cwd=project)
+    assert result.returncode != 0
+    assert result.stderr == "configuration error: LOCAL_POSTGRES_HOME must be an absolute path (got 'pg-data')\n"
+
+
+def test_make_workers_says_what_it_leaves_running_when_it_stops(closed_project):
+    _, redis_url = _local_env(closed_project)
+    # manage.py stands in for Django: migrate does nothing, run_workers_dev waits for Ctrl-C and stops as it does.
+    (closed_project / "manage.py").write_text(
+        "import pathlib, sys, time\n"
+        "if sys.argv[1] == 'run_workers_dev':\n"
+        "    pathlib.Path('var/dev-ready').touch()\n"
+        "    try:\n"
+        "        time.sleep(120)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('stopped dev (exit 0)', flush=True)\n")
+    workers = subprocess.Popen(["bash", "deploy/workers.sh", "dev"], cwd=closed_project, env=user_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (closed_project / "var" / "dev-ready").exists():
+            assert workers.poll() is None and time.monotonic() < deadline, workers.communicate(timeout=10)
+            time.sleep(0.2)
+        os.killpg(workers.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        out, err = workers.communicate(timeout=60)
+    finally:
+        if workers.poll() is None:
+            os.killpg(workers.pid, signal.SIGKILL)
+    assert workers.returncode == 0, out + err
+    data = Path(os.readlink(closed_project / "var" / "postgres"))
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    assert out.splitlines()[-1] == (
+        f"==> make workers stopped; still running: the project-local PostgreSQL (127.0.0.1:"
+        f"{helper._read_env_file(closed_project / '.env.local')['LOCAL_POSTGRES_PORT']}, data in {data}); the "
+        f"project-local redis-server (redis://127.0.0.1:{port}/0, data in var/redis). make down stops them"), out
+    down = bash("bash deploy/down.sh", cwd=closed_project, timeout=120)
+    assert "PostgreSQL stopped" in down.stdout and "redis-server stopped" in down.stdout, down.stdout + down.stderr
 
 
 # --- the admin login that make up prints ------------------------------------------------------

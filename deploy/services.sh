@@ -118,10 +118,10 @@ pg_as_owner() {
 LOCAL_POSTGRES_BASE=/var/lib/resilience
 
 # local_postgres_place DIR [HOME]: print the real directory of the cluster that the project knows as DIR
-# (var/postgres): HOME when given (LOCAL_POSTGRES_HOME, an absolute path); else DIR itself, unless root runs this,
-# DIR holds no cluster yet and the postgres OS user cannot enter DIR's parent: then
-# LOCAL_POSTGRES_BASE/<hash of the project's path>/<DIR's name>. Elsewhere than DIR, DIR becomes a symlink to it,
-# so make down and every other command find it by the same name.
+# (var/postgres): HOME when given (LOCAL_POSTGRES_HOME, an absolute path); else DIR itself, unless root
+# runs this, DIR holds no cluster yet and the postgres OS user cannot enter DIR's parent: then
+# LOCAL_POSTGRES_BASE/<hash of the project's path>/<DIR's path under var/, with - for />. Elsewhere than
+# DIR, DIR becomes a symlink to it, so make down and every other command find it by the same name.
 local_postgres_place() {
   local dir=$1 home=${2:-} parent name target hash
   parent=$(cd "$(dirname "$dir")" && pwd -P) || return 1
@@ -134,8 +134,14 @@ local_postgres_place() {
   elif [ "$(id -u)" != 0 ] || [ -s "$parent/$name/PG_VERSION" ] || runuser -u postgres -- test -x "$parent" 2>/dev/null; then
     printf '%s\n' "$parent/$name"; return 0
   else
-    hash=$(python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:12])' "$(pwd -P)")
-    target=$LOCAL_POSTGRES_BASE/$hash/$name
+    # One directory per project (its path's hash), one place per cluster in it: var/postgres -> postgres,
+    # var/chaos/postgres -> chaos-postgres. A cluster outside the project: one directory per its parent.
+    local rel=$parent/$name key
+    key=$(pwd -P); rel=${rel#"$key"/}
+    if [ "${rel#/}" != "$rel" ]; then key=$parent; rel=$name; fi
+    rel=${rel#var/}
+    hash=$(python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:12])' "$key")
+    target=$LOCAL_POSTGRES_BASE/$hash/${rel//\//-}
     # 755: the postgres OS user must pass through them; the cluster's own directory is mode 700.
     mkdir -p "$LOCAL_POSTGRES_BASE/$hash" && chmod 755 "$LOCAL_POSTGRES_BASE" "$LOCAL_POSTGRES_BASE/$hash" || return 1
     say "the postgres OS user cannot enter $parent: the project-local PostgreSQL keeps its data in $target" \

@@ -406,6 +406,22 @@ def test_make_up_runs_its_postgresql_from_a_clone_the_postgres_user_cannot_enter
         assert helper.cmd_db_ping(database) == 3
 
 
+def test_each_cluster_of_a_closed_clone_gets_a_place_of_its_own(closed_project):
+    """make up's, make test's throwaway and make chaos's clusters of one clone never share a directory."""
+    digest = hashlib.sha256(str(closed_project.resolve()).encode()).hexdigest()[:12]
+    base = Path("/var/lib/resilience") / digest
+    try:
+        result = bash(". deploy/services.sh; for d in var/postgres-test var/chaos/postgres; do "
+                      "mkdir -p $(dirname $d); local_postgres_place $d; done", cwd=closed_project)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [str(base / "postgres-test"), str(base / "chaos-postgres")]
+        assert Path(os.readlink(closed_project / "var" / "chaos" / "postgres")) == base / "chaos-postgres"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            base.parent.rmdir()  # only when no other clone has a cluster there
+
+
 def test_local_postgres_home_must_be_an_absolute_path(project):
     (project / ".env.local").write_text(GOOD_ENV + "LOCAL_POSTGRES_HOME=pg-data\n")
     (project / ".env.local").chmod(0o600)

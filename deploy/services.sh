@@ -149,7 +149,10 @@ local_postgres_place() {
   fi
   if [ "$target" != "$parent/$name" ]; then
     if [ -L "$parent/$name" ]; then
-      [ "$(readlink "$parent/$name")" = "$target" ] || rm -f "$parent/$name"
+      if [ "$(readlink "$parent/$name")" != "$target" ]; then
+        say "$dir linked to $(readlink "$parent/$name"), now to $target (LOCAL_POSTGRES_HOME); the data there is left as it was"
+        rm -f "$parent/$name"
+      fi
     elif [ -e "$parent/$name" ]; then
       if ! rmdir "$parent/$name" 2>/dev/null; then
         say "$dir holds a cluster of its own, not the one in $target (LOCAL_POSTGRES_HOME): make down, then move it there or unset LOCAL_POSTGRES_HOME"

@@ -422,6 +422,20 @@ def test_each_cluster_of_a_closed_clone_gets_a_place_of_its_own(closed_project):
             base.parent.rmdir()  # only when no other clone has a cluster there
 
 
+def test_local_postgres_home_puts_the_cluster_where_it_says(project, tmp_path):
+    home = tmp_path / "elsewhere" / "pg"
+    result = bash(f". deploy/services.sh; local_postgres_place var/postgres {home}", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{home}\n"
+    assert Path(os.readlink(project / "var" / "postgres")) == home
+    # A cluster of the project's own in var/postgres is never silently set aside.
+    (project / "var" / "postgres").unlink()
+    (project / "var" / "postgres").mkdir()
+    (project / "var" / "postgres" / "PG_VERSION").write_text("15\n")
+    refused = bash(f". deploy/services.sh; local_postgres_place var/postgres {home}", cwd=project)
+    assert refused.returncode == 1 and refused.stderr.startswith("var/postgres holds a cluster of its own")
+
+
 def test_local_postgres_home_must_be_an_absolute_path(project):
     (project / ".env.local").write_text(GOOD_ENV + "LOCAL_POSTGRES_HOME=pg-data\n")
     (project / ".env.local").chmod(0o600)

@@ -293,3 +293,54 @@ def test_dashboard_says_when_it_cannot_refresh_and_keeps_trying(live_server, pag
     expect(banner.get_by_role("link", name="Log in again")).to_have_attribute("href", re.compile(r"^/admin/login/"))
     screenshot(page, "dashboard-banner.png")
     assert page.js_errors == []
+
+
+# Each table's width and its box's (the .wd-scroll around it, which scrolls what does not fit, so an
+# overflow is cut off rather than seen), and the page's against the viewport.
+TABLE_WIDTHS_JS = """() => ({
+  page: document.documentElement.scrollWidth,
+  tables: Array.from(document.querySelectorAll(".wd-table")).map(t => ({
+    id: t.id, table: t.getBoundingClientRect().width, scroll: t.parentElement.scrollWidth,
+    box: t.parentElement.clientWidth,
+  })),
+})"""
+
+
+def test_every_table_fits_its_box_at_1400_px_and_the_budget_reason_is_readable(
+        live_server, browser, staff_user, ledger_world, settings):
+    from decimal import Decimal
+
+    from playwright.sync_api import expect
+
+    from sites import budget
+    from tests.sites.conftest import paid_request
+
+    # Given the day's AI budget spent: site-generation pauses itself, with its long reason.
+    settings.AI_DAILY_BUDGET_USD = Decimal("0.001")
+    paid_request(cost="0.001125")
+    assert budget.enforce_daily_budget() == "paused"
+    reason = QueuePause.objects.get(queue="site-generation").reason
+    assert reason.startswith("budget:") and len(reason) > 100
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="UTC")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        log_in(page, live_server)
+        cell = queue_cell(page, "site-generation", "reasons")
+        expect(cell).to_contain_text(reason)
+        widths = page.evaluate(TABLE_WIDTHS_JS)
+        assert widths["page"] <= 1400, widths
+        for table in widths["tables"]:
+            if table["box"]:  # a hidden section has no box
+                assert table["table"] <= table["box"] + 0.5 and table["scroll"] <= table["box"], table
+        # The whole reason lies inside the box, not past its right edge.
+        box = page.locator("#wd-queues").locator("xpath=..").bounding_box()
+        text = cell.locator("li").first.bounding_box()
+        assert box["x"] <= text["x"] and text["x"] + text["width"] <= box["x"] + box["width"] + 0.5, (box, text)
+        expect(cell.locator("li").first).to_be_in_viewport()
+        assert errors == []
+    finally:
+        screenshot(page, "dashboard-1400.png")
+        context.close()

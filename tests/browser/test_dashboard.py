@@ -41,7 +41,7 @@ def invalid_lead(job: Job) -> None:
 
 
 def beat(name: str, pool: str, queue: str, *, state: str = "live", memory: int = 0, done: int = 0,
-         failed: int = 0) -> WorkerHeartbeat:
+         failed: int = 0, rejected: int = 0) -> WorkerHeartbeat:
     now = timezone.now()
     return WorkerHeartbeat.objects.create(
         name=name, pool=pool, queue=queue, host="test-host", pid=4000 + WorkerHeartbeat.objects.count(),
@@ -49,7 +49,8 @@ def beat(name: str, pool: str, queue: str, *, state: str = "live", memory: int =
         beat_at=now - (timedelta(minutes=10) if state == "gone" else timedelta(seconds=5)),
         expires_at=now + timedelta(hours=1) if state == "live" else now - timedelta(minutes=9),
         stopped_at=now - timedelta(minutes=2) if state == "stopped" else None,
-        jobs_done=done, jobs_failed=failed, memory_bytes=memory, last_job_at=now - timedelta(seconds=30),
+        jobs_done=done, jobs_failed=failed, jobs_rejected=rejected, memory_bytes=memory,
+        last_job_at=now - timedelta(seconds=30),
     )
 
 
@@ -83,8 +84,11 @@ def ledger_world(redis_client):
     assert run_due("delivery") == ["dead"]
     QueuePause.objects.create(queue="delivery", reason="maintenance window", paused_by="ops")
 
-    for queue in ("lead-processing", "site-generation", "email-sending", "delivery"):
+    for queue in ("site-generation", "email-sending", "delivery"):
         beat(f"{queue}@primary.test-host", "primary", queue, memory=187 * 1024 * 1024 + 512 * 1024, done=12, failed=1)
+    # The worker that ran the invalid lead: rejected, not failed, as the queue says.
+    beat("lead-processing@primary.test-host", "primary", "lead-processing", memory=187 * 1024 * 1024 + 512 * 1024,
+         done=12, rejected=1)
     beat("lead-processing@backup.test-host", "backup", "lead-processing", memory=3 * 1024 ** 3)
     beat("site-generation@backup.test-host", "backup", "site-generation", state="gone")
     beat("email-sending@backup.test-host", "backup", "email-sending", state="stopped")
@@ -162,7 +166,19 @@ def test_dashboard_shows_what_health_report_says(live_server, page, staff_user, 
         expect(primary.locator('[data-field="state"]')).to_have_text("live")
         expect(primary.locator('[data-field="memory"]')).to_have_text("187.5 MiB")
         expect(primary.locator('[data-field="jobsDone"]')).to_have_text("12")
-        expect(primary.locator('[data-field="jobsFailed"]')).to_have_text("1")
+        # Issue 20: the invalid lead is rejected in the workers table too, in no warning colour.
+        expect(queue_cell(page, "lead-processing", "failed")).to_have_text("0")
+        expect(queue_cell(page, "lead-processing", "rejected")).to_have_text("1")
+        expect(primary.locator('[data-field="jobsFailed"]')).to_have_text("0")
+        rejected = primary.locator('[data-field="jobsRejected"]')
+        expect(rejected).to_have_text("1")
+        expect(rejected).not_to_have_class(re.compile(r"wd-(warn|bad)"))
+        colour = "el => getComputedStyle(el).color"
+        failed_elsewhere = page.locator('#wd-workers tr[data-worker="site-generation@primary.test-host"] '
+                                        '[data-field="jobsFailed"]')
+        expect(failed_elsewhere).to_have_text("1")
+        assert rejected.evaluate(colour) == queue_cell(page, "lead-processing", "rejected").evaluate(colour)
+        assert rejected.evaluate(colour) != failed_elsewhere.evaluate(colour)
         expect(primary.locator('[data-field="heartbeatAge"]')).to_have_text(re.compile(r"^\d+ s$"))
         backup = page.locator('#wd-workers tr[data-worker="lead-processing@backup.test-host"]')
         expect(backup.locator('[data-field="memory"]')).to_have_text("3.00 GiB")

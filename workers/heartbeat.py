@@ -195,8 +195,7 @@ class HeartbeatThread:
                 beat(name=row.name, pool=row.pool, queue=row.queue, host=row.host, pid=self.pid,
                      concurrency=self.concurrency, started_at=self.started_at, jobs_done=counts.done,
                      jobs_failed=counts.failed, jobs_rejected=counts.rejected, last_job_at=counts.last_job_at,
-                     memory_bytes=memory,
-                     consuming=consuming)
+                     memory_bytes=memory, consuming=consuming)
         except Exception as exc:
             if self.failing_since is None:
                 self.failing_since = time.monotonic()

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
-from access.auth import admin_api
+from access.auth import Scope, admin_api
 from emails.providers import WEBHOOK_PROVIDERS
 from leads.idempotency import MAX_KEY_LENGTH
 
@@ -176,6 +176,6 @@ def document() -> dict[str, Any]:
 
 
 # Any API token or staff session may read it: it describes, it holds no data (so no model permission).
-@admin_api({"GET": ""})
+@admin_api({"GET": ""}, scope=Scope.READ)
 def openapi_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(document())

@@ -175,7 +175,7 @@ def test_staff_with_change_but_not_delete_permission_may_resolve_only(client, re
 
 
 def test_api_tokens_are_listed_never_added_and_deleting_revokes(admin_client):
-    token, secret = create_token("prometheus", can_write=False)
+    token, secret = create_token("prometheus")
     listing = admin_client.get("/admin/access/apitoken/")
     html = listing.content.decode()
     assert listing.status_code == 200 and "prometheus" in html and token.prefix in html

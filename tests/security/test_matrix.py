@@ -157,7 +157,7 @@ def to_login(method, url, response) -> str | None:
 def test_every_admin_page_sends_a_caller_who_is_not_staff_to_the_login_page(who):
     client = {"anonymous": lambda: Client(),
               "wrong token": lambda: Client(HTTP_AUTHORIZATION="Bearer rsl_" + "w" * 43),
-              "read-only token": lambda: Client(HTTP_AUTHORIZATION=f"Bearer {create_token('r', can_write=False)[1]}"),
+              "read-only token": lambda: Client(HTTP_AUTHORIZATION=f"Bearer {create_token('r')[1]}"),
               "non-staff user": lambda: session(User.objects.create_user("visitor", password="x"))}[who]()
     pages = [(method, url) for url, name in ADMIN_URLS if name not in PUBLIC_ADMIN_NAMES for method in ("GET", "POST")]
     check_all(pages, lambda method, url: client.generic(method, url), to_login)
@@ -238,7 +238,7 @@ def test_every_admin_api_operation_refuses_callers_without_credentials(who, head
 
 
 def test_a_read_only_token_may_not_write_anywhere():
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('monitor', can_write=False)[1]}")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('monitor')[1]}")
     assert WRITES
     check_all(WRITES, lambda method, url: call(client, method, url), expect_api(403, "read-only"))
 

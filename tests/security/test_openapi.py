@@ -76,7 +76,7 @@ def test_the_document_is_served_to_tokens_and_staff_only(client, django_user_mod
     assert client.get("/api/openapi.json").status_code == 401
     client.force_login(django_user_model.objects.create_user("visitor", password="x"))
     assert client.get("/api/openapi.json").status_code == 403
-    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('reader', can_write=False)[1]}")
+    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('reader')[1]}")
     response = reader.get("/api/openapi.json")
     assert response.status_code == 200 and response.json() == document()
     assert response.json()["openapi"].startswith("3.1")

@@ -107,3 +107,18 @@ def test_every_reference_resolves_and_every_path_parameter_is_declared():
         for method in (m for m in item if m in METHODS):
             for scheme in item[method]["security"]:
                 assert set(scheme) <= set(spec["components"]["securitySchemes"]), (path, method)
+
+
+def test_each_admin_operation_names_the_scope_a_token_needs():
+    spec = document()
+    by_id = {op["operationId"]: op for item in spec["paths"].values() for m, op in item.items() if m in METHODS}
+    expected = {"listDeadLetters": "read", "resolveDeadLetter": "dlq", "deleteDeadLetter": "dlq",
+                "requeueDeadLetter": "dlq", "readDelivery": "read", "startDelivery": "deliver",
+                "workersHealth": "read", "openapi": "read", "metrics": "read"}
+    assert {name: op.get("x-required-scope") for name, op in by_id.items() if name in expected} == expected
+    for name, scope in expected.items():
+        assert by_id[name]["security"] == [{"bearerToken": [scope]}, {"staffSession": []}], name
+        assert f"API token with the scope `{scope}`" in by_id[name]["description"], name
+    assert "`dlq.change_deadletter`" in by_id["requeueDeadLetter"]["description"]
+    # The public and signed operations name no token scope.
+    assert all("x-required-scope" not in by_id[name] for name in ("clayWebhook", "healthz", "emailProviderEvents"))

@@ -118,7 +118,8 @@ def permission_error(user: AbstractBaseUser, permission: str) -> HttpResponse:
 
 
 def scope_error(token: ApiToken, scope: str) -> HttpResponse:
-    return json_error(403, f"API token {token.name!r} lacks the scope {scope} (it has {', '.join(token.scopes)}): "
+    held = ", ".join(token.scopes) or "no scope"
+    return json_error(403, f"API token {token.name!r} lacks the scope {scope} (it has {held}): "
                            f"make one with create_api_token NAME --scope {scope}", missingScope=scope)
 
 

@@ -6,12 +6,14 @@ serves, and tests/fuzz that every operation here is fuzzed.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.urls import resolve
 
-from access.auth import admin_api
+from access.auth import Scope, admin_api
 from emails.providers import WEBHOOK_PROVIDERS
 from leads.idempotency import MAX_KEY_LENGTH
 
@@ -21,7 +23,8 @@ ADMIN_AUTH = [{"bearerToken": []}, {"staffSession": []}]
 
 def _errors(*codes: int) -> dict[str, Any]:
     reasons = {400: "Invalid input; `error` names the problem", 401: "Not authenticated",
-               403: "Authenticated, but not allowed (read-only token, not staff, or a missing permission)",
+               403: "Authenticated, but not allowed (a token without the operation's scope, not staff, or a "
+                    "missing permission; `missingScope` or `missingPermission` names it)",
                404: "Not found", 405: "Method not allowed (`Allow` lists the methods)", 409: "Conflict",
                413: "Body too large", 415: "Content-Type is not application/json",
                422: "Idempotency-Key reused with another body", 503: "Not configured"}
@@ -51,6 +54,30 @@ LEAD = {"type": "object", "required": ["email"], "properties": {
 
 
 def document() -> dict[str, Any]:
+    return _with_required_scopes(_document())
+
+
+def _with_required_scopes(spec: dict[str, Any]) -> dict[str, Any]:
+    """Each admin operation names what its view requires (access.auth.admin_api), read from the view
+    itself so the document cannot say other than what is enforced: the token's scope (in the bearer
+    requirement, as OpenAPI 3.1 allows role names there, in x-required-scope and in the description)
+    and a session's model permission."""
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters" or operation.get("security") != ADMIN_AUTH:
+                continue
+            view = resolve(re.sub(r"\{\w+\}", "0", path)).func
+            scope = view.required_scopes[method.upper()]
+            permission = view.required_permissions.get(method.upper())
+            operation["security"] = [{"bearerToken": [scope]}, {"staffSession": []}]
+            operation["x-required-scope"] = scope
+            needs = (f"Needs an API token with the scope `{scope}`, or a staff session"
+                     + (f" with the permission `{permission}`." if permission else "."))
+            operation["description"] = f"{operation['description']}\n\n{needs}" if "description" in operation else needs
+    return spec
+
+
+def _document() -> dict[str, Any]:
     admin_errors = (401, 403, 405)
     return {
         "openapi": "3.1.0",
@@ -61,7 +88,9 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "bearerToken": {"type": "http", "scheme": "bearer",
-                                "description": "manage.py create_api_token NAME [--read-only]"},
+                                "description": "manage.py create_api_token NAME [--scope read|dlq|deliver|admin] "
+                                               "(repeatable or a comma list; read alone when not given). Each "
+                                               "operation names the scope it needs (x-required-scope)"},
                 "staffSession": {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME,
                                  "description": "An admin login; changes also need the X-CSRFToken header"},
                 "claySecret": {"type": "apiKey", "in": "header", "name": "X-Clay-Secret"},
@@ -176,6 +205,6 @@ def document() -> dict[str, Any]:
 
 
 # Any API token or staff session may read it: it describes, it holds no data (so no model permission).
-@admin_api({"GET": ""})
+@admin_api({"GET": ""}, scope=Scope.READ)
 def openapi_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(document())

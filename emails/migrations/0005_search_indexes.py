@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('emails', '0004_provider_events'),
-        ('leads', '0005_lead_lead_domain_idx_lead_lead_company_lower_idx_and_more'),
+        ('leads', '0004_lead_won_delivered'),
     ]
 
     operations = [

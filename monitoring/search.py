@@ -77,7 +77,7 @@ def parse(query: str) -> Terms:
                 found["email"] = normalize_email(text)
             except InvalidLead:
                 found["email"] = text.lower()  # a refused lead's address is kept as it was sent
-        elif text.isdigit() and len(text) < 18:
+        elif text.isascii() and text.isdigit() and len(text) < 18:
             found["number"] = int(text)
         else:
             if text.lower().startswith("site_"):

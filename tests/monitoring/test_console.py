@@ -205,3 +205,23 @@ def test_the_admin_index_and_the_dashboard_link_to_the_search():
     client = staff(*ALL_VIEWS)
     assert 'href="/admin/workers/search/"' in client.get("/admin/").content.decode()
     assert 'action="/admin/workers/search/"' in client.get("/admin/workers/").content.decode()
+
+
+def test_a_delivery_steps_job_tells_its_run_and_the_leads_search_finds_the_step():
+    from delivery.models import DeliveryRun, DeliveryStep
+    jane = jane_through_the_pipeline()
+    run = DeliveryRun.objects.create(lead=jane, started_by="root")
+    step = DeliveryStep.objects.create(run=run, position=1, name="publish_site")
+    job = ledger.enqueue("delivery", "delivery.run_step",
+                         {"run_id": run.pk, "step_id": step.pk, "step": step.name, "position": 1})
+    DeliveryStep.objects.filter(pk=step.pk).update(job_id=job.pk)
+    client = staff(*ALL_VIEWS)
+    html = client.get(f"/admin/workers/job/{job.pk}/story/").content.decode()
+    assert f"/admin/delivery/deliveryrun/{run.pk}/change/" in html and f"/admin/leads/lead/{jane.pk}/change/" in html
+    assert "No attempt yet." in html and "None: the job has not given up." in html
+    results = searching.search("jane@acme.io", User.objects.get(username="operator"))
+    assert [s.pk for s in results.steps] == [step.pk] and job.pk in {j.pk for j in results.jobs}
+    root = Client()
+    root.force_login(User.objects.create_superuser("root", password="x"))  # the steps' inline: view_deliverystep
+    assert f"/admin/workers/job/{job.pk}/story/" in root.get(f"/admin/delivery/deliveryrun/{run.pk}/change/") \
+        .content.decode()

@@ -32,7 +32,8 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
 def _job_link(job_id: uuid.UUID | None) -> str:
     if job_id is None:
         return "–"
-    return format_html('<a href="{}">{}</a>', reverse("admin:workers_job_change", args=[job_id]), job_id)
+    return format_html('<a href="{}">{}</a> (<a href="{}" class="job-story-link">story</a>)',
+                       reverse("admin:workers_job_change", args=[job_id]), job_id, reverse("job-story", args=[job_id]))
 
 
 class DeliveryStepInline(admin.TabularInline):

@@ -60,6 +60,8 @@ class DeliveryStep(models.Model):
             models.UniqueConstraint(fields=["run", "position"], name="deliverystep_run_position_uniq"),
             models.UniqueConstraint(fields=["run", "name"], name="deliverystep_run_name_uniq"),
         ]
+        # A job's step: the job's story page and the operator's search (monitoring).
+        indexes = [models.Index(fields=["job_id"], name="deliverystep_job_idx")]
 
     def __str__(self) -> str:
         return f"step {self.position} ({self.name}, {self.state})"

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from dlq import actions
 from dlq.models import DeadLetter
+from resilience.links import job_story_link
 from resilience.redaction import redact_text
 
 # Enough refusals to see the pattern without a message that fills the screen.
@@ -35,15 +36,19 @@ class DeadLetterAdmin(admin.ModelAdmin):
     search_fields = ("error_message", "job_id")
     date_hierarchy = "failed_at"
     ordering = ("-failed_at",)
-    readonly_fields = ("id", "queue_name", "job_id", "pretty_job_data", "error_message", "pretty_stack",
+    readonly_fields = ("id", "queue_name", "job_id", "job_story", "pretty_job_data", "error_message", "pretty_stack",
                        "attempts_made", "failed_at", "resolved", "resolved_at", "resolved_by", "notes")
     fieldsets = (
-        ("Job", {"fields": ("id", "queue_name", "job_id", "pretty_job_data")}),
+        ("Job", {"fields": ("id", "queue_name", "job_id", "job_story", "pretty_job_data")}),
         ("Failure", {"fields": ("error_message", "pretty_stack", "attempts_made", "failed_at")}),
         ("Resolution", {"fields": ("resolved", "resolved_at", "resolved_by", "notes")}),
     )
     # Deletion is Django's own delete_selected (confirmation page, delete permission, logged).
     actions = ["resolve_selected", "requeue_selected"]
+
+    @admin.display(description="job's story")
+    def job_story(self, entry: DeadLetter) -> str:
+        return job_story_link(entry.job_id)
 
     @admin.display(description="error")
     def short_error(self, entry: DeadLetter) -> str:

@@ -32,6 +32,8 @@ class DeadLetter(models.Model):
             models.Index(fields=["-failed_at"], name="idx_dlq_failed_at"),
             models.Index(fields=["resolved"], condition=Q(resolved=False), name="idx_dlq_resolved"),
             models.Index(fields=["queue_name", "resolved"], name="idx_dlq_queue_resolved"),
+            # A job's entry: the job's story page and the operator's search (monitoring).
+            models.Index(fields=["job_id"], name="idx_dlq_job_id"),
         ]
 
     def __str__(self) -> str:

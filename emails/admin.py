@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from emails import services, suppression
 from emails.models import BreakerTrip, Campaign, EmailEvent, Message, Suppression
 from emails.templating import TemplateError
+from resilience.links import job_story_link
 
 # The HTML part of a preview is shown on a page of its own, sandboxed: no script, no form, and no
 # request anywhere, images included (an image from another host would tell it who previewed):
@@ -161,14 +162,14 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("status", "kind", "campaign")
     search_fields = ("to_email", "subject", "key")
     readonly_fields = ("id", "message_id", "key", "kind", "campaign", "lead", "to_email", "subject", "text_body",
-                       "html_source", "marketing", "links", "site_url", "status", "fence", "job_id", "send_attempts",
+                       "html_source", "marketing", "links", "site_url", "status", "fence", "job_id", "job_story", "send_attempts",
                        "resends", "last_error", "claimed_at", "sent_at", "provider_message_id", "first_opened_at",
                        "open_count", "first_clicked_at", "click_count", "unsubscribed_at", "created_at", "updated_at")
     exclude = ("html_body",)
     fieldsets = (
         ("Message", {"fields": ("id", "message_id", "key", "kind", "campaign", "lead", "to_email", "subject",
                                 "text_body", "html_source", "marketing", "links", "site_url")}),
-        ("Sending", {"fields": ("status", "last_error", "fence", "job_id", "send_attempts", "resends", "claimed_at",
+        ("Sending", {"fields": ("status", "last_error", "fence", "job_id", "job_story", "send_attempts", "resends", "claimed_at",
                                 "sent_at", "provider_message_id")}),
         ("Tracking", {"fields": ("first_opened_at", "open_count", "first_clicked_at", "click_count",
                                  "unsubscribed_at")}),
@@ -178,6 +179,10 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="Message-ID")
     def message_id(self, message: Message) -> str:
         return message.message_id_header
+
+    @admin.display(description="job's story")
+    def job_story(self, message: Message) -> str:
+        return job_story_link(message.job_id)
 
     @admin.display(description="HTML part")
     def html_source(self, message: Message) -> str:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from emails import templating
@@ -143,6 +144,9 @@ class Message(models.Model):
             models.Index(fields=["claimed_at"], name="email_claimed_idx"),
             models.Index(fields=["provider_message_id"], condition=~Q(provider_message_id=""),
                          name="email_provider_message_id_idx"),
+            # The operator's search (monitoring.search): by address whatever its case, and by job.
+            models.Index(Lower("to_email"), name="email_to_lower_idx"),
+            models.Index(fields=["job_id"], name="email_job_idx"),
         ]
         permissions = [("resolve_unknown_message", "Can mark an unknown message sent or send it again")]
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.fields.json import KT
+from django.db.models.functions import Lower
 
 
 class LeadSubmission(models.Model):
@@ -27,6 +29,11 @@ class LeadSubmission(models.Model):
     class Meta:
         verbose_name, verbose_name_plural = "lead submission", "lead submissions"
         ordering = ["-received_at"]
+        indexes = [
+            # The operator's search (monitoring.search): a refused lead has a submission and no Lead row,
+            # so its address is found in the payload it came with.
+            models.Index(Lower(KT("payload__email")), name="submission_email_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"submission {self.pk} ({self.status})"
@@ -64,7 +71,13 @@ class Lead(models.Model):
     class Meta:
         verbose_name, verbose_name_plural = "lead", "leads"
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "-score"], name="lead_status_score_idx")]
+        indexes = [
+            models.Index(fields=["status", "-score"], name="lead_status_score_idx"),
+            # The operator's search (monitoring.search): `domain` is stored normalised (lower case); a
+            # company is matched whatever its case, on an index of its lower case.
+            models.Index(fields=["domain"], name="lead_domain_idx"),
+            models.Index(Lower("company"), name="lead_company_lower_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status}, {self.score})"

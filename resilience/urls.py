@@ -7,7 +7,7 @@ from delivery import views as delivery_views
 from dlq import views as dlq_views
 from leads.views import clay_webhook
 from sites.views import site_booking, site_page
-from monitoring import dashboard, views as worker_views
+from monitoring import console, dashboard, views as worker_views
 from resilience.http import allow_methods
 from resilience.openapi import openapi_view
 
@@ -46,6 +46,8 @@ urlpatterns = [
     # as staff to the admin's login page.
     path("admin/workers/", admin.site.admin_view(dashboard.dashboard), name="workers-dashboard"),
     path("admin/workers/data", admin.site.admin_view(dashboard.dashboard_data), name="workers-dashboard-data"),
+    path("admin/workers/search/", admin.site.admin_view(console.search), name="console-search"),
+    path("admin/workers/job/<uuid:job_id>/story/", admin.site.admin_view(console.story), name="job-story"),
     path("admin/", admin.site.urls),
     path("api/admin/workers/health", worker_views.workers_health, name="workers-health"),
     path("api/admin/dead-letter-queue", dlq_views.dead_letter_queue, name="dead-letter-queue"),

@@ -3,6 +3,7 @@ paid request is on the books (AiRequest), the ones that made no site included.""
 from django.contrib import admin
 from django.utils.html import format_html
 
+from resilience.links import job_story_link
 from sites.models import AiRequest, Site
 from sites.services import spend_by_day_and_model, total_spend, usd
 
@@ -65,7 +66,7 @@ class SiteAdmin(CostColumns, admin.ModelAdmin):
     search_fields = ("public_id", "lead__email", "lead__company")
     list_select_related = ("lead",)
     fieldsets = (
-        (None, {"fields": ("public_id", "preview", "status", "lead", "job_id", "design", "created_at", "cta_clicks")}),
+        (None, {"fields": ("public_id", "preview", "status", "lead", "job_id", "job_story", "design", "created_at", "cta_clicks")}),
         ("Cost", {"fields": ("model", "mock", "api_requests", "input_tokens", "output_tokens", "cache_write_tokens",
                              "cache_read_tokens", "total_tokens", "cost", "duration_ms")}),
         ("Content", {"classes": ("collapse",), "fields": ("content", "html")}),
@@ -74,7 +75,12 @@ class SiteAdmin(CostColumns, admin.ModelAdmin):
     change_list_template = "admin/sites/site/change_list.html"
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Site._meta.fields if f.name != "status"] + ["preview", "total_tokens", "cost"]
+        return [f.name for f in Site._meta.fields if f.name != "status"] + ["preview", "total_tokens", "cost",
+                                                                             "job_story"]
+
+    @admin.display(description="job's story")
+    def job_story(self, site: Site) -> str:
+        return job_story_link(site.job_id)
 
     def has_add_permission(self, request) -> bool:
         return False

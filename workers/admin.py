@@ -50,7 +50,14 @@ class JobAdmin(ReadOnlyAdmin):
     inlines = [JobFailureInline]  # every failed attempt of the job, not only the last error
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "celery_result"]
+        return ["story", *super().get_readonly_fields(request, obj), "celery_result"]
+
+    @admin.display(description="story")
+    def story(self, job: Job) -> str:
+        # monitoring's page (by URL name: the runtime imports no app): every attempt, Celery's result,
+        # the dead-letter entry and the rows the job was about and made.
+        return format_html('<a href="{}" class="job-story-link">every attempt, its result, its dead letter and '
+                           'what it made</a>', reverse("job-story", args=[job.pk]))
 
     # Deleting: only a finished job that nothing keeps (workers.registry.keep_jobs: a dead job whose
     # dead-letter entry is unresolved). An unfinished job's message would wait for ever for its row, and

@@ -49,7 +49,8 @@ STAFF_ADMIN_NAMES = {"index", "jsi18n", "password_change", "password_change_done
 
 def admin_urls() -> list[tuple[str, str]]:
     """(concrete URL, its name) for every URL of the admin site (admin.site.get_urls, with every
-    ModelAdmin's URLs in it) and the pages added beside it in the URLconf (the workers dashboard)."""
+    ModelAdmin's URLs in it) and the pages added beside it in the URLconf (the workers dashboard, the
+    operator's search, a job's story)."""
     found = []
 
     def walk(patterns, prefix: str) -> None:
@@ -61,7 +62,9 @@ def admin_urls() -> list[tuple[str, str]]:
                 found.extend((concrete_admin_url(route, app), entry.name or route) for app in app_labels(route))
 
     walk(admin.site.get_urls(), "/admin/")
-    return found + [("/admin/workers/", "workers-dashboard"), ("/admin/workers/data", "workers-dashboard-data")]
+    return found + [("/admin/workers/", "workers-dashboard"), ("/admin/workers/data", "workers-dashboard-data"),
+                    ("/admin/workers/search/?q=jane%40acme.io", "console-search"),
+                    (f"/admin/workers/job/{uuid.UUID(int=1)}/story/", "job-story")]
 
 
 def app_labels(route: str) -> list[str | None]:
@@ -145,6 +148,7 @@ def test_the_walk_finds_every_registered_model_admin_and_the_dashboard():
         assert {base, base + "add/", base + "1/change/", base + "1/delete/", base + "1/history/"} <= {
             url for url, _ in ADMIN_URLS}, model
     assert ("/admin/workers/data", "workers-dashboard-data") in ADMIN_URLS
+    assert {"console-search", "job-story"} <= {name for _, name in ADMIN_URLS}
     assert len(MODEL_ADMIN_URLS) > 5 * len(admin.site._registry)
 
 
@@ -200,6 +204,10 @@ def test_the_pages_of_real_rows_refuse_staff_without_the_permission():
             response = client.get(base + page)
             assert response.status_code == 403, (base + page, response.status_code)
             assert b"jane@acme.io" not in response.content
+    # The console's pages of the same rows: the job's story, and the search that would find the lead.
+    for url in (f"/admin/workers/job/{rows[-1].pk}/story/", "/admin/workers/search/?q=jane%40acme.io"):
+        response = client.get(url)
+        assert response.status_code == 403 and b"jane@acme.io</" not in response.content, url
 
 
 def test_view_permissions_alone_change_nothing_through_the_admin():

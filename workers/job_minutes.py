@@ -37,6 +37,7 @@ from django.db.models import Sum
 from django.db.models.functions import Now
 
 from workers.models import JobMinute, JobWaitMinute
+from workers.retention import delete_slice
 
 # Lower bounds (seconds) of the wait buckets after the first: bucket 0 is [0, 0.1 s), bucket i is
 # [WAIT_BUCKETS[i-1], WAIT_BUCKETS[i]), the last one an hour or more. The trigger's SQL (migration
@@ -72,11 +73,8 @@ def prune_job_minutes(limit: int) -> int:
     cutoff = Now() - timedelta(days=settings.CHART_RETENTION_DAYS)
     deleted = 0
     for model in (JobMinute, JobWaitMinute):
-        if deleted >= limit:
-            break
-        ids = list(model.objects.filter(minute__lt=cutoff).order_by("minute")
-                   .values_list("id", flat=True)[:limit - deleted])
-        deleted += model.objects.filter(id__in=ids).delete()[0]
+        if deleted < limit:
+            deleted += delete_slice(model.objects.filter(minute__lt=cutoff).order_by("minute"), limit - deleted)
     return deleted
 
 

@@ -24,7 +24,11 @@ def claimable(created_ago: float = 0.0):
     job = ledger.enqueue(QUEUE, "test.task", {})
     if created_ago:
         Job.objects.filter(pk=job.pk).update(created_at=Now() - timedelta(seconds=created_ago))
+    # This job and no other: a retry of an earlier one, due in 0.1 s, would be taken first
+    Job.objects.filter(state__in=Job.WAITING_STATES).exclude(pk=job.pk).update(
+        next_attempt_at=Now() + timedelta(hours=1))
     [d] = ledger.take_due_jobs(QUEUE, 1)
+    assert d.job_id == str(job.pk)
     return job, d
 
 
@@ -79,6 +83,7 @@ def test_a_retry_counts_its_start_but_not_its_backoff_as_a_wait():
     assert run_job(d.job_id, d.token, worker="w", handler=raising(ConnectionError("reset"))) == "retry"
     Job.objects.filter(pk=job.pk).update(next_attempt_at=Now())
     [d] = ledger.take_due_jobs(QUEUE, 1)
+    assert d.job_id == str(job.pk)
     assert run_job(d.job_id, d.token, worker="w", handler=lambda j: None) == "succeeded"
     assert totals() == {"started": 2, "succeeded": 1, "failed": 1, "rejected": 0}
     assert sum(waits().values()) == 1

@@ -162,3 +162,10 @@ def test_the_triggers_buckets_are_the_code_s():
     migration = Path(job_minutes.__file__).parent / "migrations" / "0009_job_minutes.py"
     array = re.search(r"ARRAY\[([^\]]*)\]", migration.read_text()).group(1)
     assert tuple(float(x) for x in array.split(",")) == tuple(float(x) for x in WAIT_BUCKETS)
+
+
+def test_a_row_made_running_by_hand_with_no_start_time_is_not_a_start():
+    job = ledger.enqueue(QUEUE, "test.task", {})
+    Job.objects.filter(pk=job.pk).update(state="running")
+    Job.objects.filter(pk=job.pk).update(state="succeeded", finished_at=Now())
+    assert totals() == {"started": 0, "succeeded": 1, "failed": 0, "rejected": 0}

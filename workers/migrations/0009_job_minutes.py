@@ -16,11 +16,13 @@ POSTGRES = [
               FROM old_jobs o JOIN new_jobs n USING (id)
              WHERE o.state = 'running' OR n.state = 'running'
         ), events AS (
-            -- an attempt starts (its claim), or moves its start to its rate-limit slot
+            -- an attempt starts (its claim), or moves its start to its rate-limit slot; a row made
+            -- running by hand with no start time has no start to count (and none to take back)
             SELECT queue, new_started AS at, 1 AS started, 0 AS succeeded, 0 AS failed, 0 AS rejected,
                    CASE WHEN new_attempts = 1 THEN new_started - created_at END AS wait, 1 AS sign
               FROM changed
-             WHERE new_state = 'running' AND (old_state <> 'running' OR old_started IS DISTINCT FROM new_started)
+             WHERE new_state = 'running' AND new_started IS NOT NULL
+               AND (old_state <> 'running' OR old_started IS DISTINCT FROM new_started)
             UNION ALL
             -- the start it moved from, or a claim given back undone (deferred: its attempt not made)
             SELECT queue, old_started, -1, 0, 0, 0,

@@ -39,7 +39,8 @@ def ledger_state():
     )
     WorkerHeartbeat.objects.create(name="lead-processing@primary.h", pool="primary", queue="lead-processing",
                                    host="h", pid=42, concurrency=5, started_at=now, beat_at=now,
-                                   expires_at=now + timedelta(seconds=45), memory_bytes=123_456_789)
+                                   expires_at=now + timedelta(seconds=45), memory_bytes=123_456_789,
+                                   jobs_done=1230, jobs_failed=2, jobs_rejected=4)
 
 
 def test_health_has_the_contract_shape_with_figures_from_the_ledger(client, token, ledger_state):
@@ -117,6 +118,10 @@ def test_metrics_expose_queues_jobs_dead_letters_and_heartbeats(client, token, l
     assert sample(text, "resilience_worker_up", **worker) == 1
     assert sample(text, "resilience_worker_memory_bytes", **worker) == 123_456_789
     assert 0 <= sample(text, "resilience_worker_heartbeat_age_seconds", **worker) < 60
+    # Rejected input counted apart from the worker's failures, as the queues' figures do.
+    assert sample(text, "resilience_worker_jobs_failed_total", **worker) == 2
+    assert sample(text, "resilience_worker_jobs_rejected_total", **worker) == 4
+    assert "# TYPE resilience_worker_jobs_rejected_total counter" in text
 
 
 def test_metrics_count_each_process_s_memory_once_and_name_lifetime_totals_as_counters(client, token, ledger_state):

@@ -2,7 +2,7 @@
 attempts started, succeeded, failed and rejected, and the waits of first attempts from enqueue to start
 as a fixed histogram (JobMinute, JobWaitMinute).
 
-Written where the events happen: a statement-level trigger on the ledger (migration 0009_job_minutes)
+Written where the events happen: a statement-level trigger on the ledger (migration 0010_job_minutes)
 reads each statement's old and new rows, as JobCount's triggers do, and appends one delta row per
 queue and minute the statement touched; a lease renewal appends none. The leader folds the deltas of
 the minutes touched since its last turn into one row each (fold_job_minutes, a duty) and prunes rows
@@ -41,7 +41,7 @@ from workers.retention import delete_slice
 
 # Lower bounds (seconds) of the wait buckets after the first: bucket 0 is [0, 0.1 s), bucket i is
 # [WAIT_BUCKETS[i-1], WAIT_BUCKETS[i]), the last one an hour or more. The trigger's SQL (migration
-# 0009_job_minutes) holds the same list; tests/workers/test_job_minutes.py checks they agree.
+# 0010_job_minutes) holds the same list; tests/workers/test_job_minutes.py checks they agree.
 WAIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 PRUNE_KIND = "per-minute job counts"

@@ -197,7 +197,7 @@ class JobCount(models.Model):
 
 class JobMinute(models.Model):
     """Attempts per queue and minute (UTC, truncated): started, succeeded, failed (retry, dead or lost,
-    input rejections apart), kept by a database trigger on the ledger (migration 0009_job_minutes) for
+    input rejections apart), kept by a database trigger on the ledger (migration 0010_job_minutes) for
     the dashboard's charts, so they never scan the ledger. Like JobCount, each ledger statement appends
     delta rows (folded=False) and workers.job_minutes.fold_job_minutes (a leader duty) folds a minute's
     rows into one; pruned after CHART_RETENTION_DAYS."""

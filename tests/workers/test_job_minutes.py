@@ -159,7 +159,7 @@ def test_wait_histograms_read_the_window():
 
 
 def test_the_triggers_buckets_are_the_code_s():
-    migration = Path(job_minutes.__file__).parent / "migrations" / "0009_job_minutes.py"
+    migration = Path(job_minutes.__file__).parent / "migrations" / "0010_job_minutes.py"
     array = re.search(r"ARRAY\[([^\]]*)\]", migration.read_text()).group(1)
     assert tuple(float(x) for x in array.split(",")) == tuple(float(x) for x in WAIT_BUCKETS)
 

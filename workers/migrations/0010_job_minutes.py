@@ -75,7 +75,7 @@ def drop_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0008_stored_task_result'),
+        ('workers', '0009_heartbeat_jobs_rejected'),
     ]
 
     operations = [

@@ -6,8 +6,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from access.auth import Scope, admin_api
+from monitoring.charts import charts_payload
 from monitoring.health import health_report
 from monitoring.metrics import render
+from resilience.db import db_now
 
 # The health figures are the job ledger's: a session caller needs to be allowed to view jobs.
 VIEW_JOBS = "workers.view_job"
@@ -16,6 +18,13 @@ VIEW_JOBS = "workers.view_job"
 @admin_api({"GET": VIEW_JOBS}, scope=Scope.READ)
 def workers_health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(health_report())
+
+
+@admin_api({"GET": VIEW_JOBS}, scope=Scope.READ)
+def workers_charts(request: HttpRequest) -> JsonResponse:
+    """The dashboard's charts (monitoring.charts): the kept per-minute counts, like the health figures
+    the ledger's."""
+    return JsonResponse(charts_payload(db_now()))
 
 
 @admin_api({"GET": VIEW_JOBS}, scope=Scope.READ)

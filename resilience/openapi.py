@@ -19,6 +19,24 @@ from leads.idempotency import MAX_KEY_LENGTH
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 ADMIN_AUTH = [{"bearerToken": []}, {"staffSession": []}]
+_COUNTS = {"type": "array", "items": {"type": "integer"}}
+_QUANTILE = {"oneOf": [{"type": "null"}, {"type": "object", "required": ["seconds", "atLeast"], "properties": {
+    "seconds": {"type": ["number", "null"]}, "atLeast": {"type": ["number", "null"]}}}]}
+CHARTS = {"type": "object", "required": ["windowStart", "minutes", "queues", "aiSpendPerHour"], "properties": {
+    "windowStart": {"type": "string", "format": "date-time"}, "minuteSeconds": {"const": 60},
+    "minutes": {"type": "integer"}, "generatedAt": {"type": "string", "format": "date-time"},
+    "waitBucketBounds": {"type": "array", "items": {"type": "number"}},
+    "queues": {"type": "array", "items": {"type": "object", "required": ["queue", "perMinute", "wait"], "properties": {
+        "queue": {"type": "string"},
+        "perMinute": {"type": "object", "properties": {k: _COUNTS for k in ("started", "succeeded", "failed", "rejected")}},
+        "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "wait": {"type": "object", "properties": {"firstAttempts": {"type": "integer"}, "p50": _QUANTILE,
+                                                  "p95": _QUANTILE}}}}},
+    "aiSpendPerHour": {"type": "object", "properties": {
+        "hours": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+        "cost": {"type": "array", "items": {"type": "string"}}, "requests": _COUNTS,
+        "mockCost": {"type": "array", "items": {"type": "string"}}}},
+}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -167,6 +185,14 @@ def _document() -> dict[str, Any]:
             "/api/admin/workers/health": {"get": {
                 "operationId": "workersHealth", "summary": "Queues, workers and the dispatcher: the health report",
                 "security": ADMIN_AUTH, "responses": {**_ok("The report"), **_errors(*admin_errors)},
+            }},
+            "/api/admin/workers/charts": {"get": {
+                "operationId": "workersCharts",
+                "summary": "The dashboard's charts: per queue, attempts started / succeeded / failed / rejected per "
+                           "minute over the last 6 hours (one point a minute from windowStart), the first attempts' "
+                           "wait from enqueue to start (p50, p95: the upper bound of its histogram bucket, in "
+                           "seconds; atLeast for the open last bucket), and AI spend per UTC hour",
+                "security": ADMIN_AUTH, "responses": {**_ok("The charts' figures", CHARTS), **_errors(*admin_errors)},
             }},
             "/api/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "security": ADMIN_AUTH,

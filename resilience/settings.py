@@ -362,6 +362,9 @@ LEDGER_RETENTION_DAYS = env_int("LEDGER_RETENTION_DAYS", 7, minimum=1)
 # ledger); an unresolved entry, and a submission an unfinished job or an unresolved entry needs, stay.
 DLQ_RESOLVED_RETENTION_DAYS = env_int("DLQ_RESOLVED_RETENTION_DAYS", 30, minimum=1)
 SUBMISSION_RETENTION_DAYS = env_int("SUBMISSION_RETENTION_DAYS", 30, minimum=1)
+# The dashboard's per-minute job counts and hourly AI spend (its charts show the last 6 hours) leave
+# after this (workers.job_minutes, sites.spend_hours).
+CHART_RETENTION_DAYS = env_int("CHART_RETENTION_DAYS", 7, minimum=1)
 # The admin's history (who changed what, in the admin or through the API) and the login records
 # (django-axes: attempts, successful and failed logins) leave after these (access.retention).
 ADMIN_HISTORY_RETENTION_DAYS = env_int("ADMIN_HISTORY_RETENTION_DAYS", 365, minimum=1)

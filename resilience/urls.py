@@ -50,6 +50,7 @@ urlpatterns = [
     path("admin/workers/job/<uuid:job_id>/story/", admin.site.admin_view(console.story), name="job-story"),
     path("admin/", admin.site.urls),
     path("api/admin/workers/health", worker_views.workers_health, name="workers-health"),
+    path("api/admin/workers/charts", worker_views.workers_charts, name="workers-charts"),
     path("api/admin/dead-letter-queue", dlq_views.dead_letter_queue, name="dead-letter-queue"),
     path("api/admin/dead-letter-queue/requeue", dlq_views.requeue, name="dead-letter-requeue"),
     path("api/admin/leads/<int:lead_id>/deliver", delivery_views.lead_delivery, name="lead-delivery"),

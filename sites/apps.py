@@ -7,7 +7,7 @@ class SitesConfig(AppConfig):
 
     def ready(self) -> None:
         from sites import receivers  # noqa: F401 - connects signal receivers
-        from sites import budget, services
+        from sites import budget, services, spend_hours
         from workers import registry
 
         registry.queue(services.SITE_QUEUE, task=services.SITE_TASK, app=self.name)
@@ -15,3 +15,4 @@ class SitesConfig(AppConfig):
         # pause waits instead of paying.
         registry.gate(services.SITE_QUEUE, "AI budget", hold=budget.hold_if_over_budget,
                       sweep=budget.enforce_daily_budget)
+        registry.prune(spend_hours.PRUNE_KIND, spend_hours.prune_spend_hours)

@@ -158,3 +158,23 @@ class SpendDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model} {self.outcome}{' (mock)' if self.mock else ''}: {self.cost_usd}"
+
+
+class SpendHour(models.Model):
+    """Paid requests and their cost per UTC hour and MOCK_MODE, kept by database triggers on AiRequest
+    (migration 0005_spend_hours) in the transaction of each write, like SpendDay: the dashboard's chart
+    of spend per hour reads a few rows, never the requests (sites.spend_hours)."""
+
+    hour = models.DateTimeField()
+    mock = models.BooleanField()
+    requests = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=28, decimal_places=10, default=0)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "hour's spend", "hours' spend"
+        ordering = ["-hour"]
+        constraints = [models.UniqueConstraint(fields=["hour", "mock"], name="spend_hour_once")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}:00{' (mock)' if self.mock else ''}: {self.cost_usd}"
+

@@ -193,3 +193,51 @@ class JobCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} {self.state}{' rejected' if self.rejected else ''}: {self.n:+d}"
+
+
+class JobMinute(models.Model):
+    """Attempts per queue and minute (UTC, truncated): started, succeeded, failed (retry, dead or lost,
+    input rejections apart), kept by a database trigger on the ledger (migration 0010_job_minutes) for
+    the dashboard's charts, so they never scan the ledger. Like JobCount, each ledger statement appends
+    delta rows (folded=False) and workers.job_minutes.fold_job_minutes (a leader duty) folds a minute's
+    rows into one; pruned after CHART_RETENTION_DAYS."""
+
+    queue = models.CharField(max_length=40)
+    minute = models.DateTimeField()
+    started = models.BigIntegerField(default=0)
+    succeeded = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    folded = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "job minute", "job minutes"
+        indexes = [
+            models.Index(fields=["minute"], name="jobminute_minute_idx"),
+            models.Index(fields=["queue", "minute"], condition=Q(folded=False), name="jobminute_unfolded_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.minute:%Y-%m-%d %H:%M}: {self.started} started"
+
+
+class JobWaitMinute(models.Model):
+    """First attempts per queue, minute of their start and wait bucket (workers.job_minutes.WAIT_BUCKETS:
+    bucket i counts waits from enqueue to start of at least the i-th bound, below the next): a fixed
+    histogram, so a window's p50/p95 is the sum of its minutes' buckets. Kept like JobMinute."""
+
+    queue = models.CharField(max_length=40)
+    minute = models.DateTimeField()
+    bucket = models.SmallIntegerField()
+    n = models.BigIntegerField()
+    folded = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name, verbose_name_plural = "job wait minute", "job wait minutes"
+        indexes = [
+            models.Index(fields=["minute"], name="jobwaitminute_minute_idx"),
+            models.Index(fields=["queue", "minute"], condition=Q(folded=False), name="jobwaitminute_unfolded_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.minute:%Y-%m-%d %H:%M} bucket {self.bucket}: {self.n}"

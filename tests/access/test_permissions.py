@@ -120,7 +120,7 @@ def test_a_superuser_needs_no_explicit_permission():
     assert delete(client, entry).status_code == 200
 
 
-@pytest.mark.parametrize("url", ["/api/admin/workers/health", "/metrics"])
+@pytest.mark.parametrize("url", ["/api/admin/workers/health", "/api/admin/workers/charts", "/metrics"])
 def test_health_and_metrics_need_the_permission_to_view_jobs(url):
     assert_refused(session().get(url), "workers.view_job")
     assert session("view_job", name="watcher").get(url).status_code == 200

@@ -152,6 +152,18 @@ def test_requeue_fuzz(token_client, document, mangle, content_type, params, data
                         mangle, content_type, data)
 
 
+@fuzzes("GET /api/admin/workers/charts")
+@fuzz_settings
+@given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]), params=query_params,
+       raw=st.one_of(st.just(b""), raw_bodies(values)))
+def test_workers_charts_fuzz(token_client, method, params, raw):
+    with rolled_back():
+        response = token_client.generic(method, with_query("/api/admin/workers/charts", params), raw, "application/json")
+        assert_answer_ok(response, method)
+        if method in ("GET", "HEAD"):
+            assert response.status_code == 200
+
+
 @fuzzes("GET /api/admin/workers/health")
 @fuzz_settings
 @given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]), params=query_params,

@@ -40,7 +40,7 @@ def fail(job):
 
 @pytest.fixture
 def client_with_token(client):
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {create_token('charts', can_write=False)[1]}"
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {create_token('charts')[1]}"
     return client
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Model
 from django.http import HttpRequest, JsonResponse
 
 from access.auth import admin_api
 from delivery.models import DeliveryRun, DeliveryStep
+from dlq.models import DeadLetter
 from dlq.views import MAX_LIMIT, RESOLVED_BY_MAX, RESOLVED_BY_PATTERN
 from emails.providers import WEBHOOK_PROVIDERS
 from leads.fields import ALIASES, EMPLOYEE_COUNT_MAX, EMPLOYEE_COUNT_PATTERN, MAX_LENGTH, NOT_BLANK_PATTERN
@@ -91,13 +93,20 @@ STORABLE_OBJECT = {"propertyNames": {"pattern": NO_NUL}, "additionalProperties":
 UUID_STRING = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time"}
 QUEUE = {"type": "string", "enum": list(settings.QUEUE_NAMES)}
-ENTRY = _object({
+
+
+def _column(model: type[Model], name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, or null too where the model's column may be NULL."""
+    return _nullable(schema) if model._meta.get_field(name).null else schema
+
+
+ENTRY = _object({name: _column(DeadLetter, name, schema) for name, schema in {
     "id": UUID_STRING,
     "queue_name": {"type": "string", "description": "One of the queues, or a queue no longer configured"},
     "job_id": {"type": "string"}, "job_data": {}, "error_message": {"type": "string"},
     "error_stack": {"type": "string"}, "attempts_made": {"type": "integer", "minimum": 0}, "failed_at": TIME,
-    "resolved": {"type": "boolean"}, "resolved_at": _nullable(TIME), "resolved_by": {"type": ["string", "null"]},
-    "notes": {"type": ["string", "null"]}})
+    "resolved": {"type": "boolean"}, "resolved_at": TIME, "resolved_by": {"type": "string"},
+    "notes": {"type": "string"}}.items()})
 QUEUE_STATS = {"type": "object", "description": "Per queue: every configured one, and any other holding entries",
                "additionalProperties": _object({name: {"type": "integer", "minimum": 0}
                                                 for name in ("total", "resolved", "unresolved")})}

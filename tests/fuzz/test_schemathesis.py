@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import requests
 import schemathesis
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance, negative_data_rejection, positive_data_acceptance, response_headers_conformance,
     response_schema_conformance, status_code_conformance,
 )
-from schemathesis.checks import not_a_server_error
 
 from access.auth import create_token
 from dlq.models import DeadLetter
@@ -26,6 +26,7 @@ from tests.system.test_web_server import SECRET, web_env, web_process  # noqa: F
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 MAX_EXAMPLES = 25
+SEED = 20  # fixed: the same requests every run, so a failure here is this change's, not the dice's
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection, positive_data_acceptance]
 
@@ -39,6 +40,7 @@ def live_api(web_process) -> tuple[schemathesis.schemas.BaseSchema, dict[str, st
     schema = schemathesis.openapi.from_dict(document())
     schema.config.update(base_url=url)
     schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
+    schema.config.seed = SEED
     return schema, {"Authorization": f"Bearer {secret}", "X-Clay-Secret": SECRET}
 
 

@@ -4,6 +4,7 @@ the view's check function on the other, on the same generated values). tests/fuz
 then holds the live server to the same document."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema_rs
@@ -68,3 +69,13 @@ def test_a_dead_letter_list_limit_is_valid_exactly_when_the_view_takes_it(client
         as_integer = int(raw) if raw.lstrip("+-").isascii() and raw.lstrip("+-").isdigit() else raw
         answered = client.get("/api/admin/dead-letter-queue", {"limit": raw}).status_code
         assert (answered == 200) == validator(limit).is_valid(as_integer), (raw, answered)
+
+
+def test_the_document_is_valid_openapi_3_1():
+    """Against the OpenAPI 3.1 meta-schema Schemathesis ships (openapi-spec-validator is not a requirement),
+    as served: JSON, not the Python dict."""
+    from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
+
+    served = json.loads(json.dumps(document()))
+    assert not [error.message for error in OPENAPI_31_VALIDATOR.iter_errors(served)]
+    assert not OPENAPI_31_VALIDATOR.is_valid({**served, "paths": {"/x": {"get": {"responses": {"200": {}}}}}})

@@ -1,7 +1,19 @@
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from access.models import ApiToken
+from access.models import ApiToken, Scope
+
+
+class ScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return Scope.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(scopes__contains=[self.value()]) if self.value() in Scope.values else queryset
 
 
 @admin.register(ApiToken)
@@ -9,12 +21,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are listed and revoked here; they are made by `manage.py create_api_token NAME`, which
     shows the secret once (only its hash is stored, so the admin could never show it)."""
 
-    list_display = ("name", "prefix", "can_write", "created_at", "last_used_at")
-    list_filter = ("can_write",)
+    list_display = ("name", "prefix", "scope_list", "created_at", "last_used_at")
+    list_filter = (ScopeFilter,)
     search_fields = ("name", "prefix")
     # not key_hash: of no use to a person. user: the service user its changes are recorded under.
-    fields = ("name", "prefix", "can_write", "user", "created_at", "last_used_at")
+    fields = ("name", "prefix", "scope_list", "user", "created_at", "last_used_at")
     readonly_fields = fields
+
+    @admin.display(description="scopes")
+    def scope_list(self, token: ApiToken) -> str:
+        return ", ".join(token.scopes)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -17,7 +17,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from access.models import ApiToken
+from access.models import ApiToken, Scope, default_scopes, normalize_scopes
 from resilience.http import allow_methods, json_error
 
 TOKEN_PREFIX = "rsl_"
@@ -44,7 +44,7 @@ def service_user(token_name: str) -> AbstractBaseUser:
     """The user a token's changes are recorded under (the admin's history needs a user).
 
     It cannot log in (inactive, no usable password) and has no permissions: what a token may do is
-    its read-only flag alone. It outlives its token, so the history keeps its name after a revoke;
+    its scopes alone. It outlives its token, so the history keeps its name after a revoke;
     a new token of the same name takes the same identity again.
     """
     user, created = get_user_model().objects.get_or_create(
@@ -63,10 +63,14 @@ def token_user(token: ApiToken) -> AbstractBaseUser:
     return token.user
 
 
-def create_token(name: str, *, can_write: bool = True) -> tuple[ApiToken, str]:
-    """Returns the stored token and its secret, which is never stored and cannot be shown again."""
+def create_token(name: str, *, scopes: Iterable[str] | None = None) -> tuple[ApiToken, str]:
+    """Returns the stored token and its secret, which is never stored and cannot be shown again.
+    Without `scopes` the token may only read; ValueError for an unknown scope."""
+    scopes = normalize_scopes(default_scopes() if scopes is None else scopes)
+    if not scopes:
+        raise ValueError("a token needs at least one scope")
     secret = new_token()
-    token = ApiToken.objects.create(name=name, key_hash=hash_token(secret), prefix=secret[:8], can_write=can_write,
+    token = ApiToken.objects.create(name=name, key_hash=hash_token(secret), prefix=secret[:8], scopes=scopes,
                                     user=service_user(name))
     return token, secret
 
@@ -113,12 +117,23 @@ def permission_error(user: AbstractBaseUser, permission: str) -> HttpResponse:
                       missingPermission=permission)
 
 
-def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Let a request through with a valid API token, or a logged-in staff user who holds the Django
-    model permission `permissions` names for the request's method ("app_label.codename"; HEAD and
-    OPTIONS need GET's). The methods listed are the ones the view serves (allow_methods answers the
-    others with 405, after authentication), so no method reaches the view unchecked. Tokens have no
-    model permissions: a read-only token may GET, any other may do everything.
+def scope_error(token: ApiToken, scope: str) -> HttpResponse:
+    held = ", ".join(token.scopes) or "no scope"
+    return json_error(403, f"API token {token.name!r} lacks the scope {scope} (it has {held}): "
+                           f"make one with create_api_token NAME --scope {scope}", missingScope=scope)
+
+
+def admin_api(permissions: Mapping[str, str], *,
+              scope: Scope | None = None) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Let a request through with a valid API token that holds the operation's scope, or a logged-in
+    staff user who holds the Django model permission `permissions` names for the request's method
+    ("app_label.codename"; HEAD and OPTIONS need GET's). The methods listed are the ones the view
+    serves (allow_methods answers the others with 405, after authentication), so no method reaches
+    the view unchecked. Tokens have no model permissions, only scopes: reading (GET, HEAD, OPTIONS)
+    needs `read`, the view's changes need `scope` (dlq, deliver, or admin for any other change).
+
+    The view keeps what it requires as .required_scopes and .required_permissions (per method), which
+    the OpenAPI document reads.
 
     Sets request.actor_user (the session's user, or the token's service user), request.actor (its
     name): who did it, for the admin's history and fields such as resolved_by; and request.actor_token
@@ -127,19 +142,28 @@ def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpRes
 
     if callable(permissions):  # bare @admin_api: say so at import, not with a 500 at the first request
         raise TypeError("admin_api needs the permission per method, e.g. @admin_api({'GET': 'dlq.view_deadletter'})")
+    if scope is None:  # every view says what a token needs: no default that would let one through
+        raise TypeError("admin_api needs the scope a token needs, e.g. @admin_api({...}, scope=Scope.DLQ)")
+    scope = Scope(scope)  # a typo fails at import
+    writes = [method for method in permissions if method not in SAFE_METHODS]
+    if writes and scope == Scope.READ:
+        raise TypeError(f"admin_api: {', '.join(writes)} change things, so they need a scope other than read")
+    required_scopes = {method: (Scope.READ if method in SAFE_METHODS else scope).value
+                       for method in (*permissions, *(("HEAD", "OPTIONS") if "GET" in permissions else ()))}
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         view = allow_methods(*permissions)(view)
 
-        @csrf_exempt
         @wraps(view)
         def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             token, problem = token_from_header(request)
             if problem:
                 return _unauthorized(problem)
             if token is not None:
-                if request.method not in SAFE_METHODS and not token.can_write:
-                    return json_error(403, f"API token {token.name!r} is read-only")
+                # A method the view does not serve needs no scope: allow_methods answers it 405.
+                needed_scope = required_scopes.get(request.method)
+                if needed_scope and not token.has_scope(needed_scope):
+                    return scope_error(token, needed_scope)
                 request.actor_user = token_user(token)
                 request.actor = request.actor_user.get_username()
                 request.actor_token = token
@@ -164,6 +188,9 @@ def admin_api(permissions: Mapping[str, str]) -> Callable[[Callable[..., HttpRes
             request.actor_token = None
             return view(request, *args, **kwargs)
 
+        guarded = csrf_exempt(guarded)
+        guarded.required_scopes = required_scopes
+        guarded.required_permissions = dict(permissions)
         return guarded
 
     return decorate

@@ -56,7 +56,11 @@ class Postgres:
         try:
             self.stop()
         finally:
-            shutil.rmtree(self.datadir, ignore_errors=True)
+            # As root in a clone the postgres OS user cannot enter, datadir links to the real place
+            # (deploy/services.sh, local_postgres_place): both go, so the next run starts afresh.
+            shutil.rmtree(self.datadir.resolve(), ignore_errors=True)
+            if self.datadir.is_symlink():
+                self.datadir.unlink()
 
 
 class Redis:

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 
 from access.audit import log_api_change
-from access.auth import admin_api
+from access.auth import Scope, admin_api
 from delivery import services
 from delivery.models import DeliveryRun
 from delivery.steps import step_title
@@ -77,6 +77,6 @@ def _read(request: HttpRequest, lead_id: int) -> JsonResponse:
     return JsonResponse({"success": True, "run": serialize_run(run)})
 
 
-@admin_api({"GET": VIEW, "POST": START})
+@admin_api({"GET": VIEW, "POST": START}, scope=Scope.DELIVER)
 def lead_delivery(request: HttpRequest, lead_id: int) -> JsonResponse:
     return (_start if request.method == "POST" else _read)(request, lead_id)

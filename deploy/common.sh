@@ -73,15 +73,19 @@ env_changed() {
 }
 
 # ensure_app_postgres: the PostgreSQL of DATABASE_URL answers. When the URL names the project-local
-# cluster (127.0.0.1:LOCAL_POSTGRES_PORT, 54329 by default), the cluster in var/postgres is created
-# and started when needed, and its role, password and database made to match the URL (make down
-# stops it). Sets DATABASE_NOTE.
+# cluster (127.0.0.1:LOCAL_POSTGRES_PORT, 54329 by default), the cluster known as var/postgres is
+# created and started when needed, and its role, password and database made to match the URL (make
+# down stops it). Its data is in var/postgres, or where var/postgres links to: LOCAL_POSTGRES_HOME, or
+# (as root, when the postgres OS user cannot enter the project) /var/lib/resilience/<hash>/postgres.
+# Sets DATABASE_NOTE.
 ensure_app_postgres() {
-  local rc why
+  local rc why data
   if [ -n "$S_DATABASE_LOCAL" ]; then
-    ensure_local_postgres var/postgres "$S_DATABASE_PORT" DATABASE_URL LOCAL_POSTGRES_PORT || exit 1
+    ensure_local_postgres var/postgres "$S_DATABASE_PORT" DATABASE_URL LOCAL_POSTGRES_PORT "${LOCAL_POSTGRES_HOME:-}" || exit 1
     $HELP local-db var/postgres "$DATABASE_URL" || exit 1
-    DATABASE_NOTE="project-local PostgreSQL, data in var/postgres; make down stops it"
+    data=var/postgres
+    [ -L var/postgres ] && data="$(cd var/postgres && pwd -P) (var/postgres links there)"
+    DATABASE_NOTE="project-local PostgreSQL, data in $data; make down stops it"
     return 0
   fi
   rc=0; why=$($HELP db-ping "$DATABASE_URL") || rc=$?

@@ -109,31 +109,85 @@ pg_bindir() {
 
 # pg_as_owner CMD ...: initdb and the server refuse to run as root, so as root they run as the
 # postgres OS user (which owns the data directory); otherwise as whoever runs make.
+# From /: the postgres OS user may not enter the directory make was started in (a clone under /root).
 pg_as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# Where a cluster lives when the postgres OS user cannot enter the project (root's clone under /root, mode 700).
+LOCAL_POSTGRES_BASE=/var/lib/resilience
+
+# local_postgres_place DIR [HOME]: print the real directory of the cluster that the project knows as DIR
+# (var/postgres): HOME when given (LOCAL_POSTGRES_HOME, an absolute path); else DIR itself, unless root
+# runs this, DIR holds no cluster yet and the postgres OS user cannot enter DIR's parent: then
+# LOCAL_POSTGRES_BASE/<hash of the project's path>/<DIR's path under var/, with - for />. Elsewhere than
+# DIR, DIR becomes a symlink to it, so make down and every other command find it by the same name.
+local_postgres_place() {
+  local dir=$1 home=${2:-} parent name target hash
+  parent=$(cd "$(dirname "$dir")" && pwd -P) || return 1
+  name=$(basename "$dir")
+  if [ -n "$home" ]; then
+    case "$home" in /*) ;; *) say "LOCAL_POSTGRES_HOME must be an absolute path, not $home"; return 1 ;; esac
+    target=${home%/}
+  elif [ -L "$parent/$name" ]; then
+    target=$(readlink "$parent/$name")  # placed by an earlier run: it stays there
+  elif [ "$(id -u)" != 0 ] || [ -s "$parent/$name/PG_VERSION" ] || runuser -u postgres -- test -x "$parent" 2>/dev/null; then
+    printf '%s\n' "$parent/$name"; return 0
+  else
+    # One directory per project (its path's hash), one place per cluster in it: var/postgres -> postgres,
+    # var/chaos/postgres -> chaos-postgres. A cluster outside the project: one directory per its parent.
+    local rel=$parent/$name key
+    key=$(pwd -P); rel=${rel#"$key"/}
+    if [ "${rel#/}" != "$rel" ]; then key=$parent; rel=$name; fi
+    rel=${rel#var/}
+    hash=$(python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:12])' "$key")
+    target=$LOCAL_POSTGRES_BASE/$hash/${rel//\//-}
+    # 755: the postgres OS user must pass through them; the cluster's own directory is mode 700.
+    mkdir -p "$LOCAL_POSTGRES_BASE/$hash" && chmod 755 "$LOCAL_POSTGRES_BASE" "$LOCAL_POSTGRES_BASE/$hash" || return 1
+    say "the postgres OS user cannot enter $parent: the project-local PostgreSQL keeps its data in $target" \
+      "($dir links there; LOCAL_POSTGRES_HOME chooses another place)"
+  fi
+  if [ "$target" != "$parent/$name" ]; then
+    if [ -L "$parent/$name" ]; then
+      if [ "$(readlink "$parent/$name")" != "$target" ]; then
+        say "$dir linked to $(readlink "$parent/$name"), now to $target (LOCAL_POSTGRES_HOME); the data there is left as it was"
+        rm -f "$parent/$name"
+      fi
+    elif [ -e "$parent/$name" ]; then
+      if ! rmdir "$parent/$name" 2>/dev/null; then
+        say "$dir holds a cluster of its own, not the one in $target (LOCAL_POSTGRES_HOME): make down, then move it there or unset LOCAL_POSTGRES_HOME"
+        return 1
+      fi
+    fi
+    [ -L "$parent/$name" ] || ln -s "$target" "$parent/$name"
+  fi
+  printf '%s\n' "$target"
 }
 
 # local_postgres_running DATADIR: the cluster in DATADIR has a live server.
 local_postgres_running() {
-  local bindir
+  local bindir dir
   [ -f "$1/postmaster.pid" ] || return 1
+  dir=$(cd "$1" && pwd -P) || return 1  # the real path: the owner may not pass through the project
   bindir=$(_find_pg_bindir) || return 1
-  pg_as_owner "$bindir/pg_ctl" -D "$1" status >/dev/null 2>&1
+  pg_as_owner "$bindir/pg_ctl" -D "$dir" status >/dev/null 2>&1
 }
 
-# ensure_local_postgres DATADIR PORT VAR PORT_VAR: a PostgreSQL cluster in DATADIR (created when
+# ensure_local_postgres DATADIR PORT VAR PORT_VAR [HOME]: a PostgreSQL cluster in DATADIR (created when
 # missing) runs, listening on 127.0.0.1:PORT and on a unix socket in DATADIR. Connections over TCP
 # need a password (scram-sha-256); the socket trusts whoever reaches it, which is only the cluster's
 # owner (and root), because DATADIR is mode 700. VAR (DATABASE_URL ...) and PORT_VAR
-# (LOCAL_POSTGRES_PORT ...) are named in the one-line failures.
+# (LOCAL_POSTGRES_PORT ...) are named in the one-line failures. DATADIR may be a symlink to where the
+# data really is (HOME, or a place the postgres OS user reaches: local_postgres_place).
 ensure_local_postgres() {
-  local dir=$1 port=$2 var=$3 port_var=$4 bindir out
+  local dir=$1 port=$2 var=$3 port_var=$4 home=${5:-} bindir out
   bindir=$(pg_bindir "$var") || return 1
   if [ "$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; then
     say "running as root, the project-local PostgreSQL runs as the postgres OS user, which does not exist: install PostgreSQL with apt-get (it creates the user), or set $var to a running PostgreSQL"
     return 1
   fi
-  mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
+  mkdir -p "$(dirname "$dir")" && dir=$(local_postgres_place "$dir" "$home") || return 1
+  mkdir -p "$dir" && dir=$(cd "$dir" && pwd -P)
   # A unix socket path has at most 107 bytes: DATADIR/.s.PGSQL.<port> must fit.
   if [ $(( ${#dir} + 17 )) -gt 107 ]; then
     say "the path $dir is too long for PostgreSQL's unix socket: move the project to a shorter path, or set $var to a running PostgreSQL"
@@ -177,10 +231,11 @@ ensure_local_postgres() {
 
 # stop_local_postgres DATADIR: stop the cluster in DATADIR if its server runs (fast: clients are cut off).
 stop_local_postgres() {
-  local bindir
+  local bindir dir
   local_postgres_running "$1" || return 0
+  dir=$(cd "$1" && pwd -P) || return 1
   bindir=$(_find_pg_bindir) || return 1
-  pg_as_owner "$bindir/pg_ctl" -D "$1" -m fast -w -t 60 stop >/dev/null
+  pg_as_owner "$bindir/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
 }
 
 # url_host_port URL DEFAULT_PORT -> "host port"

@@ -12,6 +12,11 @@ CMD_NAME="make up"
 T0=$(date +%s)
 
 mkdir -p var/log
+# Logs and the dev mail sink (leads' addresses, tracking links) readable by their owner only. New files
+# are made so (supervisord's umask=077, resilience/logfiles.py); these lines tighten what an older
+# version left readable by others.
+chmod -R go-rwx var/log || say "note: some files in var/log are not yours; others may still read them"
+[ ! -d var/mail ] || chmod -R go-rwx var/mail || say "note: some files in var/mail are not yours; others may still read them"
 
 if pid=$(dev_workers_pid); then
   fail "make workers (the development workers, pid $pid) is running and would compete for the same queues: stop it first (Ctrl-C in its terminal)"
@@ -55,7 +60,8 @@ else
   step "starting supervisord ($CONF)"
   rm -f var/supervisord.sock var/supervisord.env-hash
   (umask 077 && cp .env.local "$RUNNING_ENV")
-  .venv/bin/supervisord -c "$CONF" || fail "supervisord did not start: see var/log/supervisord.log"
+  # umask 077: supervisord opens its own log before it applies the umask=077 of its config.
+  (umask 077 && exec .venv/bin/supervisord -c "$CONF") || fail "supervisord did not start: see var/log/supervisord.log"
 fi
 
 step "waiting for the web app, Flower and all programs (up to 60 s)"

@@ -2,7 +2,9 @@
 
     envfile             create .env.local with random secrets and a project-local DATABASE_URL, or add
                         those it lacks (and the environment does not give)
-    remember            write the settings given in the environment into .env.local (make up only)
+    remember            write the settings given in the environment into .env.local (make up only), once
+                        the settings module accepts them (refused: one line, the file unchanged); the
+                        values replaced are kept in .env.local.previous
     exports [FILE]      shell `export` lines for .env.local or FILE (variables already set win, as in settings)
     settings            the effective settings up.sh needs, as shell assignments (a bad value: one line, exit 2)
     redis-ping URL      exit 0 if Redis answers PING, 3 if nothing listens there, 4 on any other error
@@ -162,21 +164,69 @@ def cmd_envfile() -> int:
     return 0
 
 
+def settings_error(extra: dict[str, str], env_file: Path | None = None) -> str | None:
+    """The one-line configuration error that start-up would stop with, given the environment (with `extra`
+    over it) and the env file, or None when the settings are accepted. The real settings module decides, in
+    a process of its own (this one may have loaded other settings), with the same checks as `settings`."""
+    env = {**os.environ, **extra, "ENV_FILE": str(env_file or ENV_FILE), "DJANGO_SETTINGS_MODULE": "resilience.settings"}
+    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "settings"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode == 0:
+        return None
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if line.startswith("configuration error:")),
+                lines[-1] if lines else f"configuration error: the settings do not load (exit {result.returncode})")
+
+
+def keep_previous(values: dict[str, str], path: Path | None = None) -> Path:
+    """Append the values about to be replaced to .env.local.previous (mode 600), dated, as lines that can be
+    copied back: a mistyped or regretted secret is never lost."""
+    path = path or ENV_FILE.with_name(ENV_FILE.name + ".previous")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # also when an older file was more open
+    with os.fdopen(fd, "a") as handle:
+        handle.write(f"# Replaced in {ENV_FILE.name} by `make up` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+                     f"to bring a value back, copy its line into {ENV_FILE.name}\n")
+        handle.write("".join(f"{name}={_dotenv_value(value)}\n" for name, value in values.items()))
+    return path
+
+
 def cmd_remember() -> int:
     """Settings given in the environment go into .env.local, so that every later command (another shell's
-    manage.py, a restarted program) uses what `make up` was given."""
+    manage.py, a restarted program) uses what `make up` was given. Checked first: a value start-up would
+    refuse is not written (the file stays as it was); a value replaced is kept in .env.local.previous."""
     present = _read_env_file()
     given = {name: os.environ[name] for name in setting_names()
              if name not in NOT_REMEMBERED and not name.startswith("TEST_")
              and os.environ.get(name) and os.environ[name] != present.get(name)}
     if not given:
         return 0
-    try:
-        set_env_values(given, "Given in the environment of `make up`")
-    except ValueError as exc:
-        print(f".env.local: not written: {exc}", file=sys.stderr)
+    # Links in mail already sent are signed with the effective EMAIL_SIGNING_KEY, by default SECRET_KEY: a
+    # new SECRET_KEY would make every open, click and unsubscribe link answer 404. The old key keeps signing
+    # them unless EMAIL_SIGNING_KEY was chosen. A key under 32 characters never started the system: no link.
+    old_key = present.get("SECRET_KEY", "")
+    pinned = {}
+    if "SECRET_KEY" in given and len(old_key) >= 32 and not os.environ.get("EMAIL_SIGNING_KEY") \
+            and not present.get("EMAIL_SIGNING_KEY"):
+        pinned["EMAIL_SIGNING_KEY"] = old_key
+    if error := settings_error(pinned):
+        print(f"{error} ({ENV_FILE.name} not changed)", file=sys.stderr)
         return 1
-    print(f".env.local: now {', '.join(given)} as given in the environment (every later command uses them)")
+    values = {**given, **pinned}
+    replaced = {name: present[name] for name in values if present.get(name)}
+    try:
+        if replaced:  # before the file changes: never a moment when the old value is nowhere
+            previous = keep_previous(replaced)
+        set_env_values(values, "Given in the environment of `make up`")
+    except ValueError as exc:
+        print(f"{ENV_FILE.name}: not written: {exc}", file=sys.stderr)
+        return 1
+    print(f"{ENV_FILE.name}: now {', '.join(given)} as given in the environment (every later command uses them)")
+    if replaced:
+        print(f"{ENV_FILE.name}: the values replaced ({', '.join(replaced)}) are kept in {previous.name} (mode 600)")
+    if pinned:
+        print(f"{ENV_FILE.name}: EMAIL_SIGNING_KEY set to the old SECRET_KEY, so links in mail already sent keep "
+              "working (docs/security.md, Rotating SECRET_KEY)")
     return 0
 
 
@@ -198,6 +248,14 @@ def _hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def _check_local_postgres_home() -> None:
+    from resilience.env import ConfigError
+
+    home = os.environ.get("LOCAL_POSTGRES_HOME", "")
+    if home and not os.path.isabs(home):
+        raise ConfigError(f"LOCAL_POSTGRES_HOME must be an absolute path (got {home!r})")
+
+
 def cmd_settings() -> int:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resilience.settings")
@@ -206,6 +264,8 @@ def cmd_settings() -> int:
     load_settings_or_exit()
     # Read by supervisord.conf only (celery --max-memory-per-child), so checked here.
     load_settings_or_exit(lambda: env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 1048576, minimum=10240))
+    # Read by deploy/services.sh only (where the project-local cluster's data lives), so checked here.
+    load_settings_or_exit(_check_local_postgres_home)
     from django.conf import settings
 
     db = settings.DATABASES["default"]
@@ -302,7 +362,8 @@ def cmd_local_db(datadir: str, url: str, superuser: bool) -> int:
         return 1
     rights = sql.SQL("SUPERUSER" if superuser else "NOSUPERUSER CREATEDB")
     try:
-        admin = _connect(url, host=os.path.abspath(datadir), user="postgres", password="", dbname="postgres")
+        # The real path: var/postgres may link to where the cluster is, and its socket path is limited in length.
+        admin = _connect(url, host=os.path.realpath(datadir), user="postgres", password="", dbname="postgres")
         admin.autocommit = True  # CREATE DATABASE cannot run in a transaction
         try:
             with admin.cursor() as cursor:

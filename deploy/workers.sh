@@ -17,6 +17,24 @@ need_supervisord() {
   supervisord_running || { echo "not running: make up" >&2; exit 1; }
 }
 
+# left_running_note: after make workers, the project-local PostgreSQL and redis-server it started (or found)
+# that still run, and how to stop them.
+left_running_note() {
+  local left=() pid data
+  if [ -n "${S_DATABASE_LOCAL:-}" ] && local_postgres_running var/postgres; then
+    data=var/postgres
+    [ -L var/postgres ] && data=$(cd var/postgres && pwd -P)
+    left+=("the project-local PostgreSQL (127.0.0.1:$S_DATABASE_PORT, data in $data)")
+  fi
+  pid=$(cat var/redis/redis.pid 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    left+=("the project-local redis-server ($S_REDIS_URL_SHOWN, data in var/redis)")
+  fi
+  [ "${#left[@]}" -gt 0 ] || return 0
+  local IFS=";"
+  step "make workers stopped; still running:${left[*]/#/ }. make down stops them"
+}
+
 env_changed_note() {
   if env_changed; then
     say "note: .env.local changed since supervisord started; restarted programs keep the old values (make down && make up applies them)"
@@ -40,7 +58,12 @@ case "${1:-}" in
     step "Database: $S_DATABASE ($DATABASE_NOTE)"
     $PY manage.py migrate --noinput -v 0
     step "development workers: one Celery worker for all four queues and a dispatcher, MOCK_MODE=true; reloads when a .py file changes; Ctrl-C stops"
-    exec $PY manage.py run_workers_dev
+    # Not exec: when the workers stop, say what outlives them. Ctrl-C reaches the workers too (a trapped
+    # signal is not inherited); this shell waits for them, then goes on.
+    trap : INT
+    rc=0; $PY manage.py run_workers_dev || rc=$?
+    left_running_note
+    exit "$rc"
     ;;
   prod)
     if pid=$(dev_workers_pid); then

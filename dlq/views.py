@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, JsonResponse
 
 from access.audit import log_api_change
-from access.auth import admin_api
+from access.auth import Scope, admin_api
 from dlq import actions
 from dlq.models import DeadLetter
 from resilience.http import ApiError, iso_utc, json_object_body
@@ -32,7 +32,7 @@ _NOT_SHOWN = ("\\u0000-\\u001f\\u007f-\\u00a0\\u00ad\\u061c\\u1680\\u180e\\u2000
               "\\u205f-\\u206f\\u3000\\ufeff\\ufff9-\\ufffb")
 RESOLVED_BY_PATTERN = f"^[^{_NOT_SHOWN}]*[^ {_NOT_SHOWN}][^{_NOT_SHOWN}]*$"
 _RESOLVED_BY = re.compile(RESOLVED_BY_PATTERN)
-# Session callers need Django's model permission for what they do (tokens: their read-only flag).
+# Session callers need Django's model permission for what they do (tokens: the scope dlq to change).
 VIEW, CHANGE_PERM, DELETE = "dlq.view_deadletter", "dlq.change_deadletter", "dlq.delete_deadletter"
 
 
@@ -189,13 +189,13 @@ def _delete(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"success": True, "deleted": str(entry_id)})
 
 
-@admin_api({"GET": VIEW, "PATCH": CHANGE_PERM, "DELETE": DELETE})
+@admin_api({"GET": VIEW, "PATCH": CHANGE_PERM, "DELETE": DELETE}, scope=Scope.DLQ)
 def dead_letter_queue(request: HttpRequest) -> JsonResponse:
     handlers = {"GET": _list, "PATCH": _patch, "DELETE": _delete}
     return handlers[request.method](request)
 
 
-@admin_api({"POST": CHANGE_PERM})
+@admin_api({"POST": CHANGE_PERM}, scope=Scope.DLQ)
 def requeue(request: HttpRequest) -> JsonResponse:
     body = json_object_body(request)
     entry_id = _entry_id(body.get("id"), "id")

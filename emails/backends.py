@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 
+from resilience.logfiles import OWNER_ONLY_DIRECTORY, write_owner_only
+
 
 class SendDeadline:
     """One send cut off as a whole: EMAIL_TIMEOUT bounds each socket operation (Django's meaning),
@@ -143,11 +145,12 @@ class FileBackend(BaseEmailBackend):
         self.file_path = Path(file_path or settings.EMAIL_FILE_PATH)
 
     def send_messages(self, email_messages) -> int:
-        self.file_path.mkdir(parents=True, exist_ok=True)
+        # Leads' addresses and their tracking links: readable by the owner only (resilience.logfiles).
+        self.file_path.mkdir(mode=OWNER_ONLY_DIRECTORY, parents=True, exist_ok=True)
         for message in email_messages:
             ident = re.sub(r"[^A-Za-z0-9@._-]", "", message.extra_headers.get("Message-ID", "")) or f"{time.time_ns()}"
             path = self.file_path / f"{time.strftime('%Y%m%d-%H%M%S')}-{ident}.eml"
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(message.message().as_bytes(linesep="\r\n"))
+            write_owner_only(tmp, message.message().as_bytes(linesep="\r\n"))
             tmp.replace(path)
         return len(email_messages)

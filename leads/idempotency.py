@@ -2,7 +2,8 @@
 again, and the batch is stored once.
 
 Only an accepted request (202) is remembered: a refused one stored nothing, so it may be corrected
-and sent again under the same key.
+and sent again under the same key. A key is stored as its SHA-256 (hex), not by value; a lookup hashes
+the incoming key.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django.utils import timezone
 from leads.models import WebhookIdempotencyKey
 
 WINDOW = timedelta(hours=24)
-MAX_KEY_LENGTH = WebhookIdempotencyKey._meta.get_field("key").max_length
+MAX_KEY_LENGTH = 255
 # Printable ASCII, as header values are in practice, with at least one character that is not a space: HTTP
 # servers strip the spaces around a header's value, so a key of spaces only arrives empty. The document
 # (resilience/openapi.py) declares this same pattern, in a syntax Python's re and ECMA-262 share.
@@ -45,6 +46,11 @@ def fingerprint(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def key_digest(key: str) -> str:
+    """What is stored for an Idempotency-Key: its SHA-256, hex (check_key has made it ASCII)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def prune_expired() -> int:
     """Forget keys older than the window; returns how many."""
     deleted, _ = WebhookIdempotencyKey.objects.filter(created_at__lt=timezone.now() - WINDOW).delete()
@@ -58,15 +64,16 @@ def answer_once(key: str, body_sha256: str, answer: Callable[[], tuple[int, dict
 
     Raises KeyReused when the recorded request had a different body.
     """
+    digest = key_digest(key)
     with transaction.atomic():
         prune_expired()  # cheap (indexed) and keeps an expired key from blocking its reuse
         try:
             with transaction.atomic():
-                record = WebhookIdempotencyKey.objects.create(key=key, body_sha256=body_sha256, status_code=0,
-                                                              response={})
+                record = WebhookIdempotencyKey.objects.create(key_sha256=digest, body_sha256=body_sha256,
+                                                              status_code=0, response={})
         except IntegrityError:
             # Committed by an earlier request, or by a concurrent one this insert waited for.
-            existing = WebhookIdempotencyKey.objects.get(key=key)
+            existing = WebhookIdempotencyKey.objects.get(key_sha256=digest)
             if existing.body_sha256 != body_sha256:
                 raise KeyReused(f"Idempotency-Key {key[:100]!r} was already used at "
                                 f"{existing.created_at:%Y-%m-%d %H:%M:%S} UTC for a different body; "

@@ -75,10 +75,12 @@ class WebhookIdempotencyKey(models.Model):
     retry with the same key instead of storing the batch again (see leads.idempotency).
 
     The unique key is what makes two concurrent requests with the same key store once: the second
-    insert waits for the first transaction and then finds the key taken.
+    insert waits for the first transaction and then finds the key taken. The key is kept as its SHA-256,
+    never by value: a sender may put anything in the header (a token, a customer's id), and the table is
+    read by people; a retry's key hashes to the same row.
     """
 
-    key = models.CharField(max_length=255, unique=True)
+    key_sha256 = models.CharField(max_length=64, unique=True)  # hex SHA-256 of the Idempotency-Key header
     body_sha256 = models.CharField(max_length=64)  # a retry must send the same body
     status_code = models.PositiveSmallIntegerField()
     response = models.JSONField()
@@ -89,4 +91,4 @@ class WebhookIdempotencyKey(models.Model):
         verbose_name, verbose_name_plural = "webhook idempotency key", "webhook idempotency keys"
 
     def __str__(self) -> str:
-        return f"idempotency key {self.key!r} ({self.status_code})"
+        return f"idempotency key {self.key_sha256[:12]}... ({self.status_code})"

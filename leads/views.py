@@ -83,7 +83,9 @@ def clay_webhook(request: HttpRequest) -> JsonResponse:
         return json_error(422, str(exc))
     response = JsonResponse(answer, status=status)
     if replayed:
-        logger.info("clay webhook: Idempotency-Key %r seen before; replaying its answer", key[:100])
+        # The key by its stored hash, never by value (a sender may put a secret in it).
+        logger.info("clay webhook: Idempotency-Key sha256:%s... seen before; replaying its answer",
+                    idempotency.key_digest(key)[:12])
         response["Idempotent-Replayed"] = "true"
     return response
 

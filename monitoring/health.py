@@ -354,7 +354,8 @@ def worker_report(now: datetime | None = None) -> list[dict[str, Any]]:
             "heartbeatAgeSeconds": round(max(0.0, (now - hb.beat_at).total_seconds()), 1),
             "memoryBytes": hb.memory_bytes,
             "jobsDone": hb.jobs_done,
-            "jobsFailed": hb.jobs_failed,
+            "jobsFailed": hb.jobs_failed,  # failed attempts; rejected input apart, as in the queues' figures
+            "jobsRejected": hb.jobs_rejected,
             "lastJobAt": iso_utc(hb.last_job_at),
         })
     return [worker for pool in sorted(by_pool) for worker in by_pool[pool]]

@@ -142,8 +142,10 @@ class ResilienceCollector:
                                                            "; repeated per queue row, so its sum() overcounts"),
                         labels)
         done = _counter("worker_jobs_done", "Jobs the worker process finished since it started", labels)
-        failed = _counter("worker_jobs_failed", "Job attempts that failed in the worker process since it started",
-                          labels)
+        failed = _counter("worker_jobs_failed", "Job attempts that failed in the worker process since it started, "
+                          "rejected input excepted", labels)
+        rejected = _counter("worker_jobs_rejected", "Jobs the worker process dead-lettered for their own invalid "
+                            "input since it started (not failures)", labels)
         done_gauge = _gauge("worker_jobs_done", _deprecated("worker_jobs_done"), labels)
         failed_gauge = _gauge("worker_jobs_failed", _deprecated("worker_jobs_failed"), labels)
         processes: set[tuple[str, int]] = set()
@@ -159,7 +161,8 @@ class ResilienceCollector:
             for total, gauge, figure in ((done, done_gauge, worker["jobsDone"]), (failed, failed_gauge, worker["jobsFailed"])):
                 total.add_metric(key, figure)
                 gauge.add_metric(key, figure)
-        yield from (age, up, process_memory, memory, done, failed, done_gauge, failed_gauge)
+            rejected.add_metric(key, worker["jobsRejected"])  # new: a counter only, no deprecated gauge
+        yield from (age, up, process_memory, memory, done, failed, rejected, done_gauge, failed_gauge)
 
 
 def ai_spend_counters() -> Iterator[Metric]:

@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from access.auth import admin_api
+from access.auth import Scope, admin_api
 from monitoring.health import health_report
 from monitoring.metrics import render
 
@@ -13,13 +13,13 @@ from monitoring.metrics import render
 VIEW_JOBS = "workers.view_job"
 
 
-@admin_api({"GET": VIEW_JOBS})
+@admin_api({"GET": VIEW_JOBS}, scope=Scope.READ)
 def workers_health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(health_report())
 
 
-@admin_api({"GET": VIEW_JOBS})
+@admin_api({"GET": VIEW_JOBS}, scope=Scope.READ)
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus scrape: `authorization: {credentials: <token>}` in the scrape config (a read-only
-    token from `manage.py create_api_token prometheus --read-only`)."""
+    """Prometheus scrape: `authorization: {credentials: <token>}` in the scrape config (a token that
+    may only read: `manage.py create_api_token prometheus --scope read`)."""
     return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

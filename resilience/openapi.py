@@ -8,13 +8,15 @@ tests/fuzz that every operation here is fuzzed, and Schemathesis holds the live 
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Model
 from django.http import HttpRequest, JsonResponse
+from django.urls import resolve
 
-from access.auth import admin_api
+from access.auth import Scope, admin_api
 from delivery.models import DeliveryRun, DeliveryStep
 from dlq.models import DeadLetter
 from dlq.views import MAX_LIMIT, RESOLVED_BY_MAX, RESOLVED_BY_PATTERN
@@ -177,6 +179,30 @@ HEALTH = _object({
 
 
 def document() -> dict[str, Any]:
+    return _with_required_scopes(_document())
+
+
+def _with_required_scopes(spec: dict[str, Any]) -> dict[str, Any]:
+    """Each admin operation names what its view requires (access.auth.admin_api), read from the view
+    itself so the document cannot say other than what is enforced: the token's scope (in the bearer
+    requirement, as OpenAPI 3.1 allows role names there, in x-required-scope and in the description)
+    and a session's model permission."""
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters" or operation.get("security") != ADMIN_AUTH:
+                continue
+            view = resolve(re.sub(r"\{\w+\}", "0", path)).func
+            scope = view.required_scopes[method.upper()]
+            permission = view.required_permissions.get(method.upper())
+            operation["security"] = [{"bearerToken": [scope]}, {"staffSession": []}]
+            operation["x-required-scope"] = scope
+            needs = (f"Needs an API token with the scope `{scope}`, or a staff session"
+                     + (f" with the permission `{permission}`." if permission else "."))
+            operation["description"] = f"{operation['description']}\n\n{needs}" if "description" in operation else needs
+    return spec
+
+
+def _document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Resilience HTTP API", "version": "1",
@@ -186,7 +212,9 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "bearerToken": {"type": "http", "scheme": "bearer",
-                                "description": "manage.py create_api_token NAME [--read-only]"},
+                                "description": "manage.py create_api_token NAME [--scope read|dlq|deliver|admin] "
+                                               "(repeatable or a comma list; read alone when not given). Each "
+                                               "operation names the scope it needs (x-required-scope)"},
                 "staffSession": {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME,
                                  "description": "An admin login; changes also need the X-CSRFToken header"},
                 "claySecret": {"type": "apiKey", "in": "header", "name": "X-Clay-Secret"},
@@ -209,7 +237,7 @@ def document() -> dict[str, Any]:
                 "Error": _object({"success": {"const": False}, "error": {"type": "string"},
                                   "errors": {"type": "array", "items": FIELD_ERROR,
                                              "description": "The webhook's: each value it refused, and where"},
-                                  "missingPermission": {"type": "string"}},
+                                  "missingPermission": {"type": "string"}, "missingScope": {"type": "string"}},
                                  required=("success", "error"), additionalProperties=False),
                 "StorableJson": STORABLE_JSON,
             },
@@ -337,6 +365,6 @@ def document() -> dict[str, Any]:
 
 
 # Any API token or staff session may read it: it describes, it holds no data (so no model permission).
-@admin_api({"GET": ""})
+@admin_api({"GET": ""}, scope=Scope.READ)
 def openapi_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(document())

@@ -168,12 +168,32 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+    "formatters": {
+        # No terminal sequence from a logged value reaches `make logs` (resilience.logfiles).
+        "plain": {"()": "resilience.logfiles.TerminalSafeFormatter",
+                  "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+        # Hypercorn's own access-log line, kept as it was; every line one line (resilience.logfiles).
+        "access": {"()": "resilience.logfiles.OneLineFormatter",
+                   "fmt": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s", "datefmt": "[%Y-%m-%d %H:%M:%S %z]"},
+    },
     # Every handler redacts secrets (resilience.redaction): error text quotes data, PostgreSQL's DETAIL quotes values.
     "filters": {"redact_secrets": {"()": "resilience.redaction.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        # The web server's access log (resilience.access_log): only hypercorn's worker logs to
+        # hypercorn.access, and the file is opened at its first line (delay), so no other process
+        # touches it. Rotated as supervisord rotates the others; 0600.
+        "access_file": {
+            "()": "resilience.logfiles.OwnerOnlyRotatingFileHandler",
+            "filename": str(VAR_DIR / "log" / "web-access.log"),
+            "maxBytes": 10 * 1024 * 1024, "backupCount": 5, "delay": True, "encoding": "utf-8",
+            "formatter": "access", "filters": ["redact_secrets"],
+        },
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # One line per request whatever LOG_LEVEL is, as hypercorn's own file had it.
+        "hypercorn.access": {"handlers": ["access_file"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         # axes.apps says "BEGIN version ..." at every start of every command: noise. Lock-outs still log.
         "axes.apps": {"level": "WARNING"},

@@ -3,7 +3,7 @@
     python -m hypercorn --config python:resilience.web_server resilience.asgi:application ...
 
 Hypercorn reads every public name of this module (modules excepted) as a setting; the command line
-adds the address, the process count and the logs. Values come from the Django settings, so a bad one
+adds the address and the process count. Values come from the Django settings, so a bad one
 stops start-up with one `configuration error:` line.
 """
 import logging
@@ -11,7 +11,7 @@ import os
 
 import django.conf
 
-from resilience import env
+from resilience import access_log, env
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resilience.settings")
 env.load_settings_or_exit()
@@ -31,3 +31,8 @@ graceful_timeout = 30.0
 # Through the root logger that Django's LOGGING sets up: one format and one line per message in
 # var/log/web.log (hypercorn's own handler would print each message a second time).
 errorlog = logging.getLogger("hypercorn.error")
+# The access log through Python logging, not a file hypercorn opens itself: settings.LOGGING gives
+# hypercorn.access its handler (redacted, one line per request, 0600, rotated) in the worker process,
+# where Django's set-up runs; the logger class escapes each field of the line (resilience.access_log).
+accesslog = logging.getLogger("hypercorn.access")
+logger_class = access_log.AccessLogger

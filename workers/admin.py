@@ -97,7 +97,7 @@ class JobFailureAdmin(ReadOnlyAdmin):
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ("name", "pool", "queue", "host", "pid", "beat_at", "expires_at", "stopped_at", "jobs_done",
-                    "jobs_failed", "memory_bytes")
+                    "jobs_failed", "jobs_rejected", "memory_bytes")
     list_filter = ("pool", "queue")
 
 

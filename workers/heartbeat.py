@@ -40,15 +40,15 @@ CONSUMER_CHECK_SECONDS = 1.0
 # --- the rows ----------------------------------------------------------------------------------
 
 def beat(*, name: str, pool: str, queue: str, host: str, pid: int, concurrency: int, started_at: datetime,
-         jobs_done: int = 0, jobs_failed: int = 0, last_job_at: datetime | None = None,
+         jobs_done: int = 0, jobs_failed: int = 0, jobs_rejected: int = 0, last_job_at: datetime | None = None,
          memory_bytes: int = 0, consuming: bool = True) -> None:
     """Insert or refresh one worker's heartbeat row in one statement; a restarted worker of the same
     name takes its row over (new pid, counters from zero, no longer stopped)."""
     row = WorkerHeartbeat(
         name=name, pool=pool, queue=queue, host=host, pid=pid, concurrency=concurrency, started_at=started_at,
         beat_at=Now(), expires_at=Now() + timedelta(seconds=settings.HEARTBEAT_TTL_SECONDS), stopped_at=None,
-        jobs_done=jobs_done, jobs_failed=jobs_failed, last_job_at=last_job_at, memory_bytes=memory_bytes,
-        consuming=consuming,
+        jobs_done=jobs_done, jobs_failed=jobs_failed, jobs_rejected=jobs_rejected, last_job_at=last_job_at,
+        memory_bytes=memory_bytes, consuming=consuming,
     )
     WorkerHeartbeat.objects.bulk_create(
         [row], update_conflicts=True, unique_fields=["name"],
@@ -194,8 +194,8 @@ class HeartbeatThread:
                 counts = self.counters.snapshot(row.queue if per_queue else None)
                 beat(name=row.name, pool=row.pool, queue=row.queue, host=row.host, pid=self.pid,
                      concurrency=self.concurrency, started_at=self.started_at, jobs_done=counts.done,
-                     jobs_failed=counts.failed, last_job_at=counts.last_job_at, memory_bytes=memory,
-                     consuming=consuming)
+                     jobs_failed=counts.failed, jobs_rejected=counts.rejected, last_job_at=counts.last_job_at,
+                     memory_bytes=memory, consuming=consuming)
         except Exception as exc:
             if self.failing_since is None:
                 self.failing_since = time.monotonic()

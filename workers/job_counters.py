@@ -14,7 +14,8 @@ from django.utils import timezone
 
 # What workers.runner.run_job returns: a new state of the job, or what it did instead of running it
 # ("skipped" and "deferred" ran nothing). A failed attempt reaches the worker as JobAttemptFailed,
-# counted by on_failure; FAILED_OUTCOMES here also counts a task that returned one without raising.
+# counted by on_failure (a job dead-lettered for its own input as JobInputRejected, counted as
+# rejected); FAILED_OUTCOMES here also counts a task that returned one without raising.
 DONE_OUTCOMES = frozenset({"succeeded"})
 FAILED_OUTCOMES = frozenset({"retry", "dead", "lost"})
 
@@ -22,12 +23,17 @@ FAILED_OUTCOMES = frozenset({"retry", "dead", "lost"})
 @dataclass(frozen=True)
 class JobCounts:
     done: int = 0
-    failed: int = 0
+    failed: int = 0  # attempts that failed, rejected input excepted
     last_job_at: datetime | None = None
+    # Jobs dead-lettered because their own input was refused (workers.errors.InvalidData): the
+    # health rules count them apart from failures, and so does the worker, or the dashboard's
+    # workers table would call "failed" what its queues table calls rejected.
+    rejected: int = 0
 
     def __add__(self, other: JobCounts) -> JobCounts:
         moments = [m for m in (self.last_job_at, other.last_job_at) if m is not None]
-        return JobCounts(self.done + other.done, self.failed + other.failed, max(moments, default=None))
+        return JobCounts(self.done + other.done, self.failed + other.failed, max(moments, default=None),
+                         self.rejected + other.rejected)
 
 
 def job_state(returned: object) -> str:
@@ -54,6 +60,9 @@ class JobCounters:
 
     def count_failure(self, queue: str) -> None:
         self._add(queue, JobCounts(failed=1, last_job_at=timezone.now()))
+
+    def count_rejection(self, queue: str) -> None:
+        self._add(queue, JobCounts(rejected=1, last_job_at=timezone.now()))
 
     def _add(self, queue: str, counts: JobCounts) -> None:
         with self._lock:

@@ -121,7 +121,10 @@ class WorkerHeartbeat(models.Model):
     expires_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)  # a warm shutdown says goodbye
     jobs_done = models.PositiveBigIntegerField(default=0)  # since this worker process started
-    jobs_failed = models.PositiveBigIntegerField(default=0)
+    jobs_failed = models.PositiveBigIntegerField(default=0)  # failed attempts, rejected input excepted
+    # Jobs dead-lettered for their own input (InvalidData). A database default too: during a rolling
+    # upgrade a worker of the release before writes its rows without this column.
+    jobs_rejected = models.PositiveBigIntegerField(default=0, db_default=0)
     last_job_at = models.DateTimeField(null=True, blank=True)
     memory_bytes = models.PositiveBigIntegerField(default=0)  # main process and pool children (RSS)
     # False while the process lives but its Celery consumer does not (broker connection lost, consumer

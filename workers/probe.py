@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 
 from workers import ledger
-from workers.errors import PermanentError
+from workers.errors import InvalidData, PermanentError
 from workers.models import Job
 from workers.redis_client import shared_client
 
 PROBE_TASK = "workers.probe"
+PROBE_FAILURES = ("", "transient", "permanent", "invalid")
 
 
 def starts_key(job_id: str) -> str:
@@ -25,9 +26,10 @@ def probe_starts(job_id: str) -> int:
 
 
 def enqueue_probe(queue: str, *, sleep: float = 0.0, fail: str = "") -> Job:
-    """fail: '' (succeed), 'transient' (every attempt raises, so it retries then dead-letters), 'permanent'."""
-    if fail not in ("", "transient", "permanent"):
-        raise ValueError(f"fail must be '', 'transient' or 'permanent', not {fail!r}")
+    """fail: '' (succeed), 'transient' (every attempt raises, so it retries then dead-letters), 'permanent',
+    'invalid' (dead-lettered at once as rejected input, like an invalid lead)."""
+    if fail not in PROBE_FAILURES:
+        raise ValueError(f"fail must be one of {', '.join(map(repr, PROBE_FAILURES))}, not {fail!r}")
     return ledger.enqueue(queue, PROBE_TASK, {"sleep": sleep, "fail": fail})
 
 
@@ -38,5 +40,7 @@ def run_probe(job: Job) -> None:
     fail = job.payload.get("fail", "")
     if fail == "permanent":
         raise PermanentError("probe asked to fail permanently")
+    if fail == "invalid":
+        raise InvalidData("probe asked to be rejected for its input")
     if fail == "transient":
         raise ConnectionError("probe asked to fail transiently")

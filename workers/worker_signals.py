@@ -66,12 +66,15 @@ def release_dead_attempt(request: Request, reason: str) -> None:
         connection.close()
 
 
-def count_outcome(request: Request, returned: object = None, *, failed: bool = False) -> None:
+def count_outcome(request: Request, returned: object = None, *, failed: bool = False,
+                  rejected: bool = False) -> None:
     """Count a finished task for this worker's heartbeat. Never raises: bookkeeping must not break
     the worker's event loop."""
     try:
         queue = (request.delivery_info or {}).get("routing_key") or ""
-        if failed:
+        if rejected:
+            job_counters.JOBS.count_rejection(queue)
+        elif failed:
             job_counters.JOBS.count_failure(queue)
         else:
             job_counters.JOBS.count_result(queue, returned)
@@ -103,7 +106,9 @@ class LedgerJobRequest(Request):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)  # ExceptionWithTraceback wraps it
         if isinstance(exc, CHILD_GONE):
             release_dead_attempt(self, f"pool process exited ({type(exc).__name__}: {exc})")
-        count_outcome(self, failed=True)  # a dead pool child, a time limit, or a task that raised
+        # A dead pool child, a time limit, or a task that raised; a job refused for its own input
+        # arrives as JobInputRejected (the pool hands the exception over pickled, its class kept).
+        count_outcome(self, failed=True, rejected=isinstance(exc, JobInputRejected))
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 
@@ -112,6 +117,11 @@ class JobAttemptFailed(Exception):
     show the task as failed, as the ledger does. Nothing acts on it: the ledger already scheduled the
     retry or dead-lettered the job, and the message is acknowledged like any finished task.
     Its message is the job's last error, which the ledger redacted."""
+
+
+class JobInputRejected(JobAttemptFailed):
+    """The job was dead-lettered because its own input was refused (workers.errors.InvalidData, such
+    as an invalid lead): the worker counts it as rejected, not failed, as the health rules do."""
 
 
 class TaskCrashed(Exception):
@@ -152,14 +162,18 @@ class LedgerJobTask(Task):
         if outcome in NOT_THE_JOBS_RESULT:
             self.request.ignore_result = True  # read by Celery's tracer when it stores the outcome
         if outcome in FAILED_OUTCOMES:
-            raise JobAttemptFailed(f"attempt failed, job is now {outcome}: {_last_error(args[0])}")
+            error, rejected = _last_error(args[0])
+            if outcome == "dead" and rejected:
+                raise JobInputRejected(f"input rejected, job is now dead: {error}")
+            raise JobAttemptFailed(f"attempt failed, job is now {outcome}: {error}")
         return outcome
 
 
-def _last_error(job_id: str) -> str:
+def _last_error(job_id: str) -> tuple[str, bool]:
+    """The job's last error, and whether it was dead-lettered for its own input."""
     from workers.models import Job
 
     # Already redacted where the ledger wrote it (ledger.fail): this text travels on in Celery's
     # events (Flower) and its stored result (TaskResult).
-    error = Job.objects.filter(id=job_id).values_list("last_error", flat=True).first()
-    return error or "(no error recorded)"
+    error, rejected = Job.objects.filter(id=job_id).values_list("last_error", "rejected").first() or ("", False)
+    return error or "(no error recorded)", rejected

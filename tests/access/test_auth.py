@@ -6,7 +6,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from access.models import ApiToken
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db
 DLQ_URL = "/api/admin/dead-letter-queue"
 
 
-def make_token(name="ops", *read_only_flag) -> str:
+def make_token(name="ops", *flags) -> str:
     out, err = io.StringIO(), io.StringIO()
-    call_command("create_api_token", name, *read_only_flag, stdout=out, stderr=err)
+    call_command("create_api_token", name, *flags, stdout=out, stderr=err)
     return out.getvalue().strip()
 
 
@@ -44,7 +44,7 @@ def patch(client, body, **headers):
 
 def test_create_api_token_prints_the_token_once_and_stores_only_its_hash():
     out, err = io.StringIO(), io.StringIO()
-    call_command("create_api_token", "prometheus", "--read-only", stdout=out, stderr=err)
+    call_command("create_api_token", "prometheus", "--scope", "read", stdout=out, stderr=err)
 
     printed = out.getvalue().splitlines()
     assert len(printed) == 1  # stdout is the token alone, so `token=$(manage.py create_api_token x)` works
@@ -53,7 +53,7 @@ def test_create_api_token_prints_the_token_once_and_stores_only_its_hash():
     assert token not in err.getvalue() and "shown only this once" in err.getvalue()
     stored = ApiToken.objects.get(name="prometheus")
     assert stored.key_hash == hashlib.sha256(token.encode()).hexdigest()
-    assert stored.can_write is False and stored.prefix == token[:8]
+    assert stored.scopes == ["read"] and stored.prefix == token[:8]
     assert all(token not in str(value) for value in ApiToken.objects.values().get().values())
 
 
@@ -83,12 +83,40 @@ def test_a_revoked_token_is_401(client):
     assert "WWW-Authenticate" in response
 
 
+@pytest.mark.parametrize("flags, scopes", [
+    ((), ["read"]),  # a new token only reads unless told otherwise
+    (("--read-only",), ["read"]),  # the flag the docs gave before scopes
+    (("--scope", "dlq"), ["dlq"]),
+    (("--scope", "read", "--scope", "dlq"), ["read", "dlq"]),
+    (("--scope", "admin,read, deliver"), ["read", "deliver", "admin"]),
+    (("--scope", "dlq,dlq", "--scope", "read,dlq,deliver,admin"), ["read", "dlq", "deliver", "admin"]),
+])
+def test_create_api_token_stores_the_scopes_asked_for(flags, scopes):
+    make_token("t", *flags)
+    assert ApiToken.objects.get(name="t").scopes == scopes
+
+
+@pytest.mark.parametrize("flags, words", [
+    (("--scope", "write"), "unknown scope 'write': choose from read, dlq, deliver, admin"),
+    (("--scope", "read,DLQ"), "unknown scope 'DLQ'"),
+    (("--scope", ","), "--scope needs a scope"),
+    (("--read-only", "--scope", "dlq"), "--read-only is --scope read"),
+])
+def test_create_api_token_refuses_a_scope_it_does_not_know_in_one_line(flags, words):
+    with pytest.raises(CommandError) as raised:
+        make_token("t", *flags)
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+    assert not ApiToken.objects.exists()
+
+
 def test_a_read_only_token_may_read_but_not_change(client):
     token = make_token("monitor", "--read-only")
     entry = an_entry()
     assert client.get(DLQ_URL, **bearer(token)).status_code == 200
     response = patch(client, {"id": str(entry.id), "resolved": True}, **bearer(token))
-    assert response.status_code == 403 and "read-only" in response.json()["error"]
+    assert response.status_code == 403 and response.json()["missingScope"] == "dlq"
+    assert response.json()["error"] == ("API token 'monitor' lacks the scope dlq (it has read): "
+                                        "make one with create_api_token NAME --scope dlq")
     assert client.delete(f"{DLQ_URL}?id={entry.id}", **bearer(token)).status_code == 403
     entry.refresh_from_db()
     assert entry.resolved is False
@@ -96,7 +124,7 @@ def test_a_read_only_token_may_read_but_not_change(client):
 
 def test_a_write_token_changes_without_csrf_and_is_recorded_as_the_actor():
     client = Client(enforce_csrf_checks=True)  # a token request carries no cookie, so no CSRF check applies
-    token = make_token("ops")
+    token = make_token("ops", "--scope", "dlq")
     entry = an_entry()
     response = patch(client, {"id": str(entry.id), "resolved": True}, **bearer(token))
     assert response.status_code == 200 and response.json()["job"]["resolved_by"] == "token:ops"

@@ -1,6 +1,6 @@
 """Who may do what: session callers need Django's model permission for each request (view to read,
 change to resolve and requeue, delete to delete); a refusal is a JSON 403 naming the permission and
-changes nothing. Tokens keep their read-only flag and nothing else."""
+changes nothing. Tokens have no model permissions: each operation needs its scope."""
 import json
 
 import pytest
@@ -145,16 +145,43 @@ def test_the_dashboard_and_its_data_need_the_permissions_to_view_jobs_and_dead_l
     assert b"Worker dashboard</a>" in both.get("/admin/").content
 
 
-def test_tokens_keep_their_read_only_flag_and_nothing_more(redis_client):
+def assert_lacks_scope(response, scope):
+    assert response.status_code == 403, response.content
+    body = response.json()
+    assert f"lacks the scope {scope}" in body["error"] and body["missingScope"] == scope, body
+
+
+def test_each_token_operation_needs_its_scope_and_nothing_more(redis_client):
     entry = an_entry()
-    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('monitor', can_write=False)[1]}")
-    writer = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('ops')[1]}")
+    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('monitor')[1]}")  # read: the default
+    fixer = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('ops', scopes=['dlq'])[1]}")
+    deliverer = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('crm', scopes=['read', 'deliver'])[1]}")
 
     assert reader.get(DLQ_URL).status_code == 200
     assert reader.get("/metrics").status_code == 200
-    assert resolve(reader, entry).status_code == 403
-    assert requeue(writer, entry).status_code == 200
-    assert delete(writer, entry).status_code == 200
+    assert_lacks_scope(resolve(reader, entry), "dlq")
+    assert_lacks_scope(requeue(reader, entry), "dlq")
+    assert_lacks_scope(delete(reader, entry), "dlq")
+    assert_lacks_scope(requeue(deliverer, entry), "dlq")
+    assert_lacks_scope(fixer.get(DLQ_URL), "read")  # read is a scope of its own, not implied
+    entry.refresh_from_db()
+    assert entry.resolved is False and not Job.objects.filter(state="pending").exists()
+
+    assert requeue(fixer, entry).status_code == 200
+    assert delete(fixer, entry).status_code == 200
+
+
+def test_admin_api_refuses_a_write_that_declares_only_the_read_scope():
+    from access.auth import Scope, admin_api
+
+    with pytest.raises(TypeError, match="need a scope other than read"):
+        @admin_api({"POST": "dlq.change_deadletter"}, scope=Scope.READ)
+        def view(request):  # pragma: no cover - never called
+            raise AssertionError
+    with pytest.raises(ValueError):
+        admin_api({"GET": ""}, scope="reed")
+    with pytest.raises(TypeError, match="needs the scope"):
+        admin_api({"GET": ""})
 
 
 def test_a_method_the_view_does_not_serve_is_405_for_sessions_too():

@@ -41,7 +41,7 @@ def invalid_lead(job: Job) -> None:
 
 
 def beat(name: str, pool: str, queue: str, *, state: str = "live", memory: int = 0, done: int = 0,
-         failed: int = 0) -> WorkerHeartbeat:
+         failed: int = 0, rejected: int = 0) -> WorkerHeartbeat:
     now = timezone.now()
     return WorkerHeartbeat.objects.create(
         name=name, pool=pool, queue=queue, host="test-host", pid=4000 + WorkerHeartbeat.objects.count(),
@@ -49,7 +49,8 @@ def beat(name: str, pool: str, queue: str, *, state: str = "live", memory: int =
         beat_at=now - (timedelta(minutes=10) if state == "gone" else timedelta(seconds=5)),
         expires_at=now + timedelta(hours=1) if state == "live" else now - timedelta(minutes=9),
         stopped_at=now - timedelta(minutes=2) if state == "stopped" else None,
-        jobs_done=done, jobs_failed=failed, memory_bytes=memory, last_job_at=now - timedelta(seconds=30),
+        jobs_done=done, jobs_failed=failed, jobs_rejected=rejected, memory_bytes=memory,
+        last_job_at=now - timedelta(seconds=30),
     )
 
 
@@ -83,8 +84,11 @@ def ledger_world(redis_client):
     assert run_due("delivery") == ["dead"]
     QueuePause.objects.create(queue="delivery", reason="maintenance window", paused_by="ops")
 
-    for queue in ("lead-processing", "site-generation", "email-sending", "delivery"):
+    for queue in ("site-generation", "email-sending", "delivery"):
         beat(f"{queue}@primary.test-host", "primary", queue, memory=187 * 1024 * 1024 + 512 * 1024, done=12, failed=1)
+    # The worker that ran the invalid lead: rejected, not failed, as the queue says.
+    beat("lead-processing@primary.test-host", "primary", "lead-processing", memory=187 * 1024 * 1024 + 512 * 1024,
+         done=12, rejected=1)
     beat("lead-processing@backup.test-host", "backup", "lead-processing", memory=3 * 1024 ** 3)
     beat("site-generation@backup.test-host", "backup", "site-generation", state="gone")
     beat("email-sending@backup.test-host", "backup", "email-sending", state="stopped")
@@ -162,7 +166,19 @@ def test_dashboard_shows_what_health_report_says(live_server, page, staff_user, 
         expect(primary.locator('[data-field="state"]')).to_have_text("live")
         expect(primary.locator('[data-field="memory"]')).to_have_text("187.5 MiB")
         expect(primary.locator('[data-field="jobsDone"]')).to_have_text("12")
-        expect(primary.locator('[data-field="jobsFailed"]')).to_have_text("1")
+        # Issue 20: the invalid lead is rejected in the workers table too, in no warning colour.
+        expect(queue_cell(page, "lead-processing", "failed")).to_have_text("0")
+        expect(queue_cell(page, "lead-processing", "rejected")).to_have_text("1")
+        expect(primary.locator('[data-field="jobsFailed"]')).to_have_text("0")
+        rejected = primary.locator('[data-field="jobsRejected"]')
+        expect(rejected).to_have_text("1")
+        expect(rejected).not_to_have_class(re.compile(r"wd-(warn|bad)"))
+        colour = "el => getComputedStyle(el).color"
+        failed_elsewhere = page.locator('#wd-workers tr[data-worker="site-generation@primary.test-host"] '
+                                        '[data-field="jobsFailed"]')
+        expect(failed_elsewhere).to_have_text("1")
+        assert rejected.evaluate(colour) == queue_cell(page, "lead-processing", "rejected").evaluate(colour)
+        assert rejected.evaluate(colour) != failed_elsewhere.evaluate(colour)
         expect(primary.locator('[data-field="heartbeatAge"]')).to_have_text(re.compile(r"^\d+ s$"))
         backup = page.locator('#wd-workers tr[data-worker="lead-processing@backup.test-host"]')
         expect(backup.locator('[data-field="memory"]')).to_have_text("3.00 GiB")
@@ -293,3 +309,54 @@ def test_dashboard_says_when_it_cannot_refresh_and_keeps_trying(live_server, pag
     expect(banner.get_by_role("link", name="Log in again")).to_have_attribute("href", re.compile(r"^/admin/login/"))
     screenshot(page, "dashboard-banner.png")
     assert page.js_errors == []
+
+
+# Each table's width and its box's (the .wd-scroll around it, which scrolls what does not fit, so an
+# overflow is cut off rather than seen), and the page's against the viewport.
+TABLE_WIDTHS_JS = """() => ({
+  page: document.documentElement.scrollWidth,
+  tables: Array.from(document.querySelectorAll(".wd-table")).map(t => ({
+    id: t.id, table: t.getBoundingClientRect().width, scroll: t.parentElement.scrollWidth,
+    box: t.parentElement.clientWidth,
+  })),
+})"""
+
+
+def test_every_table_fits_its_box_at_1400_px_and_the_budget_reason_is_readable(
+        live_server, browser, staff_user, ledger_world, settings):
+    from decimal import Decimal
+
+    from playwright.sync_api import expect
+
+    from sites import budget
+    from tests.sites.conftest import paid_request
+
+    # Given the day's AI budget spent: site-generation pauses itself, with its long reason.
+    settings.AI_DAILY_BUDGET_USD = Decimal("0.001")
+    paid_request(cost="0.001125")
+    assert budget.enforce_daily_budget() == "paused"
+    reason = QueuePause.objects.get(queue="site-generation").reason
+    assert reason.startswith("budget:") and len(reason) > 100
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="UTC")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        log_in(page, live_server)
+        cell = queue_cell(page, "site-generation", "reasons")
+        expect(cell).to_contain_text(reason)
+        widths = page.evaluate(TABLE_WIDTHS_JS)
+        assert widths["page"] <= 1400, widths
+        for table in widths["tables"]:
+            if table["box"]:  # a hidden section has no box
+                assert table["table"] <= table["box"] + 0.5 and table["scroll"] <= table["box"], table
+        # The whole reason lies inside the box, not past its right edge.
+        box = page.locator("#wd-queues").locator("xpath=..").bounding_box()
+        text = cell.locator("li").first.bounding_box()
+        assert box["x"] <= text["x"] and text["x"] + text["width"] <= box["x"] + box["width"] + 0.5, (box, text)
+        expect(cell.locator("li").first).to_be_in_viewport()
+        assert errors == []
+    finally:
+        screenshot(page, "dashboard-1400.png")
+        context.close()

@@ -23,7 +23,7 @@ def post(client, lead_id, **extra):
 
 @pytest.fixture
 def api(redis_client) -> Client:
-    return Client(HTTP_AUTHORIZATION=f"Bearer {create_token('crm')[1]}")
+    return Client(HTTP_AUTHORIZATION=f"Bearer {create_token('crm', scopes=['read', 'deliver'])[1]}")
 
 
 def session(*codenames: str) -> Client:
@@ -112,13 +112,16 @@ def test_other_methods_are_405(api, lead):
     assert_json_error(api.delete(url(lead.pk)), 405, "DELETE is not allowed")
 
 
-def test_sessions_need_the_model_permission_per_method_and_tokens_their_write_flag(lead, redis_client):
+def test_sessions_need_the_model_permission_per_method_and_tokens_the_deliver_scope(lead, redis_client):
     assert_json_error(Client().post(url(lead.pk)), 401, "authentication required")
     nobody = session()
     assert_json_error(nobody.get(url(lead.pk)), 403, "delivery.view_deliveryrun")
     assert_json_error(post(nobody, lead.pk), 403, "delivery.add_deliveryrun")
-    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('monitor', can_write=False)[1]}")
-    assert_json_error(post(reader, lead.pk), 403, "read-only")
+    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('monitor')[1]}")
+    assert_json_error(post(reader, lead.pk), 403, "lacks the scope deliver")
+    # The dead letters' scope is not the deliveries'.
+    dlq_only = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('dlq-script', scopes=['read', 'dlq'])[1]}")
+    assert_json_error(post(dlq_only, lead.pk), 403, "lacks the scope deliver")
     assert not DeliveryRun.objects.exists() and Lead.objects.get().won_at is None
 
 

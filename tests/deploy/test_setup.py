@@ -3,15 +3,19 @@ commands, the shell helpers of deploy/services.sh and deploy/common.sh run throu
 of enqueue_probes. The project-local cluster test starts a real PostgreSQL from the machine's binaries."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
+import contextlib
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -48,15 +52,22 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bash(script: str, cwd: Path = ROOT, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
-    """Run script in a shell without the test settings' variables, as a user's shell would be."""
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment without the test settings' variables, as a user's shell would have it."""
     dropped = set(helper.setting_names()) | {"DJANGO_SETTINGS_MODULE"}
     env = {name: value for name, value in os.environ.items() if name not in dropped and not name.startswith("TEST_")}
-    env.update(extra)
-    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return env | extra
+
+
+def bash(script: str, cwd: Path = ROOT, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
+    """Run script in a shell without the test settings' variables, as a user's shell would be."""
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=user_env(**extra), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 # --- .env.local ---------------------------------------------------------------------------------
+
+KEY = "k" * 50
 
 def test_a_new_env_file_names_a_project_local_postgresql(env_file, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
@@ -84,7 +95,7 @@ def test_an_old_env_file_without_database_url_gets_one(env_file, monkeypatch):
 
 
 def test_make_up_remembers_the_settings_it_was_given(env_file, monkeypatch, capsys):
-    env_file.write_text("# comment kept\nSECRET_KEY=abc\nREDIS_URL=redis://127.0.0.1:6379/0\n# WEB_PORT=8000\n")
+    env_file.write_text(f"# comment kept\nSECRET_KEY={KEY}\nREDIS_URL=redis://127.0.0.1:6379/0\n# WEB_PORT=8000\n")
     env_file.chmod(0o600)
     monkeypatch.setenv("DATABASE_URL", "postgres://me:p%40ss@127.0.0.1:5432/mine")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/2")
@@ -100,7 +111,7 @@ def test_make_up_remembers_the_settings_it_was_given(env_file, monkeypatch, caps
     assert values["ALLOWED_HOSTS"] == "jobs.example.com, localhost"
     assert "DJANGO_SUPERUSER_PASSWORD" not in values and "TEST_DATABASE_URL" not in values
     lines = env_file.read_text().splitlines()
-    assert lines[:4] == ["# comment kept", "SECRET_KEY=abc", "REDIS_URL=redis://127.0.0.1:6390/2", "WEB_PORT=8100"]
+    assert lines[:4] == ["# comment kept", f"SECRET_KEY={KEY}", "REDIS_URL=redis://127.0.0.1:6390/2", "WEB_PORT=8100"]
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "DATABASE_URL" in capsys.readouterr().out
     # Given again, unchanged: nothing to write.
@@ -118,6 +129,62 @@ def test_written_values_read_back_the_same(env_file, value):
 def test_a_value_with_a_line_break_is_refused(env_file):
     with pytest.raises(ValueError, match="line break"):
         helper.set_env_values({"FLOWER_BASIC_AUTH": "a\nSECRET_KEY=evil"}, "test")
+
+
+def test_a_new_secret_key_keeps_the_old_one_and_the_links_signed_with_it(env_file, monkeypatch, capsys):
+    old_key, new_key = "o" * 50, "n" * 50
+    env_file.write_text(f"SECRET_KEY={old_key}\nCLAY_WEBHOOK_SECRET=s\nFLOWER_BASIC_AUTH=a:b\n"
+                        "DATABASE_URL=postgres://resilience:pw@127.0.0.1:54329/resilience\n")
+    env_file.chmod(0o600)
+    monkeypatch.setenv("SECRET_KEY", new_key)
+    monkeypatch.setenv("CLAY_WEBHOOK_SECRET", "new-webhook-secret")
+    assert helper.cmd_remember() == 0
+    values = dotenv_values(env_file)
+    assert values["SECRET_KEY"] == new_key
+    # Sent links were signed with the old effective key (EMAIL_SIGNING_KEY's default): it keeps signing them.
+    assert values["EMAIL_SIGNING_KEY"] == old_key
+    previous = env_file.with_name(".env.local.previous")
+    assert stat.S_IMODE(previous.stat().st_mode) == 0o600
+    assert dotenv_values(previous) == {"SECRET_KEY": old_key, "CLAY_WEBHOOK_SECRET": "s"}
+    assert previous.read_text().startswith("# Replaced in .env.local by `make up` on 20")
+    out = capsys.readouterr().out
+    assert ".env.local.previous" in out and "EMAIL_SIGNING_KEY set to the old SECRET_KEY" in out
+
+    # Rotated again: EMAIL_SIGNING_KEY is set now and stays; the history grows.
+    monkeypatch.setenv("SECRET_KEY", "t" * 50)
+    assert helper.cmd_remember() == 0
+    assert dotenv_values(env_file)["EMAIL_SIGNING_KEY"] == old_key
+    assert previous.read_text().count("# Replaced in .env.local") == 2
+    assert f"SECRET_KEY={new_key}" in previous.read_text().splitlines()
+
+
+# The issue's examples: each is refused by start-up's own checks before .env.local is touched.
+REFUSED = {
+    "SECRET_KEY": ("short", "SECRET_KEY must be at least 32 characters"),
+    "REDIS_URL": ("https://default:pw@eu1.upstash.io:6379", "REDIS_URL is an https:// URL"),
+    "LEAD_MIN_SCORE": ("fifty", "LEAD_MIN_SCORE='fifty' is not a whole number"),
+    "WEB_PORT": ("80a", "WEB_PORT='80a' is not a whole number"),
+    "DATABASE_URL": ("sqlite:///var/db.sqlite3", "DATABASE_URL must be a postgres:// URL"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_make_up_refuses_a_bad_setting_before_writing_it(project, name):
+    value, error = REFUSED[name]
+    env_local = project / ".env.local"
+    env_local.write_text(GOOD_ENV)
+    env_local.chmod(0o600)
+    before = env_local.read_bytes()
+    result = bash("bash deploy/up.sh", cwd=project, **{name: value})
+    assert result.returncode != 0
+    assert env_local.read_bytes() == before
+    assert not (project / ".env.local.previous").exists()
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"configuration error: {error}"), result.stderr
+    assert result.stderr.endswith("(.env.local not changed)\n")
+    if name == "REDIS_URL":
+        assert "pw" not in result.stderr
 
 
 # --- the running system's settings ------------------------------------------------------------
@@ -267,6 +334,148 @@ def test_make_test_runs_on_a_cluster_of_its_own_when_the_machine_postgresql_want
         "TEST_DATABASE_URL chooses another)")
     # Stopped when the tests end.
     assert not (project / "var" / "postgres-test" / "postmaster.pid").exists()
+
+
+@pytest.fixture
+def closed_project():
+    """A project with this one's code under a mode-700 parent, as root's clone under /root on a fresh server: the
+    postgres OS user, which the project-local PostgreSQL runs as, cannot enter it. make down and the removal of
+    the cluster's data after."""
+    if os.geteuid() != 0:
+        pytest.skip("as another user than root the project-local PostgreSQL runs as that user, inside the project")
+    if shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("no PostgreSQL server programs on this machine")
+    if subprocess.run(["id", "-u", "postgres"], capture_output=True).returncode != 0:
+        pytest.skip("no postgres OS user")
+    parent = Path(tempfile.mkdtemp(prefix="rx-", dir="/tmp"))  # mode 700, as /root is
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700
+    project = parent / "clone"
+    (project / "var").mkdir(parents=True)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "deploy").symlink_to(ROOT / "deploy")
+    yield project
+    link = project / "var" / "postgres"
+    data = Path(os.readlink(link)) if link.is_symlink() else None
+    down = bash("bash deploy/down.sh", cwd=project, timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    if data is not None and data.parent.parent == Path("/var/lib/resilience"):
+        shutil.rmtree(data.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            data.parent.parent.rmdir()  # only when no other clone has a cluster there
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def _local_env(project: Path) -> tuple[str, str]:
+    """.env.local naming a project-local PostgreSQL (and Redis) on free ports; (its DATABASE_URL, its REDIS_URL)."""
+    port, redis_port = _free_port(), _free_port()
+    database, redis_url = f"postgres://resilience:pw@127.0.0.1:{port}/resilience", f"redis://127.0.0.1:{redis_port}/0"
+    text = GOOD_ENV.replace("postgres://resilience:pw@127.0.0.1:54329/resilience", database)
+    text = text.replace("redis://127.0.0.1:6390/3", redis_url) + f"LOCAL_POSTGRES_PORT={port}\n"
+    (project / ".env.local").write_text(text)
+    (project / ".env.local").chmod(0o600)
+    return database, redis_url
+
+
+def test_make_up_runs_its_postgresql_from_a_clone_the_postgres_user_cannot_enter(closed_project):
+    database, _ = _local_env(closed_project)
+    result = bash('. deploy/services.sh; . deploy/common.sh; load_settings && ensure_app_postgres && '
+                  'echo "note: $DATABASE_NOTE"', cwd=closed_project, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # The data where the postgres OS user reaches it, one place per clone; the project knows it as var/postgres.
+    link = closed_project / "var" / "postgres"
+    assert link.is_symlink()
+    digest = hashlib.sha256(str(closed_project.resolve()).encode()).hexdigest()[:12]
+    data = Path("/var/lib/resilience") / digest / "postgres"
+    assert Path(os.readlink(link)) == data
+    assert (data / "PG_VERSION").exists() and stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert f"the postgres OS user cannot enter {closed_project / 'var'}: the project-local PostgreSQL keeps its " \
+           f"data in {data} (var/postgres links there; LOCAL_POSTGRES_HOME chooses another place)" in result.stderr
+    assert f"note: project-local PostgreSQL, data in {data} (var/postgres links there); make down stops it" \
+        in result.stdout
+    # Everything else stays in the project.
+    assert not (data.parent / "log").exists() and sorted(p.name for p in data.parent.iterdir()) == ["postgres"]
+    assert helper.cmd_db_ping(database) == 0
+
+    # Again: it runs, nothing to say; make down finds it through the link and stops it.
+    again = bash(". deploy/services.sh; . deploy/common.sh; load_settings && ensure_app_postgres", cwd=closed_project)
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    down = bash("bash deploy/down.sh", cwd=closed_project, timeout=120)
+    assert "PostgreSQL stopped" in down.stdout, down.stdout + down.stderr
+    with redirect_stdout(io.StringIO()):
+        assert helper.cmd_db_ping(database) == 3
+
+
+def test_each_cluster_of_a_closed_clone_gets_a_place_of_its_own(closed_project):
+    """make up's, make test's throwaway and make chaos's clusters of one clone never share a directory."""
+    digest = hashlib.sha256(str(closed_project.resolve()).encode()).hexdigest()[:12]
+    base = Path("/var/lib/resilience") / digest
+    try:
+        result = bash(". deploy/services.sh; for d in var/postgres-test var/chaos/postgres; do "
+                      "mkdir -p $(dirname $d); local_postgres_place $d; done", cwd=closed_project)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [str(base / "postgres-test"), str(base / "chaos-postgres")]
+        assert Path(os.readlink(closed_project / "var" / "chaos" / "postgres")) == base / "chaos-postgres"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            base.parent.rmdir()  # only when no other clone has a cluster there
+
+
+def test_local_postgres_home_puts_the_cluster_where_it_says(project, tmp_path):
+    home = tmp_path / "elsewhere" / "pg"
+    result = bash(f". deploy/services.sh; local_postgres_place var/postgres {home}", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{home}\n"
+    assert Path(os.readlink(project / "var" / "postgres")) == home
+    # A cluster of the project's own in var/postgres is never silently set aside.
+    (project / "var" / "postgres").unlink()
+    (project / "var" / "postgres").mkdir()
+    (project / "var" / "postgres" / "PG_VERSION").write_text("15\n")
+    refused = bash(f". deploy/services.sh; local_postgres_place var/postgres {home}", cwd=project)
+    assert refused.returncode == 1 and refused.stderr.startswith("var/postgres holds a cluster of its own")
+
+
+def test_local_postgres_home_must_be_an_absolute_path(project):
+    (project / ".env.local").write_text(GOOD_ENV + "LOCAL_POSTGRES_HOME=pg-data\n")
+    (project / ".env.local").chmod(0o600)
+    result = bash(". deploy/services.sh; . deploy/common.sh; load_settings", cwd=project)
+    assert result.returncode != 0
+    assert result.stderr == "configuration error: LOCAL_POSTGRES_HOME must be an absolute path (got 'pg-data')\n"
+
+
+def test_make_workers_says_what_it_leaves_running_when_it_stops(closed_project):
+    _, redis_url = _local_env(closed_project)
+    # manage.py stands in for Django: migrate does nothing, run_workers_dev waits for Ctrl-C and stops as it does.
+    (closed_project / "manage.py").write_text(
+        "import pathlib, sys, time\n"
+        "if sys.argv[1] == 'run_workers_dev':\n"
+        "    pathlib.Path('var/dev-ready').touch()\n"
+        "    try:\n"
+        "        time.sleep(120)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('stopped dev (exit 0)', flush=True)\n")
+    workers = subprocess.Popen(["bash", "deploy/workers.sh", "dev"], cwd=closed_project, env=user_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (closed_project / "var" / "dev-ready").exists():
+            assert workers.poll() is None and time.monotonic() < deadline, workers.communicate(timeout=10)
+            time.sleep(0.2)
+        os.killpg(workers.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        out, err = workers.communicate(timeout=60)
+    finally:
+        if workers.poll() is None:
+            os.killpg(workers.pid, signal.SIGKILL)
+    assert workers.returncode == 0, out + err
+    data = Path(os.readlink(closed_project / "var" / "postgres"))
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    assert out.splitlines()[-1] == (
+        f"==> make workers stopped; still running: the project-local PostgreSQL (127.0.0.1:"
+        f"{helper._read_env_file(closed_project / '.env.local')['LOCAL_POSTGRES_PORT']}, data in {data}); the "
+        f"project-local redis-server (redis://127.0.0.1:{port}/0, data in var/redis). make down stops them"), out
+    down = bash("bash deploy/down.sh", cwd=closed_project, timeout=120)
+    assert "PostgreSQL stopped" in down.stdout and "redis-server stopped" in down.stdout, down.stdout + down.stderr
 
 
 # --- the admin login that make up prints ------------------------------------------------------

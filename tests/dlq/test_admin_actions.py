@@ -175,17 +175,22 @@ def test_staff_with_change_but_not_delete_permission_may_resolve_only(client, re
 
 
 def test_api_tokens_are_listed_never_added_and_deleting_revokes(admin_client):
-    token, secret = create_token("prometheus", can_write=False)
+    token, secret = create_token("prometheus")
+    crm, _ = create_token("crm", scopes=["read", "deliver"])
     listing = admin_client.get("/admin/access/apitoken/")
     html = listing.content.decode()
     assert listing.status_code == 200 and "prometheus" in html and token.prefix in html
     assert secret not in html and token.key_hash not in html
     assert "Revoke (delete) selected API tokens" in html
+    assert '<td class="field-scope_list">read</td>' in html and '<td class="field-scope_list">read, deliver</td>' in html
+    filtered = admin_client.get("/admin/access/apitoken/?scope=deliver").content.decode()
+    assert "crm" in filtered and "prometheus" not in filtered
     assert admin_client.get("/admin/access/apitoken/add/").status_code == 403
     detail = admin_client.get(f"/admin/access/apitoken/{token.pk}/change/").content.decode()
     assert token.key_hash not in detail and "<input type=\"text\"" not in detail
+    assert "Scopes:" in detail and '<div class="readonly">read</div>' in detail
 
-    admin_client.post("/admin/access/apitoken/", {"action": "delete_selected", "_selected_action": [token.pk],
+    admin_client.post("/admin/access/apitoken/", {"action": "delete_selected", "_selected_action": [token.pk, crm.pk],
                                                   "post": "yes"})
     assert not ApiToken.objects.exists()
     assert admin_client.get("/api/admin/dead-letter-queue",

@@ -56,8 +56,8 @@ def run_lead_jobs() -> list[str]:
 
 @pytest.fixture
 def api(redis_client) -> Client:
-    """A client with a read-write API token (the probes and the dispatcher nudge use the test Redis)."""
-    _, secret = create_token("ops")
+    """A client with an API token that may read and change dead letters (the probes and the dispatcher nudge use the test Redis)."""
+    _, secret = create_token("ops", scopes=["read", "dlq"])
     return Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
 
 
@@ -192,7 +192,7 @@ def test_patch_without_resolved_by_records_the_caller(api):
 
 def test_resolving_again_keeps_the_first_resolver_and_time(api):
     entry = dead_probe()
-    other = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('bob')[1]}")
+    other = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('bob', scopes=['dlq'])[1]}")
     first = patch(api, {"id": str(entry.id), "resolved": True}).json()["job"]
     second = patch(other, {"id": str(entry.id), "resolved": True, "notes": "more"}).json()["job"]
     assert second["resolved_by"] == "token:ops" and second["resolved_at"] == first["resolved_at"]
@@ -300,7 +300,7 @@ def test_a_requeued_entry_runs_again(redis_client):
     ledger.enqueue("delivery", "test.needs_fix", {"account": 7})
     assert run_due("delivery", needs_the_fix) == ["dead"]
     entry = DeadLetter.objects.get()
-    _, secret = create_token("ops")
+    _, secret = create_token("ops", scopes=["read", "dlq"])
     api = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
 
     # When the cause is fixed and the entry requeued

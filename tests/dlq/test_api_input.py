@@ -17,7 +17,7 @@ REQUEUE_URL = "/api/admin/dead-letter-queue/requeue"
 
 @pytest.fixture
 def api(redis_client) -> Client:
-    _, secret = create_token("ops")
+    _, secret = create_token("ops", scopes=["read", "dlq"])
     return Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
 
 

@@ -1,5 +1,7 @@
 """Sending through a real SMTP server on loopback: headers, links, exactly one send, failures."""
+import os
 import re
+import stat
 
 import pytest
 from django.db import transaction
@@ -169,6 +171,21 @@ def test_mock_mode_writes_an_eml_file_a_person_can_open(settings, tmp_path):
     parsed = email.message_from_bytes(eml.read_bytes())
     assert parsed["To"] == "Jane Doe <jane@acme.io>" and parsed["Message-ID"].startswith("<msg-")
     assert Message.objects.get().status == "sent"
+
+
+def test_the_mail_sink_is_readable_by_its_owner_only_whatever_the_umask(settings, tmp_path):
+    # A lead's address and tracking links: 0600 in a 0700 directory even under a umask of 022.
+    settings.EMAIL_BACKEND = "emails.backends.FileBackend"
+    settings.EMAIL_FILE_PATH = tmp_path / "mail"
+    old_umask = os.umask(0o022)
+    try:
+        services.queue_outreach(make_lead("jane@acme.io").id, SITE)
+        run_due_email_jobs()
+    finally:
+        os.umask(old_umask)
+    [eml] = list((tmp_path / "mail").glob("*.eml"))
+    assert stat.S_IMODE(eml.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "mail").stat().st_mode) == 0o700
 
 
 

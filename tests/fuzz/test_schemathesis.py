@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from access.auth import create_token
+from access.models import Scope
 from delivery.services import start_delivery
 from dlq.models import DeadLetter
 from leads.models import Lead, WebhookIdempotencyKey
@@ -39,7 +40,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture
 def live_api(web_process) -> tuple[schemathesis.schemas.BaseSchema, dict[str, str]]:
     url, _ = web_process
-    _, secret = create_token("schemathesis")
+    _, secret = create_token("schemathesis", scopes=Scope.values)  # every operation, not only the reads
     schema = schemathesis.openapi.from_dict(document())
     schema.config.update(base_url=url)
     schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")

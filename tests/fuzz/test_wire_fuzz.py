@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from access.auth import create_token
+from access.auth import Scope, create_token
 from resilience.openapi import document
 from tests.fuzz.coverage import fuzzes
 from tests.fuzz.strategies import assert_json_error, content_types, query_params, raw_bodies, values, webhook_documents
@@ -186,7 +186,7 @@ OPERATIONS = [(method, path) for path, item in document()["paths"].items() for m
 @fuzzes()  # each operation has its own fuzz through Django's test client; this one goes over the wire
 def test_generated_requests_over_real_sockets(web_process):
     url, group = web_process
-    tokens = {"write": create_token("wire")[1], "read-only": create_token("wire-ro", can_write=False)[1]}
+    tokens = {"write": create_token("wire", scopes=Scope.values)[1], "read-only": create_token("wire-ro")[1]}
     answers: list[int] = []
 
     @hypothesis_settings(max_examples=150, deadline=None, database=None,

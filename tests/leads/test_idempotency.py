@@ -1,4 +1,5 @@
 """Idempotency-Key on the webhook: a retried request gets the first answer and stores nothing new."""
+import hashlib
 import json
 import threading
 import time
@@ -10,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from leads import views
+from leads.idempotency import key_digest
 from leads.models import LeadSubmission, WebhookIdempotencyKey
 from workers.models import Job
 
@@ -34,6 +36,22 @@ def test_the_same_key_returns_the_first_answer_and_stores_nothing_new(client):
     assert again.json() == first.json()
     assert again["Idempotent-Replayed"] == "true" and not first.has_header("Idempotent-Replayed")
     assert LeadSubmission.objects.count() == 2 and Job.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_key_is_stored_as_its_sha256_and_a_retry_finds_it_by_its_hash(client):
+    # A sender may put anything in the header, a token included: the table never holds it by value.
+    key = "rsl_live_secret_batch_key_42"
+    post(client, BATCH, key=key)
+
+    stored = WebhookIdempotencyKey.objects.get()
+    assert stored.key_sha256 == hashlib.sha256(key.encode()).hexdigest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM leads_webhookidempotencykey")
+        assert key not in repr(cursor.fetchall())
+    assert key not in str(stored)
+    again = post(client, BATCH, key=key)
+    assert again["Idempotent-Replayed"] == "true" and LeadSubmission.objects.count() == 2
 
 
 @pytest.mark.django_db
@@ -64,14 +82,14 @@ def test_a_refused_request_does_not_use_up_its_key(client):
 def test_a_key_older_than_24_hours_is_forgotten(client):
     post(client, BATCH, key="old")
     post(client, BATCH, key="other")
-    WebhookIdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
-    WebhookIdempotencyKey.objects.filter(key="other").update(created_at=timezone.now() - timedelta(hours=25))
+    WebhookIdempotencyKey.objects.filter(key_sha256=key_digest("old")).update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
+    WebhookIdempotencyKey.objects.filter(key_sha256=key_digest("other")).update(created_at=timezone.now() - timedelta(hours=25))
 
     response = post(client, BATCH, key="old")
 
     assert response.status_code == 202 and not response.has_header("Idempotent-Replayed")
     assert LeadSubmission.objects.count() == 6
-    assert list(WebhookIdempotencyKey.objects.values_list("key", flat=True)) == ["old"]  # expired ones pruned
+    assert list(WebhookIdempotencyKey.objects.values_list("key_sha256", flat=True)) == [key_digest("old")]  # expired ones pruned
 
 
 @pytest.mark.django_db

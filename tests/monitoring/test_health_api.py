@@ -19,7 +19,7 @@ CONTRACT_ENTRY_KEYS = {"name", "healthy", "waiting", "active", "completed", "fai
 
 @pytest.fixture
 def token() -> str:
-    return create_token("monitoring", can_write=False)[1]
+    return create_token("monitoring")[1]
 
 
 def auth(token: str) -> dict[str, str]:
@@ -39,7 +39,8 @@ def ledger_state():
     )
     WorkerHeartbeat.objects.create(name="lead-processing@primary.h", pool="primary", queue="lead-processing",
                                    host="h", pid=42, concurrency=5, started_at=now, beat_at=now,
-                                   expires_at=now + timedelta(seconds=45), memory_bytes=123_456_789)
+                                   expires_at=now + timedelta(seconds=45), memory_bytes=123_456_789,
+                                   jobs_done=1230, jobs_failed=2, jobs_rejected=4)
 
 
 def test_health_has_the_contract_shape_with_figures_from_the_ledger(client, token, ledger_state):
@@ -76,11 +77,12 @@ def test_health_needs_a_token_or_staff_session(client, token):
 
 
 def test_health_answers_other_methods_with_405_json(client, token):
-    response = client.post("/api/admin/workers/health", **auth(token))
-    assert response.status_code == 403  # a read-only token may not POST at all
-    writer = create_token("ops-script")[1]
-    response = client.post("/api/admin/workers/health", **auth(writer))
-    assert response.status_code == 405 and response["Allow"] == "GET, HEAD" and "not allowed" in response.json()["error"]
+    # A method the view does not serve needs no scope: whatever the token may do, it is told what is served.
+    writer = create_token("ops-script", scopes=["read", "dlq", "deliver", "admin"])[1]
+    for caller in (token, writer):
+        response = client.post("/api/admin/workers/health", **auth(caller))
+        assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+        assert "not allowed" in response.json()["error"]
 
 
 def test_metrics_need_the_token(client):
@@ -117,6 +119,10 @@ def test_metrics_expose_queues_jobs_dead_letters_and_heartbeats(client, token, l
     assert sample(text, "resilience_worker_up", **worker) == 1
     assert sample(text, "resilience_worker_memory_bytes", **worker) == 123_456_789
     assert 0 <= sample(text, "resilience_worker_heartbeat_age_seconds", **worker) < 60
+    # Rejected input counted apart from the worker's failures, as the queues' figures do.
+    assert sample(text, "resilience_worker_jobs_failed_total", **worker) == 2
+    assert sample(text, "resilience_worker_jobs_rejected_total", **worker) == 4
+    assert "# TYPE resilience_worker_jobs_rejected_total counter" in text
 
 
 def test_metrics_count_each_process_s_memory_once_and_name_lifetime_totals_as_counters(client, token, ledger_state):

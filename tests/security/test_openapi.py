@@ -76,7 +76,7 @@ def test_the_document_is_served_to_tokens_and_staff_only(client, django_user_mod
     assert client.get("/api/openapi.json").status_code == 401
     client.force_login(django_user_model.objects.create_user("visitor", password="x"))
     assert client.get("/api/openapi.json").status_code == 403
-    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('reader', can_write=False)[1]}")
+    reader = Client(HTTP_AUTHORIZATION=f"Bearer {create_token('reader')[1]}")
     response = reader.get("/api/openapi.json")
     assert response.status_code == 200 and response.json() == document()
     assert response.json()["openapi"].startswith("3.1")
@@ -107,3 +107,18 @@ def test_every_reference_resolves_and_every_path_parameter_is_declared():
         for method in (m for m in item if m in METHODS):
             for scheme in item[method]["security"]:
                 assert set(scheme) <= set(spec["components"]["securitySchemes"]), (path, method)
+
+
+def test_each_admin_operation_names_the_scope_a_token_needs():
+    spec = document()
+    by_id = {op["operationId"]: op for item in spec["paths"].values() for m, op in item.items() if m in METHODS}
+    expected = {"listDeadLetters": "read", "resolveDeadLetter": "dlq", "deleteDeadLetter": "dlq",
+                "requeueDeadLetter": "dlq", "readDelivery": "read", "startDelivery": "deliver",
+                "workersHealth": "read", "openapi": "read", "metrics": "read"}
+    assert {name: op.get("x-required-scope") for name, op in by_id.items() if name in expected} == expected
+    for name, scope in expected.items():
+        assert by_id[name]["security"] == [{"bearerToken": [scope]}, {"staffSession": []}], name
+        assert f"API token with the scope `{scope}`" in by_id[name]["description"], name
+    assert "`dlq.change_deadletter`" in by_id["requeueDeadLetter"]["description"]
+    # The public and signed operations name no token scope.
+    assert all("x-required-scope" not in by_id[name] for name in ("clayWebhook", "healthz", "emailProviderEvents"))

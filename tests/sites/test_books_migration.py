@@ -3,15 +3,9 @@ from decimal import Decimal
 
 import pytest
 
-from tests.migrating import migrate, migrate_to_latest
+from tests.migrating import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def back_to_the_latest():
-    yield  # the tests after this one run on the whole schema, whatever came to depend on sites since
-    migrate_to_latest()
 
 
 def test_each_existing_site_becomes_one_paid_request_with_its_tokens_and_cost():

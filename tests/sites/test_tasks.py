@@ -416,7 +416,7 @@ def test_metrics_count_every_paid_request_by_model_and_outcome(fake_api, client)
     assert run_due() == ["succeeded"]
     paid_request(model="claude-sonnet-4-5", outcome="refused", cost="0.5")
     paid_request(mock=True, cost="9")  # MOCK_MODE: not spend
-    token = create_token("monitoring", can_write=False)[1]
+    token = create_token("monitoring")[1]
     text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").content.decode()
     assert "# TYPE resilience_ai_spend_usd_total counter" in text
     assert 'resilience_ai_spend_usd_total{model="claude-3-haiku-20240307"} 0.00225' in text

@@ -142,7 +142,7 @@ def test_the_readme_and_docs_commands_run_as_written_on_a_running_system(project
     assert [pattern for pattern in EXPECTED if not any(re.search(pattern, c) for c in commands)] == []
     assert sum(1 for c in commands if not skipped(c)) >= 25
 
-    _, token = create_token("docs-reader", can_write=False)
+    _, token = create_token("docs-reader")
     ctl = ".venv/bin/supervisorctl -c deploy/supervisord.conf"
     ran, failures = [], []
     for page, block in blocks():

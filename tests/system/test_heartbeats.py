@@ -59,7 +59,7 @@ def test_a_started_worker_is_live_with_its_pid_pool_queue_concurrency_and_memory
                     settings.HEARTBEAT_INTERVAL_SECONDS + SLACK_SECONDS)
 
 
-def test_the_beats_count_the_jobs_done_and_failed_as_the_ledger_does(processes):
+def test_the_beats_count_the_jobs_done_failed_and_rejected_as_the_ledger_does(processes):
     processes.configure(LOG_LEVEL="INFO")  # for the workers' "skipping" lines
     name = f"{QUEUE}@primary"
     processes.worker(QUEUE, "primary", 2)
@@ -70,18 +70,25 @@ def test_the_beats_count_the_jobs_done_and_failed_as_the_ledger_does(processes):
     jobs = [enqueue_probe(QUEUE) for _ in range(3)]
     jobs += [enqueue_probe(QUEUE, fail="permanent") for _ in range(2)]
     jobs.append(enqueue_probe(QUEUE, fail="transient"))  # retried, then dead-lettered: 3 failed attempts
+    jobs.append(enqueue_probe(QUEUE, fail="invalid"))  # its input refused: rejected, not failed (issue 20)
     ids = [job.id for job in jobs]
     assert wait_for(lambda: Job.objects.filter(id__in=ids, state__in=Job.FINISHED_STATES).count() == len(jobs), 60), \
         processes.logs()
     done = Job.objects.filter(worker=worker, state=Job.State.SUCCEEDED).count()
-    failed = JobFailure.objects.filter(worker=worker).count()  # every failed attempt
-    assert (done, failed) == (3, 2 + 3)
+    failed = JobFailure.objects.filter(worker=worker, rejected=False).count()  # every failed attempt
+    rejected = Job.objects.filter(worker=worker, state=Job.State.DEAD, rejected=True).count()
+    assert (done, failed, rejected) == (3, 2 + 3, 1)
+    assert queue_health(QUEUE)["failed"] == 3 and queue_health(QUEUE)["rejected"] == 1
 
     def counted() -> WorkerHeartbeat:
         return WorkerHeartbeat.objects.get(name=worker)
 
-    assert wait_for(lambda: (counted().jobs_done, counted().jobs_failed) == (done, failed),
-                    settings.HEARTBEAT_INTERVAL_SECONDS + SLACK_SECONDS), (counted().jobs_done, counted().jobs_failed)
+    def counts() -> tuple[int, int, int]:
+        row = counted()
+        return row.jobs_done, row.jobs_failed, row.jobs_rejected
+
+    assert wait_for(lambda: counts() == (done, failed, rejected),
+                    settings.HEARTBEAT_INTERVAL_SECONDS + SLACK_SECONDS), counts()
     last_finished = max(Job.objects.filter(id__in=ids).values_list("finished_at", flat=True))
     # Counted by the worker's main process once the pool child reported the job's end, which the
     # child wrote to the ledger just before: at or after it, never long after.
@@ -94,7 +101,7 @@ def test_the_beats_count_the_jobs_done_and_failed_as_the_ledger_does(processes):
     assert wait_for(lambda: skipped_messages(processes) - skipped_before >= sent, 20), processes.logs()
     seen = counted().beat_at
     assert wait_for(lambda: counted().beat_at > seen, settings.HEARTBEAT_INTERVAL_SECONDS + SLACK_SECONDS)
-    assert (counted().jobs_done, counted().jobs_failed) == (done, failed)
+    assert counts() == (done, failed, rejected)
 
 
 def test_sigterm_shows_the_worker_stopped_at_once_and_a_restart_is_live_again(processes):

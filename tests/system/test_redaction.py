@@ -94,7 +94,8 @@ def test_a_failing_jobs_secrets_reach_no_sink_of_a_real_worker(processes):
         }
         assert not [name for name, value in sinks.items() if secret in value], (text, sinks)
         assert REDACTED in job.last_error, job.last_error
-        assert event["exception"].startswith("JobAttemptFailed(") and "job is now dead: InvalidLead: email" in \
+        # An invalid lead: rejected for its input (the worker counts it so), not a failed attempt.
+        assert event["exception"].startswith("JobInputRejected(") and "job is now dead: InvalidLead: email" in \
             event["exception"], event
         assert REDACTED in event["exception"] and REDACTED in event["traceback"], event
         assert job.last_error == entry.error_message  # one redaction, the same text everywhere
@@ -103,7 +104,7 @@ def test_a_failing_jobs_secrets_reach_no_sink_of_a_real_worker(processes):
     assert not [secret for _, secret in SAMPLES if secret in output], output
     # The failures are in the worker's output, redacted: the ledger's line and Celery's own.
     assert output.count("dead-lettered after 1 attempt(s): InvalidLead: email") == len(SAMPLES), output
-    assert output.count("raised expected: JobAttemptFailed(") == len(SAMPLES), output
+    assert output.count("raised expected: JobInputRejected(") == len(SAMPLES), output
 
 
 # --- a run with known secrets -------------------------------------------------------------------------

@@ -148,7 +148,11 @@ def test_the_thread_beats_at_once_and_every_interval_then_says_goodbye():
         assert row.memory_bytes > 0 and live_state(row.name) == "live"
         counters.count_result(QUEUE, "'succeeded'")
         counters.count_failure(QUEUE)
-        assert wait_for(lambda: WorkerHeartbeat.objects.filter(jobs_done=1, jobs_failed=1).exists(), 5)
+        counters.count_rejection(QUEUE)
+        counters.count_rejection(QUEUE)
+        assert wait_for(lambda: WorkerHeartbeat.objects.filter(jobs_done=1, jobs_failed=1, jobs_rejected=2).exists(), 5)
+        reported = next(w for w in worker_report() if w["name"] == row.name)  # the dashboard's data
+        assert (reported["jobsFailed"], reported["jobsRejected"]) == (1, 2)
         assert WorkerHeartbeat.objects.get().last_job_at == counters.snapshot().last_job_at
     finally:
         thread.stop()

@@ -1,5 +1,6 @@
 """The jobs a worker counts for its heartbeat: by the state each task returned, per queue, and in the
 worker's main process through the request class (workers.worker_signals.LedgerJobRequest)."""
+import pickle
 from unittest import mock
 
 import pytest
@@ -98,3 +99,43 @@ def test_a_task_that_raised_counts_once(counters):
         einfo = ExceptionInfo()
     request.on_success((True, einfo, 0.01))  # how the pool reports a task that raised
     assert (counters.snapshot(QUEUE).done, counters.snapshot(QUEUE).failed) == (0, 1)
+
+
+def test_a_rejection_is_counted_apart_from_failures():
+    counters = JobCounters()
+    counters.count_rejection(QUEUE)
+    counters.count_failure("delivery")
+    assert (counters.snapshot(QUEUE).failed, counters.snapshot(QUEUE).rejected) == (0, 1)
+    assert (counters.snapshot().failed, counters.snapshot().rejected) == (1, 1)
+    assert counters.snapshot(QUEUE).last_job_at is not None
+
+
+def failure_as_the_pool_hands_it_over(job_id: str, token: int) -> ExceptionInfo:
+    """Run the probe task as a pool child does and return what its main process receives: the
+    exception info, pickled across the pool's pipe (the class of the exception kept)."""
+    try:
+        probe(job_id, token)
+    except worker_signals.JobAttemptFailed:
+        return pickle.loads(pickle.dumps(ExceptionInfo()))
+    raise AssertionError("the probe did not fail")
+
+
+@pytest.mark.django_db(transaction=True)  # the runner closes its connections, as in a worker
+@pytest.mark.parametrize("fail, failed, rejected, raised", [
+    ("invalid", 0, 1, "JobInputRejected"),  # dead-lettered for its own input: the queues table's "rejected"
+    ("permanent", 1, 0, "JobAttemptFailed"),
+])
+def test_a_job_refused_for_its_input_counts_as_rejected_not_failed(counters, fail, failed, rejected, raised):
+    """Issue 20: the dashboard's workers table showed an invalid lead as a failed job while the
+    queues table said failed 0, rejected 1."""
+    from workers import ledger
+    from workers.probe import enqueue_probe
+
+    enqueue_probe(QUEUE, fail=fail)
+    [dispatch] = ledger.take_due_jobs(QUEUE, 1)
+    einfo = failure_as_the_pool_hands_it_over(dispatch.job_id, dispatch.token)
+    assert type(einfo.exception).__name__ == raised
+
+    worker_request().on_success((True, einfo, 0.01))  # how the pool reports a task that raised
+    counts = counters.snapshot(QUEUE)
+    assert (counts.done, counts.failed, counts.rejected) == (0, failed, rejected)

@@ -174,8 +174,8 @@ def test_celery_results_leave_with_their_jobs_and_old_results_of_no_job_go_too()
 
 def test_expired_webhook_idempotency_keys_go_with_the_hourly_pruning_even_when_no_webhook_comes():
     for key, hours_ago in (("fresh", 1), ("stale", 25)):
-        row = WebhookIdempotencyKey.objects.create(key=key, body_sha256="0" * 64, status_code=202, response={})
+        row = WebhookIdempotencyKey.objects.create(key_sha256=key, body_sha256="0" * 64, status_code=202, response={})
         WebhookIdempotencyKey.objects.filter(pk=row.pk).update(created_at=db_now() - timedelta(hours=hours_ago))
 
     assert prune_ledger().by_app["expired webhook idempotency keys"] == 1
-    assert list(WebhookIdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]
+    assert list(WebhookIdempotencyKey.objects.values_list("key_sha256", flat=True)) == ["fresh"]

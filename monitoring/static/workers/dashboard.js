@@ -264,11 +264,13 @@
         num("memory", w.memoryBytes, formatBytes(w.memoryBytes)),
         num("jobsDone", w.jobsDone),
         num("jobsFailed", w.jobsFailed, undefined, w.jobsFailed ? "wd-warn" : ""),
+        // Refused input is not the worker's failure: no warning colour, as in the queues table.
+        num("jobsRejected", w.jobsRejected),
         num("concurrency", w.concurrency),
         timeCell(w.startedAt, now)
       );
     });
-    if (!rows.length) rows = [emptyRow(11, "No worker has sent a heartbeat in the last day.")];
+    if (!rows.length) rows = [emptyRow(12, "No worker has sent a heartbeat in the last day.")];
     replaceChildren(document.querySelector("#wd-workers tbody"), rows);
   }
 

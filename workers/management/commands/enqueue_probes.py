@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from workers.probe import enqueue_probe
+from workers.probe import PROBE_FAILURES, enqueue_probe
 
 
 class Command(BaseCommand):
@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("count", type=int)
         parser.add_argument("--queue", default="lead-processing", choices=settings.QUEUE_NAMES)
         parser.add_argument("--sleep", type=float, default=0.0, help="seconds each probe runs")
-        parser.add_argument("--fail", default="", choices=["", "transient", "permanent"])
+        parser.add_argument("--fail", default="", choices=PROBE_FAILURES)
 
     def handle(self, *args, count: int, queue: str, sleep: float, fail: str, **options):
         if not 1 <= count <= 100_000:

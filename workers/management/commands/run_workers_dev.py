@@ -31,6 +31,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
 
+from resilience.logfiles import write_owner_only
 from workers.processes import cmdline
 
 RELOAD_EXIT_CODE = 3  # what django.utils.autoreload.trigger_reload exits with
@@ -130,7 +131,8 @@ class Children:
                 # A session of its own: a terminal's Ctrl-C does not reach it, stop() decides the order.
                 self.procs[name] = subprocess.Popen(command, cwd=self.cwd, env=self.env, start_new_session=True)
             if self.children_file:  # for the parent, should this process die without stopping them
-                self.children_file.write_text("".join(f"{proc.pid}\n" for proc in self.procs.values()))
+                pids = "".join(f"{proc.pid}\n" for proc in self.procs.values())
+                write_owner_only(self.children_file, pids.encode())
             say("started " + ", ".join(f"{name} (pid {proc.pid})" for name, proc in self.procs.items())
                 + "; watching .py files for changes")
         reported: set[str] = set()
@@ -224,7 +226,7 @@ class Command(BaseCommand):
         if pid := running_pid(pid_file, "run_workers_dev"):
             raise CommandError(f"make workers is already running (pid {pid})")
         var.mkdir(exist_ok=True)
-        pid_file.write_text(f"{os.getpid()}\n")
+        write_owner_only(pid_file, f"{os.getpid()}\n".encode())
 
         runner: subprocess.Popen | None = None
         stop_requests = 0

@@ -5,6 +5,7 @@ in camelCase as it wrote them). The work is done by dlq.actions; these views onl
 """
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -23,7 +24,14 @@ from resilience.redaction import redact_text
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-_RESOLVED_BY_MAX = DeadLetter._meta.get_field("resolved_by").max_length
+RESOLVED_BY_MAX = DeadLetter._meta.get_field("resolved_by").max_length
+# A resolver's name as a person reads it in the admin: no control, invisible or spacing characters other
+# than the plain space (no bidi overrides that would show one name as another), not only spaces. One
+# pattern for this view and the document (resilience/openapi.py), in a syntax Python's re and ECMA-262 share.
+_NOT_SHOWN = ("\\u0000-\\u001f\\u007f-\\u00a0\\u00ad\\u061c\\u1680\\u180e\\u2000-\\u200f\\u2028-\\u202f"
+              "\\u205f-\\u206f\\u3000\\ufeff\\ufff9-\\ufffb")
+RESOLVED_BY_PATTERN = f"^[^{_NOT_SHOWN}]*[^ {_NOT_SHOWN}][^{_NOT_SHOWN}]*$"
+_RESOLVED_BY = re.compile(RESOLVED_BY_PATTERN)
 # Session callers need Django's model permission for what they do (tokens: the scope dlq to change).
 VIEW, CHANGE_PERM, DELETE = "dlq.view_deadletter", "dlq.change_deadletter", "dlq.delete_deadletter"
 
@@ -92,12 +100,13 @@ def _optional_text(body: dict[str, Any], key: str, *, max_length: int | None = N
 
 
 def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw[:50]!r}") from None
+    # Digits only: int() would also take " 5", "1_0" and other scripts' digits, which the document's
+    # integer does not.
+    if not re.fullmatch(r"[+-]?[0-9]{1,20}", raw):
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw[:50]!r}")
+    limit = int(raw)
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, f"limit must be from 1 to {MAX_LIMIT}, got {limit}")
     return limit
@@ -132,7 +141,7 @@ def _patch(request: HttpRequest) -> JsonResponse:
     resolved = body["resolved"]
     if not isinstance(resolved, bool):
         raise ApiError(400, f"resolved must be true or false, got {resolved!r}"[:200])
-    resolver = _resolver(request, _optional_text(body, "resolvedBy", max_length=_RESOLVED_BY_MAX))
+    resolver = _resolver(request, _optional_text(body, "resolvedBy", max_length=RESOLVED_BY_MAX))
     notes = _notes(body)
     try:
         with transaction.atomic():
@@ -156,10 +165,9 @@ def _resolver(request: HttpRequest, resolved_by: str | None) -> str:
     if request.actor_token is None:
         raise ApiError(400, f"resolvedBy is the caller ({request.actor!r}) for a logged-in person; it cannot "
                             f"name someone else ({resolved_by[:100]!r}): leave it out")
-    name = resolved_by.strip()
-    if not name or not name.isprintable():
+    if not _RESOLVED_BY.fullmatch(resolved_by):
         raise ApiError(400, "resolvedBy must name the person who resolved it: printable text, not empty")
-    return redact_text(name)
+    return redact_text(resolved_by.strip())
 
 
 def _change_message(resolved: bool, changed: list[str], notes: str | None) -> str:

@@ -57,7 +57,9 @@ def provider_events(request: HttpRequest, provider: str) -> HttpResponse:
         raise ApiError(403, f"not signed by {provider}: the post could not be verified") from None
     try:
         events = view.parse_events(request)
-    except (AnymailError, AnymailConfigurationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    # RecursionError: a body nested deeper than Python's json can parse is the post's fault, not ours.
+    except (AnymailError, AnymailConfigurationError, ValueError, KeyError, TypeError, AttributeError,
+            RecursionError) as exc:
         raise ApiError(400, f"not a {provider} tracking event post: {type(exc).__name__}") from None
     new = sum(record_event(from_anymail(provider, event)) for event in events)
     return JsonResponse({"success": True, "events": len(events), "recorded": new})

@@ -25,6 +25,19 @@ MAX_LENGTH: dict[str, int] = {
 # The largest count the leads table holds (a PostgreSQL integer); anything above is not a company size.
 EMPLOYEE_COUNT_MAX = 2_147_483_647
 
+# employee_count as text, the way sources write a company's size: a count ("1200", "1,200"), a LinkedIn band
+# ("51-200", "1,001-5,000", "10,001+"), either followed by "employees"; blank means not known. At most nine
+# digits a count, so every count it allows fits the column. The webhook refuses any other text with a 400
+# naming the field, and resilience/openapi.py declares this same pattern: written for both Python's re
+# (fullmatch) and JSON Schema's ECMA-262 regexes, so ASCII classes only ([0-9], not \d).
+_COUNT = r"(?:[0-9]{1,9}|[0-9]{1,3}(?:,[0-9]{3}){1,2})"
+EMPLOYEE_COUNT_PATTERN = rf"^ *(?:{_COUNT} *(?:(?:-|\u2013|to) *{_COUNT}|\+)? *(?:[Ee]mployees)? *)?$"
+
+# The characters str.strip() removes: an email made of them only is blank. Spelled out so that the
+# document's pattern (ECMA-262's \s is another set) and the webhook's check are the same.
+WHITESPACE = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_PATTERN = f"[^{WHITESPACE}]"
+
 
 def pick(item: dict, field: str) -> tuple[str | None, object]:
     """(the key the item used for `field`, its value), or (None, None) if absent."""

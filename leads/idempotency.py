@@ -20,7 +20,11 @@ from leads.models import WebhookIdempotencyKey
 
 WINDOW = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
-_KEY = re.compile(r"^[\x20-\x7e]+$")  # printable ASCII, as header values are in practice
+# Printable ASCII, as header values are in practice, with at least one character that is not a space: HTTP
+# servers strip the spaces around a header's value, so a key of spaces only arrives empty. The document
+# (resilience/openapi.py) declares this same pattern, in a syntax Python's re and ECMA-262 share.
+KEY_PATTERN = r"^[ -~]*[!-~][ -~]*$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 class KeyReused(Exception):
@@ -33,7 +37,7 @@ def check_key(raw: str) -> str | None:
         return "Idempotency-Key is empty"
     if len(raw) > MAX_KEY_LENGTH:
         return f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters"
-    if not _KEY.match(raw):
+    if not _KEY.fullmatch(raw):
         return "Idempotency-Key must be printable ASCII characters"
     return None
 

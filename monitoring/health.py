@@ -48,6 +48,7 @@ HEALTHY_ERRORS = 3  # errors < 3 is needed for healthy
 FAILURE_RATE_LIMIT = 5.0  # percent
 
 HEALTHY, DEGRADED, UNHEALTHY, PAUSED = "healthy", "degraded", "unhealthy", "paused"
+STATUSES = (HEALTHY, DEGRADED, UNHEALTHY, PAUSED)  # a queue's status and the overall one: the document's enum
 _SEVERITY = {HEALTHY: 0, PAUSED: 0, DEGRADED: 1, UNHEALTHY: 2}
 
 

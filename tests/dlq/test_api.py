@@ -139,6 +139,11 @@ def test_get_filters_by_queue_and_limits(api):
     ({"limit": "1001"}, ["limit"]),
     ({"limit": "ten"}, ["limit"]),
     ({"limit": "-5"}, ["limit"]),
+    # What int() would take but the document's integer is not
+    ({"limit": ""}, ["whole number"]),
+    ({"limit": " 5"}, ["whole number"]),
+    ({"limit": "1_0"}, ["whole number"]),
+    ({"limit": "\u0665"}, ["whole number"]),  # ARABIC-INDIC DIGIT FIVE
 ])
 def test_get_refuses_bad_parameters(api, params, words):
     assert_json_error(api.get(URL, params), 400, *words)

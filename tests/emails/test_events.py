@@ -171,3 +171,12 @@ def test_a_signed_post_with_numbers_postgresql_json_cannot_hold_is_recorded_not_
     assert response.status_code == 200
     assert EmailEvent.objects.get().payload == {"RecordType": "Delivery", "Recipient": "jane@acme.io",
                                                 "ServerID": "nan", "Extra": ["inf", "-inf"]}
+
+
+def test_a_signed_post_nested_deeper_than_python_parses_is_a_json_400_not_a_500(fake_provider):
+    """Found by the webhook fuzz: anymail's json.loads raised RecursionError, answered as a 500."""
+    body = '{"RecordType": "Delivery", "x": ' + "[" * 20000 + "]" * 20000 + "}"
+    response = Client().post(POSTMARK, body, "application/json", **basic_auth())
+    assert response.status_code == 400, response.content
+    assert response.json()["success"] is False and "postmark" in response.json()["error"]
+    assert not EmailEvent.objects.exists()

@@ -93,7 +93,7 @@ def test_a_key_older_than_24_hours_is_forgotten(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("key", ["", "   ", "x" * 256, "caf\u00e9", "a\x00b", "\ud800", "tab\there"])
+@pytest.mark.parametrize("key", ["", "   ", "x" * 256, "caf\u00e9", "a\x00b", "\ud800", "tab\there", "line\n"])
 def test_an_unusable_key_is_400(client, key):
     response = post(client, BATCH, key=key)
     assert response.status_code == 400 and "Idempotency-Key" in response.json()["error"]

@@ -1,8 +1,11 @@
 """POST /api/webhooks/clay with what PostgreSQL refuses: a 400 naming the lead and the field, never
 a 500, and nothing stored. Bodies are written by hand (json.dumps would refuse or escape them)."""
+import json
+
 import pytest
 
 from leads.models import Lead, LeadSubmission
+from leads.services import normalize_lead
 from workers.models import Job
 
 URL = "/api/webhooks/clay"
@@ -79,3 +82,30 @@ def test_what_postgres_can_store_is_still_accepted(client):
     response = post_raw(client, "\ufeff" + raw)  # a leading BOM is allowed
     assert response.status_code == 202, response.content
     assert LeadSubmission.objects.get().payload["emoji"] == "\U0001F600"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["AAA", "about fifty", "51-", "1234567890", "-5", "5O"])
+def test_an_employee_count_that_is_no_count_is_400_naming_the_field(client, value):
+    response = post_raw(client, json.dumps([{"email": "a@acme.io", "employees": value}]))
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert (error["index"], error["field"]) == (0, "employees") and "51-200" in error["message"]
+    assert_nothing_stored()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value, stored", [(120, 120), (120.0, 120), ("1,200", 1200), ("51-200", 51),
+                                           ("1,001-5,000 employees", 1001), ("10,001+", 10001), ("", None),
+                                           (None, None)])
+def test_a_count_or_a_band_is_accepted(client, value, stored):
+    response = post_raw(client, json.dumps({"email": "a@acme.io", "employee_count": value}))
+    assert response.status_code == 202, response.content
+    assert normalize_lead(LeadSubmission.objects.get().payload).employee_count == stored
+
+
+@pytest.mark.django_db
+def test_every_name_of_a_field_is_checked_not_only_the_first_present(client):
+    response = post_raw(client, json.dumps([{"email": "a@acme.io", "first_name": "Ada", "firstName": 7}]))
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == [{"index": 0, "field": "firstName", "message": "must be a string, got a number"}]

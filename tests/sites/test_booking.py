@@ -65,3 +65,25 @@ def test_an_unknown_or_withdrawn_site_or_another_method_leads_nowhere(client):
     assert client.get("/sites/site_doesnotexist/book").status_code == 404
     assert client.post(f"/sites/{site().public_id}/book").status_code == 405
     assert not Site.objects.filter(cta_clicks__gt=0).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("design", DESIGNS)
+def test_a_site_stored_before_links_gets_a_working_call_to_action(design, client, settings):
+    """Pages rendered before 0004 keep their html: sites 0006 makes their call to action the same link."""
+    from tests.migrating import migrate
+
+    settings.SITE_BOOKING_URL = "https://cal.example.com/agency/intro"
+    made = site(design)
+    old_html = re.sub(r'<a (?:class="button" )?href="book" rel="nofollow">(?:<strong>)?(Book a call)(?:</strong>)?</a>',
+                      r"<strong>\1</strong>", made.html)  # as the designs rendered it before 0004
+    assert 'href="book"' not in old_html and "<strong>Book a call</strong>" in old_html
+    old = migrate(("sites", "0005_spend_hours")).get_model("sites", "Site")
+    old.objects.filter(pk=made.pk).update(html=old_html)
+
+    migrate(("sites", "0006_old_cta_links"))
+
+    made.refresh_from_db()
+    assert re.findall(r'<a [^>]*href="([^"]*)"[^>]*>\s*(?:<strong>)?Book a call', made.html) == ["book"]
+    assert made.html.replace('<a href="book" rel="nofollow">', "").replace("</strong></a>", "</strong>") == old_html
+    assert client.get(f"/sites/{made.public_id}/book")["Location"] == "https://cal.example.com/agency/intro"

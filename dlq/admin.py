@@ -3,6 +3,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -12,6 +13,7 @@ from dlq import actions
 from dlq.models import DeadLetter
 from resilience.links import job_story_link
 from resilience.redaction import redact_text
+from workers.bulk_admin import BulkPlan, bulk_action, over_cap, plural
 
 # Enough refusals to see the pattern without a message that fills the screen.
 _MAX_LISTED = 10
@@ -43,8 +45,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
         ("Failure", {"fields": ("error_message", "pretty_stack", "attempts_made", "failed_at")}),
         ("Resolution", {"fields": ("resolved", "resolved_at", "resolved_by", "notes")}),
     )
-    # Deletion is Django's own delete_selected (confirmation page, delete permission, logged).
-    actions = ["resolve_selected", "requeue_selected"]
+    # Each on the rows checked or on everything the filter selects ("Select all"), at most
+    # BULK_ACTION_MAX at once. Deletion is Django's own delete_selected (confirmation page, logged).
+    actions = ["resolve_selected", "requeue_selected", "delete_selected"]
 
     @admin.display(description="job's story")
     def job_story(self, entry: DeadLetter) -> str:
@@ -69,6 +72,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def resolve_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> TemplateResponse | None:
         # First call: the intermediate page. Its submit posts the same action again with post=yes,
         # the way delete_selected confirms.
+        if over_cap(self, request, queryset):
+            return None
         form = ResolveForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_bound and form.is_valid():
             notes = form.cleaned_data["notes"].strip() or None
@@ -100,9 +105,25 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/dlq/deadletter/resolve_selected.html", context)
 
     @admin.action(description="Requeue selected entries' jobs", permissions=["change"])
-    def requeue_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+    def requeue_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> TemplateResponse | None:
+        def plan(rows: QuerySet[DeadLetter]) -> BulkPlan:
+            unresolved = rows.filter(resolved=False).count()
+            lines = [f"{plural(unresolved, 'unresolved entry', 'unresolved entries')}: each one's job goes back to "
+                     "its queue with fresh attempts, and the entry is marked resolved by you."]
+            done = rows.count() - unresolved
+            warnings = [f"{plural(done, 'entry is', 'entries are')} resolved already and will not be requeued."
+                        ] if done else []
+            return BulkPlan(lines, warnings)
+
+        def apply(rows: QuerySet[DeadLetter], _form) -> None:
+            self._requeue(request, list(rows.values_list("pk", flat=True)))
+
+        return bulk_action(self, request, queryset, action="requeue_selected", verb="Requeue", plan=plan,
+                           apply=apply)
+
+    def _requeue(self, request: HttpRequest, entry_ids: list) -> None:
         by = request.user.get_username()
-        outcome = actions.requeue_many(list(queryset.values_list("pk", flat=True)), by=by)
+        outcome = actions.requeue_many(entry_ids, by=by)
         for entry, job in outcome.requeued:
             self.log_change(request, entry, f"Requeued ledger job {job.id}")
         if outcome.requeued:
@@ -116,3 +137,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if len(outcome.refused) > _MAX_LISTED:
             self.message_user(request, f"… and {len(outcome.refused) - _MAX_LISTED} more not requeued.",
                               messages.WARNING)
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> TemplateResponse | None:
+        # Django's own confirmation page and logging, behind the cap every bulk action has.
+        if over_cap(self, request, queryset):
+            return None
+        return django_delete_selected(self, request, queryset)

@@ -323,6 +323,26 @@ def _document() -> dict[str, Any]:
                     "state": {"type": "string", "enum": list(Job.State.values)}})),
                     **_admin_errors(400, 404, 409, 413, 415)},
             }},
+            "/api/admin/dead-letter-queue/bulk": {"post": {
+                "operationId": "bulkDeadLetters",
+                "summary": "Requeue or resolve every unresolved entry a filter selects (at most BULK_ACTION_MAX)",
+                "security": ADMIN_AUTH,
+                "requestBody": _json_body({"type": "object", "required": ["action"], "additionalProperties": False,
+                                           "properties": {
+                    "action": {"enum": ["requeue", "resolve"]},
+                    "queue": {"type": "string", "maxLength": 100},
+                    "error_contains": {"type": "string", "minLength": 1, "maxLength": 500},
+                    "failed_after": {"type": "string", "format": "date-time"},
+                    "failed_before": {"type": "string", "format": "date-time"},
+                    "notes": {"type": "string"},
+                    "dry_run": {"type": "boolean", "description": "Only count what the filter selects"}}}),
+                "responses": {**_ok("What was matched and done", {"type": "object", "properties": {
+                    "action": {"type": "string"}, "matched": {"type": "integer"}, "dry_run": {"type": "boolean"},
+                    "requeued": {"type": "integer"}, "resolved": {"type": "integer"},
+                    "refused": {"type": "array", "items": {"type": "object", "properties": {
+                        "id": UUID_STRING, "error": {"type": "string"}}}}}}),
+                    **_errors(400, *admin_errors, 409, 413, 415)},
+            }},
             "/api/admin/leads/{lead_id}/deliver": {
                 "parameters": [{"name": "lead_id", "in": "path", "required": True,
                                 "schema": {"type": "integer", "minimum": 0}}],

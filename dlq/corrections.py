@@ -28,6 +28,7 @@ class Corrector:
     store: Callable[[DeadLetter, dict[str, Any]], str]  # save it where the job reads it; says where
     # the corrected input from the original and the form's values (a blank value: the field left out)
     merge: Callable[[dict[str, Any], dict[str, str]], dict[str, Any]]
+    values: Callable[[dict[str, Any]], dict[str, Any]]  # each field's value in an input, for the form
 
 
 _correctors: dict[str, Corrector] = {}

@@ -38,6 +38,10 @@ def merge(original: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
     return lead
 
 
+def values(lead: dict[str, Any]) -> dict[str, Any]:
+    return {field: pick(lead, field)[1] for field in FIELDS}
+
+
 def problems(lead: dict[str, Any]) -> list[str]:
     """What the webhook would refuse (leads.validation), then what the lead job would (normalize_lead)."""
     found = [f"{error.field or 'lead'}: {error.message}" for error in validate_item(lead, 0)]
@@ -58,4 +62,4 @@ def store(entry: DeadLetter, lead: dict[str, Any]) -> str:
 
 
 LEAD_CORRECTOR = Corrector(task=LEAD_TASK, fields=FIELDS, current=current, problems=problems, store=store,
-                           merge=merge)
+                           merge=merge, values=values)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from dlq.corrections import Corrector
 from dlq.models import DeadLetter, DeadLetterCorrection
+from resilience.redaction import redact
 from workers import ledger
 from workers.models import Job
 
@@ -162,7 +163,8 @@ def correct_and_requeue(entry_id: uuid.UUID | str, corrector: Corrector, correct
         except LookupError as exc:
             raise Conflict(f"entry {entry.pk}: {exc}") from None
         changed = sorted(key for key in set(original) | set(corrected) if original.get(key) != corrected.get(key))
-        correction = DeadLetterCorrection.objects.create(entry=entry, original=original, corrected=corrected,
+        # As the job's input is kept: a secret typed into the form is kept and shown as REDACTED.
+        correction = DeadLetterCorrection.objects.create(entry=entry, original=original, corrected=redact(corrected),
                                                          stored_in=stored_in, corrected_by=_who(by))
         line = f"Corrected {', '.join(changed) or 'nothing'} in {stored_in}"
         _, job = requeue(entry.pk, by=by, notes=f"{line}\n{notes}".strip())

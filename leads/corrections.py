@@ -30,7 +30,9 @@ def merge(original: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
     names vary); a field left blank is taken out. Fields the form does not know stay as they were."""
     lead = dict(original)
     for field, value in values.items():
-        key, _ = pick(lead, field)
+        key, was = pick(lead, field)
+        if key is not None and was is not None and str(was) == value.strip():
+            continue  # unchanged (a number shown as text in the form stays a number)
         if value.strip():
             lead[key or field] = value.strip()
         elif key is not None:

@@ -19,7 +19,7 @@ from workers.models import Job
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REFUSED = {"email": "jane@acme", "firstName": "Jane", "last_name": "Doe", "title": "CEO", "company": "Acme",
-           "industry": "logistics", "website": "acme.io", "source_row": 17}
+           "industry": "logistics", "website": "acme.io", "employees": 250, "source_row": 17}
 
 
 @pytest.fixture

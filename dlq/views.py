@@ -255,7 +255,7 @@ def bulk_selection(body: dict[str, Any]) -> QuerySet[DeadLetter]:
     return entries
 
 
-@admin_api({"POST": CHANGE_PERM})
+@admin_api({"POST": CHANGE_PERM}, scope=Scope.DLQ)
 def bulk(request: HttpRequest) -> JsonResponse:
     """Requeue or resolve every unresolved entry a filter selects, at most BULK_ACTION_MAX per request;
     dry_run answers the count only. Each entry acted on is written to the admin's history."""

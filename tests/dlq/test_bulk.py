@@ -76,7 +76,7 @@ def api(client, body, **headers):
 
 @pytest.fixture
 def token_headers(db):
-    _, secret = create_token("ops")
+    _, secret = create_token("ops", scopes=["read", "dlq"])
     return {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
 
 

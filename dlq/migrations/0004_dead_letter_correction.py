@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dlq', '0002_admin_names'),
+        ('dlq', '0003_job_id_index'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0009_heartbeat_jobs_rejected'),
+        ('workers', '0010_job_minutes'),
     ]
 
     operations = [

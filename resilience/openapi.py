@@ -327,21 +327,24 @@ def _document() -> dict[str, Any]:
                 "operationId": "bulkDeadLetters",
                 "summary": "Requeue or resolve every unresolved entry a filter selects (at most BULK_ACTION_MAX)",
                 "security": ADMIN_AUTH,
-                "requestBody": _json_body({"type": "object", "required": ["action"], "additionalProperties": False,
-                                           "properties": {
-                    "action": {"enum": ["requeue", "resolve"]},
-                    "queue": {"type": "string", "maxLength": 100},
-                    "error_contains": {"type": "string", "minLength": 1, "maxLength": 500},
-                    "failed_after": {"type": "string", "format": "date-time"},
-                    "failed_before": {"type": "string", "format": "date-time"},
-                    "notes": {"type": "string"},
-                    "dry_run": {"type": "boolean", "description": "Only count what the filter selects"}}}),
-                "responses": {**_ok("What was matched and done", {"type": "object", "properties": {
-                    "action": {"type": "string"}, "matched": {"type": "integer"}, "dry_run": {"type": "boolean"},
-                    "requeued": {"type": "integer"}, "resolved": {"type": "integer"},
-                    "refused": {"type": "array", "items": {"type": "object", "properties": {
-                        "id": UUID_STRING, "error": {"type": "string"}}}}}}),
-                    **_errors(400, *admin_errors, 409, 413, 415)},
+                "requestBody": _json_body(_object({
+                    "action": {"type": "string", "enum": ["requeue", "resolve"]},
+                    "queue": _nullable({"type": "string", "maxLength": 100, "pattern": NO_NUL,
+                                        "description": "A configured queue, or one no longer configured that "
+                                                       "still holds entries"}),
+                    "error_contains": _nullable({"type": "string", "minLength": 1, "maxLength": 500,
+                                                 "pattern": r"\S"}),
+                    "failed_after": _nullable({**TIME, "maxLength": 64}),
+                    "failed_before": _nullable({**TIME, "maxLength": 64}),
+                    "notes": _nullable(TEXT),
+                    "dry_run": {"type": "boolean", "description": "Only count what the filter selects"}},
+                    required=("action",), additionalProperties=False)),
+                "responses": {**_ok("What was matched and done", _object({
+                    "success": {"const": True}, "action": {"type": "string"}, "matched": {"type": "integer"},
+                    "dry_run": {"type": "boolean"}, "requeued": {"type": "integer"}, "resolved": {"type": "integer"},
+                    "refused": {"type": "array", "items": _object({"id": UUID_STRING, "error": {"type": "string"}})}},
+                    required=("success", "action", "matched", "dry_run"))),
+                    **_admin_errors(400, 409, 413, 415)},
             }},
             "/api/admin/leads/{lead_id}/deliver": {
                 "parameters": [{"name": "lead_id", "in": "path", "required": True,

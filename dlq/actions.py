@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from django.db import transaction
 from django.utils import timezone
 
-from dlq.models import DeadLetter
+from dlq.corrections import Corrector
+from dlq.models import DeadLetter, DeadLetterCorrection
+from resilience.redaction import redact
 from workers import ledger
 from workers.models import Job
 
@@ -144,3 +146,26 @@ def delete(entry_id: uuid.UUID | str) -> DeadLetter:
         entry = _locked_entry(entry_id)
         DeadLetter.objects.filter(pk=entry.pk).delete()  # not entry.delete(), which would clear its pk
     return entry
+
+
+def correct_and_requeue(entry_id: uuid.UUID | str, corrector: Corrector, corrected: dict, *, by: str,
+                        notes: str = "") -> tuple[DeadLetterCorrection, Job]:
+    """Store the corrected input where the job reads it, keep the original beside it, and requeue
+    the job: one transaction, so a refused requeue (resolved meanwhile, job not dead) keeps nothing.
+    The caller has checked `corrected` with corrector.problems."""
+    with transaction.atomic():
+        entry = _locked_entry(entry_id)
+        original = corrector.current(entry)
+        if original is None:
+            raise Conflict(f"entry {entry.pk}: the job's input no longer exists (pruned?); it cannot be corrected")
+        try:
+            stored_in = corrector.store(entry, corrected)
+        except LookupError as exc:
+            raise Conflict(f"entry {entry.pk}: {exc}") from None
+        changed = sorted(key for key in set(original) | set(corrected) if original.get(key) != corrected.get(key))
+        # As the job's input is kept: a secret typed into the form is kept and shown as REDACTED.
+        correction = DeadLetterCorrection.objects.create(entry=entry, original=original, corrected=redact(corrected),
+                                                         stored_in=stored_in, corrected_by=_who(by))
+        line = f"Corrected {', '.join(changed) or 'nothing'} in {stored_in}"
+        _, job = requeue(entry.pk, by=by, notes=f"{line}\n{notes}".strip())
+    return correction, job

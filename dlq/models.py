@@ -43,3 +43,22 @@ class DeadLetter(models.Model):
         """The start of the error, for lists; the entry's page shows all of it."""
         message = self.error_message or ""
         return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+class DeadLetterCorrection(models.Model):
+    """A person's correction of a dead job's input before requeuing it (dlq.corrections): the input as
+    it was and as corrected, both kept, with who and when. The entry's history says the same in words."""
+
+    entry = models.ForeignKey(DeadLetter, on_delete=models.CASCADE, related_name="corrections")
+    original = models.JSONField()
+    corrected = models.JSONField()
+    stored_in = models.CharField(max_length=200)  # where the job reads its input: "lead submission 12"
+    corrected_by = models.CharField(max_length=150)
+    corrected_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        verbose_name, verbose_name_plural = "dead-letter correction", "dead-letter corrections"
+        ordering = ["-corrected_at"]
+
+    def __str__(self) -> str:
+        return f"{self.stored_in} corrected by {self.corrected_by}"

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, DELETION
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
+from django.utils.dateparse import parse_datetime
 from django.http import HttpRequest, JsonResponse
 
 from access.audit import log_api_change
@@ -209,3 +211,85 @@ def requeue(request: HttpRequest) -> JsonResponse:
     except actions.Conflict as exc:
         raise ApiError(409, str(exc)) from None
     return JsonResponse({"success": True, "job": serialize_entry(entry), "jobId": str(job.id), "state": job.state})
+
+
+BULK_ACTIONS = ("requeue", "resolve")
+BULK_FIELDS = {"action", "queue", "error_contains", "failed_after", "failed_before", "notes", "dry_run"}
+
+
+def _moment(body: dict[str, Any], key: str) -> datetime | None:
+    raw = _optional_text(body, key, max_length=64)
+    if raw is None:
+        return None
+    try:
+        moment = parse_datetime(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ApiError(400, f"{key} must be an ISO 8601 date and time with its zone, such as "
+                            f"2026-12-07T10:00:00Z; got {raw[:64]!r}")
+    return moment
+
+
+def bulk_selection(body: dict[str, Any]) -> QuerySet[DeadLetter]:
+    """The unresolved entries the body's filter selects (every part optional, all must match)."""
+    unknown = sorted(set(body) - BULK_FIELDS)
+    if unknown:
+        raise ApiError(400, f"unknown field {unknown[0][:50]!r}; the fields are: {', '.join(sorted(BULK_FIELDS))}")
+    entries = DeadLetter.objects.filter(resolved=False)
+    queue = _optional_text(body, "queue", max_length=100)
+    if queue is not None:
+        if queue not in settings.QUEUE_NAMES and not DeadLetter.objects.filter(queue_name=queue).exists():
+            raise ApiError(400, f"unknown queue {queue[:100]!r}; queues: {', '.join(settings.QUEUE_NAMES)}")
+        entries = entries.filter(queue_name=queue)
+    contains = _optional_text(body, "error_contains", max_length=500)
+    if contains is not None:
+        if not contains.strip():
+            raise ApiError(400, "error_contains must not be empty: leave it out to match every error")
+        entries = entries.filter(error_message__icontains=contains)
+    after, before = _moment(body, "failed_after"), _moment(body, "failed_before")
+    if after is not None:
+        entries = entries.filter(failed_at__gte=after)
+    if before is not None:
+        entries = entries.filter(failed_at__lt=before)
+    return entries
+
+
+@admin_api({"POST": CHANGE_PERM}, scope=Scope.DLQ)
+def bulk(request: HttpRequest) -> JsonResponse:
+    """Requeue or resolve every unresolved entry a filter selects, at most BULK_ACTION_MAX per request;
+    dry_run answers the count only. Each entry acted on is written to the admin's history."""
+    body = json_object_body(request)
+    action = body.get("action")
+    if action not in BULK_ACTIONS:
+        raise ApiError(400, f"action must be one of {', '.join(BULK_ACTIONS)}; got {str(action)[:50]!r}")
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ApiError(400, f"dry_run must be true or false, got {str(dry_run)[:50]!r}")
+    notes = _notes(body)
+    entries = bulk_selection(body)
+    ids = list(entries.order_by("-failed_at", "-id").values_list("pk", flat=True)[:settings.BULK_ACTION_MAX + 1])
+    if len(ids) > settings.BULK_ACTION_MAX:
+        raise ApiError(409, f"the filter selects {entries.count()} unresolved entries; one request may act on at "
+                            f"most {settings.BULK_ACTION_MAX} (BULK_ACTION_MAX): narrow the filter")
+    answer: dict[str, Any] = {"success": True, "action": action, "matched": len(ids), "dry_run": dry_run}
+    if dry_run:
+        return JsonResponse(answer)
+    if action == "resolve":
+        with transaction.atomic():
+            resolved = actions.resolve_many(ids, by=request.actor, notes=notes)
+            for entry in resolved:
+                log_api_change(request.actor_user, entry, CHANGE, "Resolved" + (f": {notes}" if notes else ""))
+        answer.update(resolved=len(resolved), refused=[])
+        return JsonResponse(answer)
+    requeued, refused = 0, []
+    for entry_id in ids:  # each in its own transaction: one refusal does not hold back the others
+        try:
+            with transaction.atomic():
+                entry, job = actions.requeue(entry_id, by=request.actor, notes=notes or "")
+                log_api_change(request.actor_user, entry, CHANGE, f"Requeued ledger job {job.id}")
+            requeued += 1
+        except actions.DlqActionError as exc:
+            refused.append({"id": str(entry_id), "error": str(exc)})
+    answer.update(requeued=requeued, refused=refused)
+    return JsonResponse(answer)

@@ -8,7 +8,11 @@ class EmailsConfig(AppConfig):
     def ready(self) -> None:
         from emails import checks, receivers  # noqa: F401 - registers the deploy check, connects receivers
         from emails import breaker, retention, services
+        from dlq import corrections
         from workers import registry
+
+        # Its jobs carry an id only: a dead one's page in the admin links the row to fix.
+        corrections.id_names_row("message_id", "emails.Message", "email message")
 
         registry.queue(services.EMAIL_QUEUE, task=services.SEND_TASK, app=self.name)
         registry.prune("email tracking events", retention.prune_events)

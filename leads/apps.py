@@ -7,8 +7,11 @@ class LeadsConfig(AppConfig):
 
     def ready(self) -> None:
         from leads import receivers  # noqa: F401 - connects signal receivers
-        from leads import retention, services
+        from dlq import corrections as dlq_corrections
+        from leads import corrections, retention, services
         from workers import registry
+
+        dlq_corrections.corrector(corrections.LEAD_CORRECTOR)
 
         registry.queue(services.LEAD_QUEUE, task=services.LEAD_TASK, app=self.name)
         registry.prune("lead submissions", retention.prune_submissions)

@@ -323,6 +323,29 @@ def _document() -> dict[str, Any]:
                     "state": {"type": "string", "enum": list(Job.State.values)}})),
                     **_admin_errors(400, 404, 409, 413, 415)},
             }},
+            "/api/admin/dead-letter-queue/bulk": {"post": {
+                "operationId": "bulkDeadLetters",
+                "summary": "Requeue or resolve every unresolved entry a filter selects (at most BULK_ACTION_MAX)",
+                "security": ADMIN_AUTH,
+                "requestBody": _json_body(_object({
+                    "action": {"type": "string", "enum": ["requeue", "resolve"]},
+                    "queue": _nullable({"type": "string", "maxLength": 100, "pattern": NO_NUL,
+                                        "description": "A configured queue, or one no longer configured that "
+                                                       "still holds entries"}),
+                    "error_contains": _nullable({"type": "string", "minLength": 1, "maxLength": 500,
+                                                 "pattern": r"\S"}),
+                    "failed_after": _nullable({**TIME, "maxLength": 64}),
+                    "failed_before": _nullable({**TIME, "maxLength": 64}),
+                    "notes": _nullable(TEXT),
+                    "dry_run": {"type": "boolean", "description": "Only count what the filter selects"}},
+                    required=("action",), additionalProperties=False)),
+                "responses": {**_ok("What was matched and done", _object({
+                    "success": {"const": True}, "action": {"type": "string"}, "matched": {"type": "integer"},
+                    "dry_run": {"type": "boolean"}, "requeued": {"type": "integer"}, "resolved": {"type": "integer"},
+                    "refused": {"type": "array", "items": _object({"id": UUID_STRING, "error": {"type": "string"}})}},
+                    required=("success", "action", "matched", "dry_run"))),
+                    **_admin_errors(400, 409, 413, 415)},
+            }},
             "/api/admin/leads/{lead_id}/deliver": {
                 "parameters": [{"name": "lead_id", "in": "path", "required": True,
                                 "schema": {"type": "integer", "minimum": 0}}],

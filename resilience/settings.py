@@ -365,6 +365,11 @@ SUBMISSION_RETENTION_DAYS = env_int("SUBMISSION_RETENTION_DAYS", 30, minimum=1)
 # The dashboard's per-minute job counts and hourly AI spend (its charts show the last 6 hours) leave
 # after this (workers.job_minutes, sites.spend_hours).
 CHART_RETENTION_DAYS = env_int("CHART_RETENTION_DAYS", 7, minimum=1)
+# The most rows one bulk action (admin or API: requeue, resolve, delete, cancel, run now) may touch:
+# a filter that selects more is refused with its count, so a slip of the filter cannot act on the lot.
+BULK_ACTION_MAX = env_int("BULK_ACTION_MAX", 1000, minimum=1, maximum=100_000)
+# Django's delete confirmation posts back one field per row: room for a full bulk action's rows.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = max(1000, BULK_ACTION_MAX + 100)
 # The admin's history (who changed what, in the admin or through the API) and the login records
 # (django-axes: attempts, successful and failed logins) leave after these (access.retention).
 ADMIN_HISTORY_RETENTION_DAYS = env_int("ADMIN_HISTORY_RETENTION_DAYS", 365, minimum=1)

@@ -53,6 +53,7 @@ urlpatterns = [
     path("api/admin/workers/charts", worker_views.workers_charts, name="workers-charts"),
     path("api/admin/dead-letter-queue", dlq_views.dead_letter_queue, name="dead-letter-queue"),
     path("api/admin/dead-letter-queue/requeue", dlq_views.requeue, name="dead-letter-requeue"),
+    path("api/admin/dead-letter-queue/bulk", dlq_views.bulk, name="dead-letter-bulk"),
     path("api/admin/leads/<int:lead_id>/deliver", delivery_views.lead_delivery, name="lead-delivery"),
     path("metrics", worker_views.metrics, name="metrics"),
     path("api/webhooks/clay", clay_webhook, name="clay-webhook"),

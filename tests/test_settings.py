@@ -53,6 +53,8 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
         ({"SECRET_KEY": ""}, "SECRET_KEY is not set (see .env.example)"),
         ({"LEAD_MIN_SCORE": "high"}, "LEAD_MIN_SCORE='high' is not a whole number"),
         ({"LEAD_MIN_SCORE": "101"}, "LEAD_MIN_SCORE=101 is above the maximum of 100"),
+        ({"BULK_ACTION_MAX": "0"}, "BULK_ACTION_MAX=0 is below the minimum of 1"),
+        ({"BULK_ACTION_MAX": "all"}, "BULK_ACTION_MAX='all' is not a whole number"),
         ({"DELIVERY_RATE": "fast"},
          "DELIVERY_RATE='fast' is not a rate: use N/s, N/min or N/h (e.g. 50/min), or 0 for no limit"),
         ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean (use true/false, 1/0, yes/no, on/off)"),

@@ -4,6 +4,7 @@ job (a duplicate message, a reaper and a slow worker) cannot both win.
 pending/retry --dispatch--> dispatched --claim--> running --complete--> succeeded
       ^                         |                    |--fail--> retry (backoff) or dead (dead-letter row)
       '------ redispatch_stale -'<-- reap_expired ---'
+pending/retry/dispatched --cancel_not_started--> cancelled (a person's decision; never claimed again)
 """
 from __future__ import annotations
 
@@ -436,6 +437,38 @@ def requeue_dead(job_id: str) -> Job | None:
         wakeup.nudge_on_commit()
     logger.info("job %s (%s) requeued from the dead-letter queue", job.id, job.queue)
     return job
+
+
+def cancel_not_started(job_ids: Collection[str]) -> list[str]:
+    """Cancel the jobs among `job_ids` that no attempt has claimed yet (pending, retry or dispatched);
+    returns the ids cancelled. One guarded UPDATE: a job claimed meanwhile is running and is left to
+    finish (its effect may be under way, and cannot be undone halfway). A message already in Redis for
+    a cancelled job claims nothing: claim() takes only a job still `dispatched` under its token."""
+    if not job_ids:
+        return []
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE workers_job SET state = %s, finished_at = statement_timestamp(), lease_expires_at = NULL,"
+            " updated_at = statement_timestamp() WHERE id = ANY(%s::uuid[]) AND state = ANY(%s) RETURNING id",
+            [State.CANCELLED, [str(job_id) for job_id in job_ids], list(Job.NOT_STARTED_STATES)])
+        return [str(job_id) for (job_id,) in cur.fetchall()]
+
+
+def run_now(job_ids: Collection[str]) -> list[str]:
+    """Make the waiting jobs among `job_ids` (pending or retry, waiting on their backoff or delay) due
+    now; returns the ids moved. The dispatcher takes them at its next round, which this nudges."""
+    if not job_ids:
+        return []
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE workers_job SET next_attempt_at = statement_timestamp(), updated_at = statement_timestamp()"
+            " WHERE id = ANY(%s::uuid[]) AND state = ANY(%s) AND next_attempt_at > statement_timestamp()"
+            " RETURNING id",
+            [[str(job_id) for job_id in job_ids], list(Job.WAITING_STATES)])
+        moved = [str(job_id) for (job_id,) in cur.fetchall()]
+    if moved:
+        wakeup.nudge_on_commit()
+    return moved
 
 
 def running_pids_of(worker: str) -> set[int]:

@@ -19,10 +19,13 @@ class Job(models.Model):
         RUNNING = "running", "running"  # claimed by a worker holding a lease
         SUCCEEDED = "succeeded", "succeeded"
         DEAD = "dead", "dead"  # in the dead-letter queue
+        # Stopped by a person before it started (ledger.cancel_not_started): no attempt will ever claim it.
+        CANCELLED = "cancelled", "cancelled"
 
     WAITING_STATES = (State.PENDING, State.RETRY)
     IN_FLIGHT_STATES = (State.DISPATCHED, State.RUNNING)
-    FINISHED_STATES = (State.SUCCEEDED, State.DEAD)
+    FINISHED_STATES = (State.SUCCEEDED, State.DEAD, State.CANCELLED)
+    NOT_STARTED_STATES = (State.PENDING, State.RETRY, State.DISPATCHED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     queue = models.CharField(max_length=40, choices=[(name, name) for name in settings.QUEUE_NAMES])

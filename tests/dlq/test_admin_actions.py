@@ -111,7 +111,9 @@ def test_requeue_puts_jobs_back_and_says_which_could_not_be_and_why(admin_client
     gone = dead_probe()
     Job.objects.filter(pk=gone.job_id).delete()
 
-    done = act(admin_client, "requeue_selected", [good, already, gone])
+    confirm = act(admin_client, "requeue_selected", [good, already, gone])
+    assert "1 entry is resolved already and will not be requeued." in confirm.content.decode()
+    done = act(admin_client, "requeue_selected", [good, already, gone], post="yes")
 
     messages = texts(done)
     assert "Requeued 1 job; its entry is marked resolved." in messages
@@ -149,7 +151,7 @@ def test_staff_without_change_or_delete_permission_can_look_but_not_act(viewer_c
     html = page.content.decode()
     assert "resolve_selected" not in html and "requeue_selected" not in html and "delete_selected" not in html
 
-    for action, extra in (("resolve_selected", {"post": "yes", "notes": "x"}), ("requeue_selected", {}),
+    for action, extra in (("resolve_selected", {"post": "yes", "notes": "x"}), ("requeue_selected", {"post": "yes"}),
                           ("delete_selected", {"post": "yes"})):
         response = viewer_client.post(CHANGELIST, {"action": action, "_selected_action": [str(entry.pk)], **extra})
         assert response.status_code in (200, 302)

@@ -164,6 +164,28 @@ def test_workers_charts_fuzz(token_client, method, params, raw):
             assert response.status_code == 200
 
 
+@fuzzes("POST /api/admin/dead-letter-queue/bulk")
+@fuzz_settings
+@given(
+    document=st.one_of(
+        st.fixed_dictionaries({"action": st.sampled_from(["requeue", "resolve"])}, optional={
+            "queue": st.one_of(st.sampled_from(["delivery", "lead-processing"]), texts),
+            "error_contains": st.one_of(st.just("boom"), texts), "failed_after": st.one_of(st.just("2020-01-01T00:00:00Z"), texts),
+            "failed_before": st.one_of(st.just("2100-01-01T00:00:00+01:00"), texts), "notes": st.text(max_size=50),
+            "dry_run": st.one_of(st.booleans(), leaves)}),
+        st.fixed_dictionaries({}, optional={"action": st.one_of(texts, values), "queue": values,
+                                            "error_contains": values, "failed_after": values, "dry_run": values,
+                                            "extra": values}),
+        values,
+    ),
+    mangle=st.booleans(), content_type=content_types, params=query_params, data=st.data(),
+)
+def test_bulk_fuzz(token_client, document, mangle, content_type, params, data):
+    with rolled_back():
+        send_to_entries(token_client, "POST", with_query("/api/admin/dead-letter-queue/bulk", params), document,
+                        mangle, content_type, data)
+
+
 @fuzzes("GET /api/admin/workers/health")
 @fuzz_settings
 @given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]), params=query_params,

@@ -15,3 +15,4 @@ class DeliveryConfig(AppConfig):
         corrections.id_names_row("step_id", "delivery.DeliveryStep", "delivery step")
 
         registry.queue(services.DELIVERY_QUEUE, task=services.STEP_TASK, app=self.name)
+        registry.on_cancel(services.DELIVERY_QUEUE, services.cancel_steps)

@@ -206,6 +206,23 @@ def resume_run_at_step(step_id: Any) -> None:
         state=DeliveryRun.State.RUNNING, current_step=step.position, error="", updated_at=Now())
 
 
+def cancel_steps(job_ids: list[str]) -> int:
+    """Their step jobs were cancelled before an attempt claimed them (workers.registry.on_cancel): the
+    step will not run, so it fails with the reason and its run fails at it, as a dead step's would
+    (the steps before it stay done). Returns how many steps were marked."""
+    steps = list(DeliveryStep.objects.select_for_update().filter(
+        job_id__in=job_ids, state__in=[DeliveryStep.State.PENDING, DeliveryStep.State.RUNNING]))
+    for step in steps:
+        total = DeliveryStep.objects.filter(run_id=step.run_id).count()
+        reason = "its job was cancelled in the ledger before it ran"
+        DeliveryStep.objects.filter(pk=step.pk).update(state=DeliveryStep.State.FAILED, waiting_for="",
+                                                       last_error=reason, finished_at=timezone.now())
+        DeliveryRun.objects.filter(pk=step.run_id, state=DeliveryRun.State.RUNNING).update(
+            state=DeliveryRun.State.FAILED, current_step=step.position, updated_at=Now(),
+            error=f"delivery step {step.position} of {total} ({step.name}) cancelled: {reason}")
+    return len(steps)
+
+
 # --- reading ---------------------------------------------------------------------------------------
 
 def runs_in_progress(limit: int) -> tuple[list[DeliveryRun], int]:

@@ -15,6 +15,7 @@ class EmailsConfig(AppConfig):
         corrections.id_names_row("message_id", "emails.Message", "email message")
 
         registry.queue(services.EMAIL_QUEUE, task=services.SEND_TASK, app=self.name)
+        registry.on_cancel(services.EMAIL_QUEUE, services.cancel_messages)
         registry.prune("email tracking events", retention.prune_events)
         registry.gate(services.EMAIL_QUEUE, "email breaker", hold=breaker.hold_if_paused,
                       sweep=breaker.enforce_breaker)

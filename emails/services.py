@@ -264,6 +264,23 @@ def campaign_figures(campaign_ids: list[int]) -> dict[int, dict[str, float]]:
 
 # --- a person's decision on a message that may have been sent ------------------------------------
 
+CANCELLED_UNSENT = "cancelled in the ledger before it was sent: it will not be sent"
+CANCELLED_SENDING = ("cancelled in the ledger after an attempt had handed it to the server: it may have been "
+                     "sent")
+
+
+def cancel_messages(job_ids: list[str]) -> int:
+    """Their send jobs were cancelled before an attempt claimed them (workers.registry.on_cancel): a
+    message still `pending` will never be sent, and is skipped with the reason; one left `sending` by
+    an earlier attempt may have reached the server, and is unknown, for a person to settle, as a dead
+    job's would be. Returns how many messages were marked."""
+    mine = Message.objects.filter(job_id__in=job_ids)
+    marked = mine.filter(status=Message.Status.PENDING).update(
+        status=Message.Status.SKIPPED, last_error=CANCELLED_UNSENT, updated_at=Now())
+    return marked + mine.filter(status=Message.Status.SENDING).update(
+        status=Message.Status.UNKNOWN, last_error=CANCELLED_SENDING, updated_at=Now())
+
+
 def mark_unknown_sent(message_id: uuid.UUID) -> bool:
     """The person found the message delivered (e.g. its Message-ID in the server's log)."""
     return bool(Message.objects.filter(pk=message_id, status=Message.Status.UNKNOWN).update(

@@ -14,5 +14,6 @@ class LeadsConfig(AppConfig):
         dlq_corrections.corrector(corrections.LEAD_CORRECTOR)
 
         registry.queue(services.LEAD_QUEUE, task=services.LEAD_TASK, app=self.name)
+        registry.on_cancel(services.LEAD_QUEUE, services.cancel_submissions)
         registry.prune("lead submissions", retention.prune_submissions)
         registry.prune("expired webhook idempotency keys", retention.prune_idempotency_keys)

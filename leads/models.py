@@ -14,6 +14,7 @@ class LeadSubmission(models.Model):
         DISQUALIFIED = "disqualified", "disqualified"
         DUPLICATE = "duplicate", "duplicate (merged)"
         FAILED = "failed", "failed (dead-lettered)"
+        CANCELLED = "cancelled", "cancelled (its job, before it ran)"
 
     source = models.CharField(max_length=50, default="clay-webhook")
     payload = models.JSONField()

@@ -255,6 +255,16 @@ def process_submission(submission_id: int) -> LeadSubmission:
     return submission
 
 
+CANCELLED_ERROR = "its job was cancelled in the ledger before it ran: the lead was never processed"
+
+
+def cancel_submissions(job_ids: list[str]) -> int:
+    """Their lead-processing jobs were cancelled before an attempt claimed them (workers.registry.
+    on_cancel): a submission still `received` will never be processed. Returns how many were marked."""
+    return LeadSubmission.objects.filter(job_id__in=job_ids, status=LeadSubmission.Status.RECEIVED).update(
+        status=LeadSubmission.Status.CANCELLED, error=CANCELLED_ERROR, processed_at=timezone.now())
+
+
 # --- intake --------------------------------------------------------------------------------------
 
 def accept_leads(items: list[dict[str, Any]], *, source: str) -> list[LeadSubmission]:

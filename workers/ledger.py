@@ -443,15 +443,25 @@ def cancel_not_started(job_ids: Collection[str]) -> list[str]:
     """Cancel the jobs among `job_ids` that no attempt has claimed yet (pending, retry or dispatched);
     returns the ids cancelled. One guarded UPDATE: a job claimed meanwhile is running and is left to
     finish (its effect may be under way, and cannot be undone halfway). A message already in Redis for
-    a cancelled job claims nothing: claim() takes only a job still `dispatched` under its token."""
+    a cancelled job claims nothing: claim() takes only a job still `dispatched` under its token.
+    The queue's app marks the rows the jobs were about (workers.registry.on_cancel) in the same
+    transaction: a cancelled job never leaves its message or submission waiting for ever."""
     if not job_ids:
         return []
-    with connection.cursor() as cur:
+    with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
             "UPDATE workers_job SET state = %s, finished_at = statement_timestamp(), lease_expires_at = NULL,"
-            " updated_at = statement_timestamp() WHERE id = ANY(%s::uuid[]) AND state = ANY(%s) RETURNING id",
+            " updated_at = statement_timestamp() WHERE id = ANY(%s::uuid[]) AND state = ANY(%s)"
+            " RETURNING id, queue",
             [State.CANCELLED, [str(job_id) for job_id in job_ids], list(Job.NOT_STARTED_STATES)])
-        return [str(job_id) for (job_id,) in cur.fetchall()]
+        by_queue: dict[str, list[str]] = {}
+        for job_id, queue_name in cur.fetchall():
+            by_queue.setdefault(queue_name, []).append(str(job_id))
+        for queue_name, ids in sorted(by_queue.items()):
+            hook = registry.cancel_hook(queue_name)
+            if hook is not None:
+                hook.handler(ids)
+    return [job_id for ids in by_queue.values() for job_id in ids]
 
 
 def run_now(job_ids: Collection[str]) -> list[str]:

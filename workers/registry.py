@@ -11,7 +11,10 @@ from its AppConfig.ready, what the runtime needs from it, and the runtime reads 
 - `keep_jobs(name, job_ids)`: finished jobs that retention must keep (a dead job whose dead-letter
   entry is unresolved); `prune(name, prune)`: a table that grows with traffic, pruned a slice at a
   time after its retention;
-- `dead_letter_store(store)`: where a job that gave up is recorded for people to resolve (dlq).
+- `dead_letter_store(store)`: where a job that gave up is recorded for people to resolve (dlq);
+- `on_cancel(queue, handler)`: what a person's cancel of the queue's jobs (ledger.cancel_not_started) means
+  for the rows they were about: `handler(job_ids)` runs in the cancel's transaction, so the job and its row
+  never disagree (a message left `pending` for ever, a submission never processed).
 
 Registering twice under one name replaces the first (a reloaded app in tests), never duplicates it.
 """
@@ -53,6 +56,13 @@ class Gate:
     hold: Callable[[], str | None]
 
 
+@dataclass(frozen=True)
+class CancelHook:
+    queue: str
+    # Marks the app's rows of the cancelled jobs (ids as text, all of `queue`), in the cancel's transaction.
+    handler: Callable[[list[str]], Any]
+
+
 class DeadLetterStore(Protocol):
     def __call__(self, *, queue_name: str, job_id: str, job_data: dict[str, Any], error_message: str,
                  error_stack: str, attempts_made: int) -> Any: ...
@@ -78,6 +88,7 @@ _duties: dict[str, Duty] = {}
 _keepers: dict[str, Keeper] = {}
 _pruners: dict[str, Pruner] = {}
 _dead_letter_store: list[DeadLetterStore] = []
+_cancel_hooks: dict[str, CancelHook] = {}
 
 
 def queue(name: str, *, task: str, app: str) -> None:
@@ -115,6 +126,14 @@ def dead_letter_store(store: DeadLetterStore) -> None:
     _dead_letter_store[:] = [store]
 
 
+def on_cancel(queue_name: str, handler: Callable[[list[str]], Any]) -> None:
+    """One hook per queue: the queue's rows belong to the one app that owns it."""
+    if queue_name not in settings.QUEUE_NAMES:
+        raise ValueError(f"a cancel hook for queue {queue_name!r}, which is not configured: QUEUE_NAMES is "
+                         f"{', '.join(settings.QUEUE_NAMES)}")
+    _cancel_hooks[queue_name] = CancelHook(queue_name, handler)
+
+
 # --- what the runtime reads ---------------------------------------------------------------------
 
 def queues() -> dict[str, Queue]:
@@ -139,6 +158,10 @@ def keepers() -> list[Keeper]:
 
 def pruners() -> list[Pruner]:
     return [_pruners[name] for name in sorted(_pruners)]
+
+
+def cancel_hook(queue_name: str) -> CancelHook | None:
+    return _cancel_hooks.get(queue_name)
 
 
 def store_dead_letter(**entry: Any) -> Any:

@@ -160,3 +160,37 @@ def test_cancel_not_started_leaves_running_and_finished_jobs(redis_client):
     assert ledger.cancel_not_started([str(j.id) for j in (pending, running, done)]) == [str(pending.id)]
     cancelled = Job.objects.get(pk=pending.pk)
     assert cancelled.state == "cancelled" and cancelled.finished_at is not None
+
+
+def test_a_queues_cancel_hook_runs_in_the_cancels_transaction(redis_client):
+    """workers.registry.on_cancel: the app's hook gets the queue's cancelled ids, and a hook that fails
+    undoes the cancel (the job and its row never disagree)."""
+    from workers import registry
+
+    email_job = ledger.enqueue("email-sending", "x", {})
+    lead_job = ledger.enqueue("lead-processing", "y", {})
+    seen: list[list[str]] = []
+    original = registry.cancel_hook("email-sending")
+    try:
+        registry.on_cancel("email-sending", seen.append)
+        assert ledger.cancel_not_started([str(email_job.id)]) == [str(email_job.id)]
+        assert seen == [[str(email_job.id)]]
+
+        def broken(job_ids):
+            raise RuntimeError("the app could not mark its rows")
+
+        registry.on_cancel("lead-processing", broken)
+        with pytest.raises(RuntimeError):
+            ledger.cancel_not_started([str(lead_job.id)])
+        assert Job.objects.get(pk=lead_job.id).state == Job.State.PENDING
+    finally:
+        registry.on_cancel("email-sending", original.handler)
+        from leads import services as lead_services
+        registry.on_cancel("lead-processing", lead_services.cancel_submissions)
+
+
+def test_a_cancel_hook_for_an_unconfigured_queue_is_refused():
+    from workers import registry
+
+    with pytest.raises(ValueError, match="not configured"):
+        registry.on_cancel("no-such-queue", lambda job_ids: None)

@@ -1,0 +1,48 @@
+"""A send job cancelled before it started (ledger.cancel_not_started, the admin's "Cancel" action): its
+message is not left `pending` for ever (emails marks it through workers.registry.on_cancel)."""
+import pytest
+
+from emails import services
+from emails.models import Message
+from tests.emails.helpers import make_lead
+from workers import ledger
+from workers.models import Job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SITE = "https://sites.example.com/sites/abc123/"
+
+
+def test_a_cancelled_send_skips_its_pending_message_with_the_reason():
+    services.queue_outreach(make_lead("jane@acme.io").id, SITE)
+    message = Message.objects.get()
+
+    assert ledger.cancel_not_started([str(message.job_id)]) == [str(message.job_id)]
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.SKIPPED
+    assert message.last_error == services.CANCELLED_UNSENT and "cancelled" in message.last_error
+    assert Job.objects.get(pk=message.job_id).state == Job.State.CANCELLED
+
+
+def test_a_cancelled_retry_of_a_message_an_attempt_left_sending_is_unknown_not_skipped():
+    # An earlier attempt set it `sending` and then lost its way (its retry waits): the server may have it.
+    services.queue_outreach(make_lead("bob@acme.io").id, SITE)
+    message = Message.objects.get()
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, fence=1)
+    Job.objects.filter(pk=message.job_id).update(state=Job.State.RETRY, attempts=1)
+
+    ledger.cancel_not_started([str(message.job_id)])
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.UNKNOWN and message.last_error == services.CANCELLED_SENDING
+
+
+def test_a_running_send_is_not_cancelled_and_its_message_is_left_alone():
+    services.queue_outreach(make_lead("ann@acme.io").id, SITE)
+    message = Message.objects.get()
+    Job.objects.filter(pk=message.job_id).update(state=Job.State.RUNNING)
+
+    assert ledger.cancel_not_started([str(message.job_id)]) == []
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.PENDING and message.last_error == ""

@@ -33,8 +33,11 @@ SITE = "https://sites.example.com/sites/abc123/"
 
 @pytest.fixture
 def csp_refusals(page) -> list[str]:
+    """What the console reports as refused (the Content-Security-Policy) or as an error (a script, a static
+    file that did not load)."""
     refused: list[str] = []
-    page.on("console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("console", lambda msg: refused.append(msg.text)
+            if msg.type == "error" or "Content Security Policy" in msg.text else None)
     return refused
 
 
@@ -120,6 +123,14 @@ def test_requeue_everything_a_dead_letter_filter_selects(page, live_server, staf
     assert "The current filter selects 3 dead-letter entries" in page.locator(".bulk-count").inner_text()
     assert set(Job.objects.values_list("state", flat=True)) == {"dead"}
     screenshot(page, "bulk-requeue-confirm.png")
+    # "No, take me back" (admin/js/cancel.js, under the CSP) returns to the list and changes nothing ...
+    page.click("body.bulk-confirmation a.cancel-link")
+    page.wait_for_selector("#changelist")
+    assert set(Job.objects.values_list("state", flat=True)) == {"dead"}
+    # ... and the filter, asked again, is confirmed.
+    page.goto(f"{live_server.url}/admin/dlq/deadletter/?queue_name__exact=site-generation&q=529")
+    select_all_and_run(page, "requeue_selected", 3, "dead-letter entries")
+    page.wait_for_selector("body.bulk-confirmation")
     page.click("body.bulk-confirmation input[type=submit]")
     page.wait_for_url("**/admin/dlq/deadletter/?*")
     assert "Requeued 3 jobs; their entries are marked resolved." in page.locator(".messagelist").inner_text()
@@ -138,6 +149,12 @@ def test_a_refused_lead_corrected_on_its_page_is_requeued_and_becomes_a_site(pag
     page.click("a.button:text('Correct the input and requeue')")
     page.wait_for_url(f"**/admin/dlq/deadletter/{entry.pk}/correct/")
     assert page.input_value("#id_email") == "jane@acme"
+    # Checked by the lead job's own rules: refused, shown on the page, nothing stored or requeued.
+    page.fill("#id_email", "still@wrong")
+    page.click("input[type=submit][value='Save the correction and requeue']")
+    page.wait_for_selector(".errorlist")
+    assert "email 'still@wrong' has no valid domain" in page.locator("#content").inner_text()
+    assert not DeadLetterCorrection.objects.exists() and Job.objects.get(pk=entry.job_id).state == "dead"
     page.fill("#id_email", "jane@acme.io")
     page.fill("#id_notes", "typo in the domain")
     screenshot(page, "correct-lead.png")

@@ -46,3 +46,24 @@ def test_a_running_send_is_not_cancelled_and_its_message_is_left_alone():
 
     message.refresh_from_db()
     assert message.status == Message.Status.PENDING and message.last_error == ""
+
+
+def test_a_send_cancelled_after_its_message_was_published_reaches_no_smtp_server(smtp_sink):
+    """Counted at the SMTP server: the job's message is already in the broker (dispatched) when the
+    cancel comes; the worker that takes it claims nothing and sends nothing, and the next rounds
+    publish nothing more. A second, uncancelled send in the same rounds is delivered (the sink listens)."""
+    from emails.sending import EmailWork
+    from workers.outside import run_outside_job
+
+    services.queue_outreach(make_lead("jane@acme.io").id, SITE)
+    services.queue_outreach(make_lead("ok@acme.io").id, SITE)
+    cancelled = Message.objects.get(to_email="jane@acme.io")
+    dispatched = {d.job_id: d for d in ledger.take_due_jobs("email-sending", 10)}
+    assert ledger.cancel_not_started([str(cancelled.job_id)]) == [str(cancelled.job_id)]
+
+    for dispatch in dispatched.values():  # as the worker runs the published messages
+        run_outside_job(dispatch.job_id, dispatch.token, worker="test-worker", work=EmailWork())
+    assert ledger.take_due_jobs("email-sending", 10) == []
+
+    assert smtp_sink.count_by_recipient() == {"ok@acme.io": 1}
+    assert Job.objects.get(pk=cancelled.job_id).state == Job.State.CANCELLED

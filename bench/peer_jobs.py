@@ -120,7 +120,7 @@ class Submitter:
         if self.peer == "procrastinate":
             await self.task.batch_defer_async(*({} for _ in range(n)))
         else:
-            await self.queries.enqueue([TASK] * n, [None] * n)
+            await self.queries.enqueue([TASK] * n, [None] * n, [0] * n)
 
     async def one(self) -> None:
         sent_at = time.time()

@@ -112,7 +112,8 @@ def peer_round(peer: str, procs_factory, python: Path, bench_db: str, redis_url:
                 raise SystemExit(f"peer bench: {peer}'s worker did not start (logs in {procs.log_dir})")
             time.sleep(0.05)
         submitter = subprocess.Popen([str(python), "-m", "bench.peer_jobs", "enqueue", peer], cwd=ROOT,
-                                     env=procs.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     env=procs.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     stderr=open(procs.log_dir / f"submit-{peer}.log", "ab"))
         if submitter.stdout.readline().strip() != "ready":
             raise SystemExit(f"peer bench: {peer}'s submitting side did not start")
         dbname = urlsplit(dsn).path.lstrip("/")

@@ -353,8 +353,9 @@ def print_targets(system: dict | None, hosts: dict | None, speed, rate_rows: lis
     if rate_rows:
         row("   one host, deploy layout: most starts in any window / limit (ledger)", "<= 1.00",
             *limits.summary(rate_rows))
-    print("Issue 12 targets (all measured in this run)")
-    print(table(["target", "bound", "measured", "ratio", ""], rows))
+    if rows:
+        print("Issue 12 targets (all measured in this run)")
+        print(table(["target", "bound", "measured", "ratio", ""], rows))
     from bench.targets import issue22_lines
 
     lines = issue22_lines(speed, rate_rows, (system or {}).get("after"))

@@ -57,18 +57,25 @@ def peer_database(bench_db: str, peer: str) -> str:
     return urlunsplit(url._replace(path=f"{url.path.rstrip('/')}_{peer}"))
 
 
-def fresh_database(url: str) -> None:
+def _maintenance(url: str, *statements: str) -> None:
     import psycopg2
 
     parts = urlsplit(url)
-    name = parts.path.lstrip("/")
     conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
                             password=parts.password, dbname="postgres")
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
+        for statement in statements:
+            cur.execute(statement.format(name=parts.path.lstrip("/")))
     conn.close()
+
+
+def fresh_database(url: str) -> None:
+    _maintenance(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', 'CREATE DATABASE "{name}"')
+
+
+def drop_database(url: str) -> None:
+    _maintenance(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def database_backends(dbname: str) -> list[int]:

@@ -98,7 +98,7 @@ class Submitter:
     def __init__(self, peer: str) -> None:
         self.peer = peer
 
-    async def __aenter__(self) -> "Submitter":
+    async def __aenter__(self) -> Submitter:
         if self.peer == "procrastinate":
             self.app, self.task = procrastinate_app()
             await self.app.open_async()

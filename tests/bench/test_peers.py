@@ -3,7 +3,6 @@ bench venv, against the test PostgreSQL and Redis, with a tiny N. Skipped, sayin
 cannot be built (no package index)."""
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

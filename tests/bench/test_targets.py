@@ -1,13 +1,19 @@
 """Issue 22's targets as make bench judges them (bench/targets.py): each line says NOT met when its
 figure misses the bound, and the rate-limit line counts the starts from the ledger's rows."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bench.footprint import Footprint
 from bench.limits import limit_figures
 from bench.speed import CPU_PARTS, SideFigures, SpeedFigures
-from bench.targets import accuracy_line, issue22_lines, memory_lines, peer_rows, speed_lines
+from bench.targets import (
+    accuracy_line,
+    issue22_lines,
+    memory_lines,
+    peer_rows,
+    speed_lines,
+)
 from workers.models import Job
 
 
@@ -77,7 +83,7 @@ def test_memory_after_the_workload_over_its_cap_is_not_met():
 
 
 LIMIT = (5, 1.0)
-T0 = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
 def ledger_rows(offsets: list[float]) -> None:

@@ -398,10 +398,33 @@ def bench_system(kills: int, backlog_seconds: float, log) -> dict:
         per_queue = {q: c * len(POOLS) * 4 for q, c in settings.QUEUE_CONCURRENCY.items()}
         log(f"full backlog on every queue for {backlog_seconds:g}s: {per_queue}")
         out["backlog"], out["busiest"] = backlog_peak(sv, backlog_seconds, per_queue, sleep=5)
+        out["after"] = idle_after_workload(sv, AFTER_IDLE_SECONDS, log)
     finally:
         sv.stop()
     out["logs"] = sv.tmp
     return out
+
+
+AFTER_IDLE_SECONDS = 20
+
+
+def idle_after_workload(sv: Supervisor, idle_seconds: float, log, timeout: float = 180) -> dict[str, Footprint]:
+    """The memory once the workload is over (the kills, the lease path, the backlog): every job
+    finished, then `idle_seconds` of nothing, as an operator would measure it between two bursts;
+    what the pools grew to under load and did not give back shows here and not in the idle figure
+    taken before the first job."""
+    from workers.models import Job
+
+    deadline = time.monotonic() + timeout
+    while Job.objects.filter(state__in=[*Job.WAITING_STATES, *Job.IN_FLIGHT_STATES]).exists():
+        if time.monotonic() > deadline:
+            log(f"memory after the workload: jobs still waiting after {timeout:g}s; measured anyway")
+            break
+        time.sleep(1)
+    time.sleep(idle_seconds)
+    rows = memory_rows(sv)
+    log(f"system idle after the workload ({idle_seconds:g}s): {rows['whole system'].pss_mb:.0f} MB PSS")
+    return rows
 
 
 def bench_two_hosts(kills: int, windows: int, log) -> dict:

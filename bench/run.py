@@ -13,6 +13,8 @@ system started by `make up`), so it can kill them. Phases:
      the rate limits;
   4. speed (bench/speed.py): throughput and p50 enqueue->start of the ledger path beside plain
      Celery (its defaults with acks_late), same Redis, same worker options, in turn, several rounds;
+     in each round also the PostgreSQL job queues Procrastinate and PgQueuer (bench/peers.py, from a
+     bench-only virtualenv), with the same no-op job; `--only peers` runs plain Celery and the peers;
   5. the health API, the dashboard's data and /metrics with a large ledger (--health-rows finished
      jobs, one million by default, loaded in one INSERT ... SELECT and removed after).
 """
@@ -284,7 +286,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-SECTIONS = ("rates", "system", "hosts", "speed", "health")
+SECTIONS = ("rates", "system", "hosts", "speed", "peers", "health")
 
 
 def cpu_rows(speed) -> list[list[str]]:
@@ -327,7 +329,7 @@ def print_targets(system: dict | None, hosts: dict | None, speed, rate_rows: lis
         lease = settings.JOB_LEASE_SECONDS
         row("2. the lease path (worker frozen: a host gone), ledger", system["lease"].bound(lease),
             system["lease"].figure(), "", system["lease"].met(lease))
-    if speed:
+    if speed and speed.ledger.throughput:
         tr, lr = speed.throughput_ratios(), speed.latency_ratios()
         row(f"3. throughput, ledger / plain Celery ({len(tr)} round(s))", ">= 0.50",
             f"{spread(speed.ledger.throughput, '.0f')} / {spread(speed.bare.throughput, '.0f')} jobs/s",
@@ -351,8 +353,16 @@ def print_targets(system: dict | None, hosts: dict | None, speed, rate_rows: lis
     if rate_rows:
         row("   one host, deploy layout: most starts in any window / limit (ledger)", "<= 1.00",
             *limits.summary(rate_rows))
-    print("Issue 12 targets (all measured in this run)")
-    print(table(["target", "bound", "measured", "ratio", ""], rows))
+    if rows:
+        print("Issue 12 targets (all measured in this run)")
+        print(table(["target", "bound", "measured", "ratio", ""], rows))
+    from bench.targets import issue22_lines
+
+    lines = issue22_lines(speed, rate_rows, (system or {}).get("after"))
+    if lines:
+        print()
+        print("Issue 22 targets (all measured in this run)")
+        print(table(["target", "bound", "measured", "ratio", ""], [line.row() for line in lines]))
 
 
 def main() -> None:
@@ -368,6 +378,8 @@ def main() -> None:
                         help="jobs run one at a time for the p50 enqueue->start (default 200)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="speed rounds, plain Celery then the ledger in each (default 3)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="the speed section without Procrastinate and PgQueuer (no bench venv needed)")
     parser.add_argument("--skip-rates", action="store_true", help="skip the rate-limit phase (several minutes)")
     parser.add_argument("--health-rows", type=int, default=1_000_000,
                         help="finished jobs in the ledger while timing the health queries (default 1000000)")
@@ -410,13 +422,14 @@ def main() -> None:
     if "hosts" in sections:
         log("two hosts (hostA: primary, hostB: backup) on the same PostgreSQL and Redis")
         hosts = footprint.bench_two_hosts(args.kills, args.host_windows, log)
-    if "speed" in sections:
+    if "speed" in sections or "peers" in sections:
         from bench.speed import bench_speed
 
         footprint.fresh_start()
         no_limits = {env: "0" for env in RATE_ENV.values()}
         speed = bench_speed(lambda: Processes(log_dir, **no_limits), BENCH_REDIS, args.jobs, args.samples,
-                            args.rounds, log)
+                            args.rounds, log, ledger="speed" in sections,
+                            peers="peers" in sections or not args.no_peers, bench_db=BENCH_DB)
 
     print()
     if rate_rows:
@@ -429,11 +442,17 @@ def main() -> None:
         print()
     if system:
         print_footprint(system, hosts, settings)
+        after = system["after"]
+        print("Memory idle after the workload (the kills, the lease path, the backlog; every job finished, "
+              f"then {footprint.AFTER_IDLE_SECONDS} s idle), PSS")
+        print(table(["part", "procs", "RSS", "PSS"], [[part, str(f.processes), f"{f.rss_mb:.0f} MB",
+                                                       f"{f.pss_mb:.0f} MB"] for part, f in after.items()]))
+        print()
     elif hosts:
         print("Two hosts: global rate limits")
         print(table([*limits.HEADERS, "achieved"], [f.row() for f in hosts["limits"]]))
         print()
-    if speed:
+    if speed and speed.ledger.throughput:
         from bench.speed import spread
 
         print(f"Speed: {speed.jobs} no-op jobs drained, then {speed.samples} one at a time; prefork at Celery's "
@@ -449,6 +468,19 @@ def main() -> None:
         print(f"CPU per job while the {speed.jobs} jobs drain (ms; utime + stime from /proc, median of the rounds): "
               "on a machine whose cores are busy, what sets the throughput")
         print(table(["process", "plain Celery", "ledger", "ledger - plain"], cpu_rows(speed)))
+        print()
+    if speed:
+        from bench import peer_jobs, targets
+
+        if speed.peers:
+            print(f"Peers: the same {speed.jobs} no-op jobs (one INCR) queued at once and drained, then "
+                  f"{speed.samples} one at a time, in the same rounds, one side at a time; Procrastinate: one "
+                  f"worker, concurrency {peer_jobs.PROCRASTINATE_CONCURRENCY}; PgQueuer: batch "
+                  f"{peer_jobs.PGQUEUER_BATCH}, {peer_jobs.PGQUEUER_IN_FLIGHT} in flight; CPU: worker, "
+                  "submitting call and PostgreSQL backends, per job, median of the rounds")
+            print(table(targets.PEER_HEADERS, targets.peer_rows(speed)))
+        else:
+            print(f"Peers not measured: {speed.peers_skipped or 'not asked (--no-peers)'}")
         print()
     if health_rows:
         print(table(["query", "ledger rows", "median", "best", "worst", "load avg"], health_rows))

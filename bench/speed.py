@@ -96,6 +96,19 @@ class SpeedFigures:
     jobs: int = 0
     samples: int = 0
     concurrency: int = 0
+    peers: dict[str, SideFigures] = field(default_factory=dict)  # bench/peers.py PEERS measured, in that order
+    peers_skipped: str = ""  # why the peers were not measured, when they were not
+
+    def side(self, name: str) -> SideFigures:
+        return {"bare": self.bare, "ledger": self.ledger}.get(name) or self.peers[name]
+
+    def ratios(self, ours: str, theirs: str, measure: str) -> list[float]:
+        """Per round, `ours`'s figure over `theirs`'s (measure: "throughput" or "p50_ms")."""
+        return [a / b for a, b in zip(getattr(self.side(ours), measure), getattr(self.side(theirs), measure))]
+
+    def cpu_total(self, name: str) -> float:
+        """CPU ms per job, all processes: the sum of the parts' medians."""
+        return sum(statistics.median(v) for v in self.side(name).cpu_ms.values())
 
     def throughput_ratios(self) -> list[float]:
         return [ours / bare for ours, bare in zip(self.ledger.throughput, self.bare.throughput)]
@@ -211,20 +224,42 @@ def _check_each_ran_once(client, expected: int) -> None:
                          f"attempts {attempts}")
 
 
-def bench_speed(procs_factory, redis_url: str, jobs: int, samples: int, rounds: int, log) -> SpeedFigures:
+def bench_speed(procs_factory, redis_url: str, jobs: int, samples: int, rounds: int, log, *,
+                ledger: bool = True, peers: bool = True, bench_db: str = "") -> SpeedFigures:
+    """`rounds` rounds, each plain Celery, the ledger (unless not `ledger`), then each peer (unless not
+    `peers`, or the bench venv cannot be made: then `peers_skipped` says why), one side at a time."""
     out = SpeedFigures(jobs=jobs, samples=samples, concurrency=os.cpu_count() or 1)
+    python = None
+    if peers:
+        from bench import peers as peer_bench
+
+        try:
+            log(f"peers: the bench venv {peer_bench.VENV} (made on first use)")
+            python = peer_bench.venv_python()
+        except peer_bench.PeersUnavailable as exc:
+            out.peers_skipped = str(exc)
+            log(f"peers not measured: {exc}")
     for n in range(rounds):
         log(f"speed round {n + 1}/{rounds}: plain Celery, {jobs} jobs, then {samples} one at a time")
         throughput, p50, cpu = bare_round(procs_factory, redis_url, jobs, samples)
         out.bare.throughput.append(throughput)
         out.bare.p50_ms.append(p50)
         out.bare.addcpu_seconds(cpu)
-        log(f"  plain Celery {throughput:.0f} jobs/s, p50 {p50:.2f} ms; now the ledger")
-        throughput, p50, cpu = ledger_round(procs_factory, redis_url, jobs, samples)
-        out.ledger.throughput.append(throughput)
-        out.ledger.p50_ms.append(p50)
-        out.ledger.addcpu_seconds(cpu)
-        log(f"  ledger {throughput:.0f} jobs/s, p50 {p50:.2f} ms")
+        log(f"  plain Celery {throughput:.0f} jobs/s, p50 {p50:.2f} ms")
+        if ledger:
+            throughput, p50, cpu = ledger_round(procs_factory, redis_url, jobs, samples)
+            out.ledger.throughput.append(throughput)
+            out.ledger.p50_ms.append(p50)
+            out.ledger.addcpu_seconds(cpu)
+            log(f"  ledger {throughput:.0f} jobs/s, p50 {p50:.2f} ms")
+        for peer in peer_bench.PEERS if python else ():
+            throughput, p50, cpu = peer_bench.peer_round(peer, procs_factory, python, bench_db, redis_url, jobs,
+                                                         samples)
+            side = out.peers.setdefault(peer, SideFigures())
+            side.throughput.append(throughput)
+            side.p50_ms.append(p50)
+            side.addcpu_seconds(cpu)
+            log(f"  {peer} {throughput:.0f} jobs/s, p50 {p50:.2f} ms")
     return out
 
 

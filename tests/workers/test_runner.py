@@ -71,7 +71,7 @@ def test_a_postponed_job_waits_uncounted_however_often_and_never_dead_letters():
 
 
 def test_lease_is_renewed_while_a_long_job_runs(settings):
-    settings.JOB_LEASE_SECONDS = 1.2
+    settings.JOB_LEASE_SECONDS, settings.JOB_LEASE_RENEW_SECONDS = 1.2, 0.4
     job, d = claimable()
     seen = []
 
@@ -185,7 +185,7 @@ def test_claims_racing_on_one_worker_never_run_more_than_its_queues_concurrency(
 
 
 def test_one_lease_thread_renews_every_job_of_the_process_in_one_go(settings):
-    settings.JOB_LEASE_SECONDS = 0.9
+    settings.JOB_LEASE_SECONDS, settings.JOB_LEASE_RENEW_SECONDS = 0.9, 0.3
     settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 3}
     jobs = [claimable() for _ in range(3)]
     leases, threads_seen = {}, []

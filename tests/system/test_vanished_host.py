@@ -117,7 +117,7 @@ def test_a_long_job_on_a_loaded_machine_runs_once_with_one_lease_write_a_second(
               f"under load {os.getloadavg()[0]:.1f}")
         # Two renewing processes (one job each), one write a second each at most, and a few rows of
         # slack for statistics flushed late; never a renewal per job per third of a lease.
-        assert writes <= 2 * (took + 2), writes
+        assert writes <= 2 * (took + 3), writes
         assert writes >= took / 2, "no renewals seen: the measure is blind"  # they do renew
         wait_succeeded(jobs, LONG_JOB_SECONDS + 30, processes)
     finally:

@@ -111,7 +111,6 @@ class LeaseKeeper:
         self._held: dict[tuple[str, int], _Held] = {}
         self._wake = threading.Event()
         self._pid: int | None = None
-        self.renewals = 0  # UPDATEs sent, for tests and the bench
 
     def add(self, job: Job) -> tuple[str, int]:
         key = (str(job.id), job.dispatch_token)
@@ -162,7 +161,6 @@ class LeaseKeeper:
             due = dict(self._held)
         if not due:
             return
-        self.renewals += 1
         renewed = ledger.renew_leases([held.job for held in due.values()])
         with self._lock:
             for key in due:

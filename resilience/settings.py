@@ -329,11 +329,11 @@ RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 600.0, minimum=0.0)
 # process renews every job that process runs, in one UPDATE, every JOB_LEASE_RENEW_SECONDS (so at most
 # one lease write per process per renewal, whatever its concurrency); the reaper takes a job back only
 # once its lease is JOB_LEASE_GRACE_SECONDS past its end. A vanished host's jobs so run again within
-# lease + grace + the reaper's sweep (0.5 s) + a dispatch, 4.5 s with these figures, while a renewing
-# thread may be 3 s late (starved for CPU) before anything is reaped. docs/guarantees.md says why.
+# lease + grace + the reaper's sweep (0.5 s) + a dispatch, 4.1 s with these figures, while a renewing
+# thread may be 2.5 s late (starved for CPU) before anything is reaped. docs/guarantees.md says why.
 JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 3.0, minimum=1.0, maximum=600.0)
 JOB_LEASE_RENEW_SECONDS = env_float("JOB_LEASE_RENEW_SECONDS", 1.0, minimum=0.2, maximum=300.0)
-JOB_LEASE_GRACE_SECONDS = env_float("JOB_LEASE_GRACE_SECONDS", 1.0, minimum=0.0, maximum=30.0)
+JOB_LEASE_GRACE_SECONDS = env_float("JOB_LEASE_GRACE_SECONDS", 0.5, minimum=0.0, maximum=30.0)
 if JOB_LEASE_SECONDS < 2 * JOB_LEASE_RENEW_SECONDS:
     raise ConfigError(f"JOB_LEASE_SECONDS ({JOB_LEASE_SECONDS:g}) must be at least 2 x JOB_LEASE_RENEW_SECONDS "
                       f"({JOB_LEASE_RENEW_SECONDS:g}), or one late renewal would end the lease of a live worker")

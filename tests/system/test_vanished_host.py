@@ -1,12 +1,13 @@
 """A vanished host in seconds, and a slow one never reaped (issue 22, item 3), with real processes and
-the production lease figures (JOB_LEASE_SECONDS=3, JOB_LEASE_RENEW_SECONDS=1, JOB_LEASE_GRACE_SECONDS=1,
+the production lease figures (JOB_LEASE_SECONDS=3, JOB_LEASE_RENEW_SECONDS=1, JOB_LEASE_GRACE_SECONDS=0.5,
 the settings' defaults: the test settings' shorter ones are cleared for these processes).
 
 Given: two worker pools ("primary" and "backup") on one queue, and a dispatcher.
 When: the worker running a probe job is frozen whole (SIGSTOP to its process group: what a frozen VM
 or a host cut off looks like from outside, nothing on it runs or answers).
-Then: the job runs on the other pool within 5 s of its frozen attempt's claim, by the ledger's own
-clock (the old 20 s lease is far away), and the frozen attempt, thawed, is refused.
+Then: the job runs on the other pool within 5 s of the freeze, on the database's clock (the freeze's
+moment read from it, the next claim from the ledger; the old 20 s lease is far away), and the frozen
+attempt, thawed, is refused.
 And: a worker frozen for 2 s (its renewing thread starved) keeps its job; a long job on a machine
 whose cores are all busy runs once, and its process writes at most one lease renewal a second,
 counted by PostgreSQL (pg_stat_user_tables.n_tup_upd of the job table), not by the worker.
@@ -42,6 +43,12 @@ def thaw(processes, name: str) -> None:
     os.killpg(processes.pid(name), signal.SIGCONT)
 
 
+def database_now():
+    with connection.cursor() as cur:
+        cur.execute("SELECT statement_timestamp()")
+        return cur.fetchone()[0]
+
+
 def job_updates() -> int:
     """Rows of the job table updated so far, as PostgreSQL's statistics count them."""
     with connection.cursor() as cur:
@@ -55,6 +62,7 @@ def test_a_frozen_workers_job_runs_elsewhere_within_five_seconds(processes):
     start_pools(processes)
     job = wait_running(enqueue_probe(QUEUE, sleep=8), processes)
     victim = process_name(job)
+    frozen_at = database_now()
     freeze(processes, victim)
     try:
         assert wait_for(lambda: probe_starts(str(job.id)) == 2, OLD_LEASE_SECONDS), processes.logs()
@@ -63,12 +71,14 @@ def test_a_frozen_workers_job_runs_elsewhere_within_five_seconds(processes):
         thaw(processes, victim)
     job.refresh_from_db()
     lost = JobFailure.objects.get(job_id=job.id)
-    # From the frozen attempt's claim (where its lease began; the freeze came a moment later) to the
-    # next attempt's claim, both on the database's clock.
+    # From the freeze (read just before it) to the next attempt's claim, on the database's clock; and
+    # from the frozen attempt's claim, where its lease began, which the bench reports.
+    after_freeze = (job.started_at - frozen_at).total_seconds()
     held = (job.started_at - lost.started_at).total_seconds()
-    print(f"\nMEASURED frozen worker: its job claimed again {held:.2f} s after the frozen attempt's claim "
-          f"(lease 3 s, renewed every 1 s, grace 1 s)")
-    assert held < VANISHED_BOUND_SECONDS
+    print(f"\nMEASURED frozen worker: its job claimed again {after_freeze:.2f} s after the freeze, {held:.2f} s "
+          f"after the frozen attempt's claim (lease 3 s, renewed every 1 s, grace 0.5 s)")
+    assert after_freeze < VANISHED_BOUND_SECONDS
+    assert held >= 3  # not let go before its lease ran out
     assert lost.error.startswith("WorkerLost: lease expired") and lost.worker != job.worker
     assert pool_of(job) != victim.split("@")[1]
     # The frozen attempt wakes, finishes its sleep and is refused: one success, two starts.
@@ -79,7 +89,7 @@ def test_a_frozen_workers_job_runs_elsewhere_within_five_seconds(processes):
 
 def test_a_worker_frozen_for_two_seconds_keeps_its_job(processes):
     # What a renewing thread starved of CPU for a while looks like from the database: no renewal
-    # for 2 s on top of its 1 s tick. Lease plus grace leave it 3 s.
+    # for 2 s on top of its 1 s tick. Lease plus grace leave it 2.5 s.
     processes.configure(LOG_LEVEL="INFO", **PRODUCTION_LEASE)
     start_pools(processes)
     job = wait_running(enqueue_probe(QUEUE, sleep=6), processes)

@@ -2,7 +2,7 @@
 
 A worker whose main process is SIGKILLed (or dies any other way) leaves its jobs `running` in the
 ledger with a lease nobody renews; without this they wait for the lease to run out
-(JOB_LEASE_SECONDS, 20 s). supervisord sees the exit at once (it is the parent) and tells this
+(JOB_LEASE_SECONDS and its grace, 3 + 0.5 s). supervisord sees the exit at once (it is the parent) and tells this
 listener (PROCESS_STATE_EXITED, or BACKOFF when it died within startsecs, or STOPPED when a stop
 had to kill it). The listener ends the leases of the jobs running under that worker's node name that
 the dead process claimed, and the leading dispatcher's reaper returns them at its next sweep, within

@@ -325,9 +325,18 @@ QUEUE_RATE_LIMITS = {
 }
 RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 10.0, minimum=0.0)
 RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 600.0, minimum=0.0)
-# How long a running job's claim lasts without renewal; the runner renews it every third of this,
-# so a killed worker's job is back in the queue 2/3 to 3/3 of this after the kill (issue: < 30 s).
-JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 20.0, minimum=1.0)
+# A running job's claim: it lasts JOB_LEASE_SECONDS from its last renewal; one thread per worker
+# process renews every job that process runs, in one UPDATE, every JOB_LEASE_RENEW_SECONDS (so at most
+# one lease write per process per renewal, whatever its concurrency); the reaper takes a job back only
+# once its lease is JOB_LEASE_GRACE_SECONDS past its end. A vanished host's jobs so run again within
+# lease + grace + the reaper's sweep (0.5 s) + a dispatch, 4.1 s with these figures, while a renewing
+# thread may be 2.5 s late (starved for CPU) before anything is reaped. docs/guarantees.md says why.
+JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 3.0, minimum=1.0, maximum=600.0)
+JOB_LEASE_RENEW_SECONDS = env_float("JOB_LEASE_RENEW_SECONDS", 1.0, minimum=0.2, maximum=300.0)
+JOB_LEASE_GRACE_SECONDS = env_float("JOB_LEASE_GRACE_SECONDS", 0.5, minimum=0.0, maximum=30.0)
+if JOB_LEASE_SECONDS < 2 * JOB_LEASE_RENEW_SECONDS:
+    raise ConfigError(f"JOB_LEASE_SECONDS ({JOB_LEASE_SECONDS:g}) must be at least 2 x JOB_LEASE_RENEW_SECONDS "
+                      f"({JOB_LEASE_RENEW_SECONDS:g}), or one late renewal would end the lease of a live worker")
 # A job published to Redis but not started within this long is published again: its message was
 # lost (Redis restarted) or is held by a pool that died. Backpressure means a published job
 # normally starts within milliseconds, so a short wait costs little; a duplicate message is harmless.

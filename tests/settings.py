@@ -20,6 +20,9 @@ os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("RETRY_BASE_SECONDS", "0.2")
 os.environ.setdefault("RETRY_MAX_SECONDS", "1")
 os.environ.setdefault("JOB_LEASE_SECONDS", "3")
+# No grace by default: a test that makes a lease run out sees the reaper take it at once; the tests of
+# the grace itself (tests/system/test_vanished_host.py) run with the production figures.
+os.environ.setdefault("JOB_LEASE_GRACE_SECONDS", "0")
 os.environ.setdefault("JOB_REDISPATCH_SECONDS", "10")
 os.environ.setdefault("DISPATCH_INTERVAL_SECONDS", "0.1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -67,6 +67,11 @@ GUNICORN = [sys.executable, "-c", "import resilience.wsgi"]
         ({"DISPATCH_INTERVAL_SECONDS": "5", "DISPATCHER_LEADER_TIMEOUT_SECONDS": "10"},
          "DISPATCHER_LEADER_TIMEOUT_SECONDS must be at least 4 x DISPATCH_INTERVAL_SECONDS, "
          "or a healthy leader would lose its lock between two rounds"),
+        # A lease shorter than two renewal ticks would end at one late renewal (issue 22, item 3).
+        ({"JOB_LEASE_SECONDS": "3", "JOB_LEASE_RENEW_SECONDS": "2"},
+         "JOB_LEASE_SECONDS (3) must be at least 2 x JOB_LEASE_RENEW_SECONDS (2), or one late renewal would end "
+         "the lease of a live worker"),
+        ({"JOB_LEASE_GRACE_SECONDS": "45"}, "JOB_LEASE_GRACE_SECONDS=45.0 is above the maximum of 30.0"),
         # Outside calls that could outlast the lease would be reaped and made again (issue 17, item 5).
         ({"ANTHROPIC_TIMEOUT_SECONDS": "136"},
          "ANTHROPIC_TIMEOUT_SECONDS=136 lets a site attempt outlast its lease: 2 requests x 136 s + 30 s of retries "

@@ -89,9 +89,10 @@ def publish_batch(batch: list[ledger.Dispatch], stats: DispatchStats) -> None:
                        batch[n].job_id, exc, undone)
 
 
-# Recovery sweeps look for rare events (a dead worker, a lost message): once a second is enough,
-# while publishing runs at every nudge.
-RECOVERY_INTERVAL_SECONDS = 1.0
+# Recovery sweeps look for rare events (a dead worker, a lost message): twice a second (one indexed
+# query each, on job_lease_idx) is part of the vanished host's bound (lease + grace + this), while
+# publishing runs at every nudge.
+RECOVERY_INTERVAL_SECONDS = 0.5
 # A round woken only because a job ended waits this long for more to end (or for new work, which
 # cuts the wait short): at most this much later does a freed slot get its next job, and under a
 # backlog one round tops up several slots instead of one round per job.
@@ -101,12 +102,13 @@ FREED_GATHER_SECONDS = 0.01
 ROUND_STUCK_INTERVALS = 20
 
 
-def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = True) -> DispatchStats:
-    """One round: recover lost work (unless told not to), then publish what is due within each
-    queue's capacity."""
+def dispatch_due_jobs(stats: DispatchStats | None = None, *, recover: bool = True, reap: bool = True) -> DispatchStats:
+    """One round: recover lost work (unless told not to; reap=False: lost messages only), then
+    publish what is due within each queue's capacity."""
     stats = stats or DispatchStats()
     if recover:
-        stats.reaped += ledger.reap_expired_leases()
+        if reap:
+            stats.reaped += ledger.reap_expired_leases()
         stats.redispatched += ledger.redispatch_stale()
     wanted = [ledger.Wanted(queue, settings.DISPATCH_BATCH_SIZE, max_in_flight(queue), free_slots(queue))
               for queue in settings.QUEUE_NAMES]
@@ -123,6 +125,7 @@ class Dispatcher:
         self.stop_event = threading.Event()
         self.is_leader = False
         self.last_recovery = 0.0
+        self.reap_held_until = 0.0  # after this leader's own rounds stalled (reaper_stalled)
         self.redis_run_id: str | None = None
         self.failing_since: float | None = None
         self.held_checked_at = 0.0
@@ -166,6 +169,7 @@ class Dispatcher:
             self.is_leader = self.leadership.try_acquire()
             if self.is_leader:
                 self.held_checked_at = time.monotonic()
+                self.last_recovery = 0.0  # a new term: no stall of ours to hold the reaper for
                 self.round_at = time.monotonic()
                 logger.info("dispatcher: this process is now the leader")
                 if self.duty_thread:
@@ -187,7 +191,9 @@ class Dispatcher:
         try:
             close_old_connections()
             recover = started - self.last_recovery >= RECOVERY_INTERVAL_SECONDS
-            stats = dispatch_due_jobs(recover=recover)
+            if recover:
+                self.hold_reaper_after_a_stall(started)
+            stats = dispatch_due_jobs(recover=recover, reap=started >= self.reap_held_until)
             if recover:
                 self.last_recovery = started
         except Exception as exc:
@@ -208,6 +214,22 @@ class Dispatcher:
         if stats.published or stats.reaped or stats.redispatched:
             logger.info("dispatched %s, reaped %d, redispatched %d in %.0f ms", stats.by_queue or 0,
                         stats.reaped, stats.redispatched, (time.monotonic() - started) * 1000)
+
+    def hold_reaper_after_a_stall(self, now: float) -> None:
+        """The grace rule's second half: a lease is reaped only if its worker could have renewed it.
+        When this leader's own sweeps stopped for longer than a renewal tick (PostgreSQL stalled or
+        away, this process starved or its rounds failing), the workers' renewals most likely stalled
+        alike, and every lease may look expired the moment the database answers again: a slow
+        system, not a vanished host. So the reaper waits one whole lease and grace from now, time for
+        every live worker to renew; a host that is really gone is reaped after that."""
+        if not self.last_recovery:
+            return
+        silent = now - self.last_recovery
+        if silent > RECOVERY_INTERVAL_SECONDS + settings.JOB_LEASE_RENEW_SECONDS:
+            self.reap_held_until = now + settings.JOB_LEASE_SECONDS + settings.JOB_LEASE_GRACE_SECONDS
+            logger.warning("dispatcher: no recovery sweep for %.1f s; reaping expired leases again in %g s, "
+                           "once live workers have had time to renew theirs", silent,
+                           settings.JOB_LEASE_SECONDS + settings.JOB_LEASE_GRACE_SECONDS)
 
     def notice_redis_restart(self) -> None:
         """A restarted Redis has forgotten every queued message: publish those jobs again now rather

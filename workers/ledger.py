@@ -314,7 +314,10 @@ def _end_lost_attempt(job: Job, message: str) -> str:
 
 
 def reap_expired_leases(limit: int = 500) -> int:
-    """Running jobs whose worker stopped renewing their lease (crashed, killed, cut off).
+    """Running jobs whose worker stopped renewing their lease (crashed, killed, cut off) for longer
+    than the lease and JOB_LEASE_GRACE_SECONDS: the grace is what a live worker's renewing thread may
+    be late by (starved for CPU, a slow commit) before its job is taken from it. A lease ended on
+    purpose (expire_leases_of: its process is known gone) lies far in the past and is taken at once.
 
     The lost attempt counts: a job that keeps killing its worker ends in the dead-letter queue.
     """
@@ -322,7 +325,8 @@ def reap_expired_leases(limit: int = 500) -> int:
     with transaction.atomic():
         expired = list(
             Job.objects.select_for_update(skip_locked=True)
-            .filter(state=State.RUNNING, lease_expires_at__lt=Now())
+            .filter(state=State.RUNNING,
+                    lease_expires_at__lt=Now() - timedelta(seconds=settings.JOB_LEASE_GRACE_SECONDS))
             .order_by("lease_expires_at")[:limit]
         )
         for job in expired:

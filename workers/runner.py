@@ -89,8 +89,6 @@ def _start_slot(job: Job) -> ratelimit.Decision:
 @dataclass
 class _Held:
     job: Job
-    interval: float
-    renew_at: float
     give_up_at: float
 
 
@@ -98,12 +96,14 @@ class LeaseKeeper:
     """Renews the leases of the jobs this process runs, from one side thread for all of them.
 
     The lease dies with the process that runs the job, which is what lets the reaper recover work
-    from a killed worker in seconds instead of Redis's visibility timeout. One thread per process
-    (started at the first job, again in a forked pool child) renews every due lease in one UPDATE;
-    a thread per job cost a thread start and join for every job, most of which end long before
-    their first renewal. A lease also stops at CELERY_TASK_TIME_LIMIT: a thread-pool worker cannot
-    kill a hung job, so past the limit the job goes back to the reaper and runs elsewhere, and the
-    hung attempt's fence is refused.
+    from a vanished host in seconds instead of Redis's visibility timeout. One thread per process
+    (started at the first job, again in a forked pool child) renews, every JOB_LEASE_RENEW_SECONDS,
+    the lease of every job the process holds in one UPDATE: one write per process per tick however
+    many jobs it runs and whenever each started (a job's claim gave it a whole lease, so its first
+    renewal can wait for the next tick). The thread does not wait on any job: a job that computes,
+    blocks or sleeps for minutes keeps its lease. A lease also stops at CELERY_TASK_TIME_LIMIT: a
+    thread-pool worker cannot kill a hung job, so past the limit the job goes back to the reaper and
+    runs elsewhere, and the hung attempt's fence is refused.
     """
 
     def __init__(self) -> None:
@@ -113,15 +113,15 @@ class LeaseKeeper:
         self._pid: int | None = None
 
     def add(self, job: Job) -> tuple[str, int]:
-        now = time.monotonic()
-        interval = settings.JOB_LEASE_SECONDS / 3
         key = (str(job.id), job.dispatch_token)
         with self._lock:
             if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
                 self._held, self._wake, self._pid = {}, threading.Event(), os.getpid()
                 threading.Thread(target=self._run, args=(self._wake,), name="lease-keeper", daemon=True).start()
-            self._held[key] = _Held(job, interval, now + interval, now + settings.CELERY_TASK_TIME_LIMIT)
-        self._wake.set()  # its interval may be shorter than what the thread waits for now
+            was_idle = not self._held
+            self._held[key] = _Held(job, time.monotonic() + settings.CELERY_TASK_TIME_LIMIT)
+        if was_idle:
+            self._wake.set()  # the thread waits without a timeout while it holds nothing: start ticking
         return key
 
     def remove(self, key: tuple[str, int]) -> None:
@@ -131,19 +131,26 @@ class LeaseKeeper:
     def _run(self, wake: threading.Event) -> None:
         while True:
             with self._lock:
-                next_at = min((held.renew_at for held in self._held.values()), default=None)
-            if next_at is None:
+                idle = not self._held
+            if idle:
                 connection.close()  # this thread's own connection: nothing to renew until the next job
-            wake.wait(None if next_at is None else max(0.0, next_at - time.monotonic()))
-            wake.clear()
+                wake.wait()
+                wake.clear()
+                # The job that woke us was claimed just now with a whole lease: renew it a tick later.
+                time.sleep(settings.JOB_LEASE_RENEW_SECONDS)
+                continue
+            started = time.monotonic()
             try:
                 self.renew_due()
             except Exception:  # a database blip: keep trying until the leases run out
                 logger.warning("could not renew job leases", exc_info=True)
                 close_old_connections()
-                time.sleep(0.1)
+            # Ticks at a fixed pace from their starts: a slow renewal is followed by the next one
+            # sooner, never by two in a row making up for it.
+            time.sleep(max(0.0, settings.JOB_LEASE_RENEW_SECONDS - (time.monotonic() - started)))
 
     def renew_due(self) -> None:
+        """Renew every held lease in one UPDATE (all are due at every tick)."""
         now = time.monotonic()
         with self._lock:
             for key, held in list(self._held.items()):
@@ -151,17 +158,13 @@ class LeaseKeeper:
                     logger.warning("job %s ran past CELERY_TASK_TIME_LIMIT (%ss): no longer renewing its lease",
                                    held.job.id, settings.CELERY_TASK_TIME_LIMIT)
                     del self._held[key]
-            due = {key: held for key, held in self._held.items() if held.renew_at <= now}
+            due = dict(self._held)
         if not due:
             return
         renewed = ledger.renew_leases([held.job for held in due.values()])
         with self._lock:
-            for key, held in due.items():
-                if key not in self._held:
-                    continue  # finished meanwhile
-                if key in renewed:
-                    held.renew_at = now + held.interval
-                else:
+            for key in due:
+                if key in self._held and key not in renewed:
                     del self._held[key]  # the job moved on without us; completion will notice
 
 

@@ -21,7 +21,11 @@ RUNNING_PIDS_SQL = (
 )
 
 # End now the leases of a node name's (%s) running jobs claimed by the processes of a list of pids (%s).
+# The lease is set a minute in the past, beyond any JOB_LEASE_GRACE_SECONDS (at most 30 s): the grace
+# is for a worker that may be only slow, and these processes are known to be gone.
 EXPIRE_LEASES_SQL = (
-    "UPDATE workers_job SET lease_expires_at = statement_timestamp(), updated_at = statement_timestamp()"
-    " WHERE state = 'running' AND worker = %s AND worker_pid = ANY(%s) AND lease_expires_at > statement_timestamp()"
+    "UPDATE workers_job SET lease_expires_at = statement_timestamp() - interval '1 minute',"
+    " updated_at = statement_timestamp()"
+    " WHERE state = 'running' AND worker = %s AND worker_pid = ANY(%s)"
+    " AND lease_expires_at > statement_timestamp() - interval '1 minute'"
 )

@@ -191,3 +191,50 @@ def test_one_round_takes_every_queue_within_its_bounds(redis_client, settings):
     # Dispatched but not started counts against the free start slots of a rate-limited queue.
     again = ledger.take_due([ledger.Wanted("lead-processing", 100, free_slots=4)])
     assert len(again) == 1  # 4 free slots, 3 already published and not started
+
+
+def running_with_lapsed_lease(seconds_ago: float) -> Job:
+    from datetime import timedelta
+
+    from django.db.models.functions import Now
+
+    job = ledger.enqueue("lead-processing", "leads.process_lead", {})
+    [d] = ledger.take_due_jobs("lead-processing", 1)
+    assert ledger.claim(d.job_id, d.token, "w") is not None
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=Now() - timedelta(seconds=seconds_ago))
+    return job
+
+
+def test_the_reaper_takes_a_lease_only_past_its_grace(redis_client, settings):
+    from workers.dispatcher import Dispatcher
+
+    settings.JOB_LEASE_GRACE_SECONDS = 1.0
+    within, past = running_with_lapsed_lease(0.5), running_with_lapsed_lease(1.5)
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01, duty_thread=False)
+    try:
+        d.tick()
+    finally:
+        d.leadership.release()
+    assert Job.objects.get(pk=within.pk).state == "running"  # late, perhaps only slow: kept
+    assert Job.objects.get(pk=past.pk).state != "running"  # reaped, back to pending (or dispatched again)
+
+
+def test_after_its_own_sweeps_stalled_the_reaper_waits_a_lease_before_taking_any(redis_client, settings):
+    # PostgreSQL (or this leader) stalled for seconds: the workers' renewals stalled alike, and their
+    # leases look expired the moment the database answers again. Slow, not gone: wait for renewals.
+    from workers.dispatcher import Dispatcher
+
+    settings.JOB_LEASE_SECONDS, settings.JOB_LEASE_RENEW_SECONDS, settings.JOB_LEASE_GRACE_SECONDS = 0.6, 0.2, 0.2
+    d = Dispatcher(leadership=PostgresLeadership(), interval=0.01, duty_thread=False)
+    try:
+        d.tick()  # leads and sweeps: nothing to reap
+        job = running_with_lapsed_lease(5)
+        d.last_recovery -= 3  # its sweeps stopped for 3 s
+        d.tick()
+        assert Job.objects.get(pk=job.pk).state == "running"
+        for _ in range(12):  # rounds as usual; lease + grace later, a worker that lived would have renewed
+            time.sleep(0.1)
+            d.tick()
+    finally:
+        d.leadership.release()
+    assert Job.objects.get(pk=job.pk).state != "running"

@@ -71,7 +71,7 @@ def test_a_postponed_job_waits_uncounted_however_often_and_never_dead_letters():
 
 
 def test_lease_is_renewed_while_a_long_job_runs(settings):
-    settings.JOB_LEASE_SECONDS = 1.2
+    settings.JOB_LEASE_SECONDS, settings.JOB_LEASE_RENEW_SECONDS = 1.2, 0.4
     job, d = claimable()
     seen = []
 
@@ -185,7 +185,7 @@ def test_claims_racing_on_one_worker_never_run_more_than_its_queues_concurrency(
 
 
 def test_one_lease_thread_renews_every_job_of_the_process_in_one_go(settings):
-    settings.JOB_LEASE_SECONDS = 0.9
+    settings.JOB_LEASE_SECONDS, settings.JOB_LEASE_RENEW_SECONDS = 0.9, 0.3
     settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 3}
     jobs = [claimable() for _ in range(3)]
     leases, threads_seen = {}, []
@@ -274,3 +274,38 @@ def test_a_gate_of_the_queue_holds_a_claimed_job_before_its_slot_and_uncounted(m
     assert (held.state, held.attempts, held.slot_at, ran) == ("pending", 0, None, [])
     [d] = ledger.take_due_jobs("delivery", 1)
     assert run_job(d.job_id, d.token, worker="w", handler=ran.append) == "succeeded" and len(ran) == 1
+
+
+def test_the_lease_thread_renews_a_process_s_jobs_in_one_write_per_tick_whenever_each_started(settings, monkeypatch):
+    # Jobs claimed at different moments are still renewed together: one UPDATE per tick for the
+    # process, not one per job on each job's own schedule.
+    settings.JOB_LEASE_SECONDS, settings.JOB_LEASE_RENEW_SECONDS = 1.5, 0.5
+    settings.QUEUE_CONCURRENCY = {**settings.QUEUE_CONCURRENCY, "delivery": 3}
+    jobs = [claimable() for _ in range(3)]
+    renewals: list[int] = []
+    renew = ledger.renew_leases
+
+    def counted(held):
+        renewals.append(len(held))
+        return renew(held)
+
+    monkeypatch.setattr(ledger, "renew_leases", counted)
+
+    def attempt(d, delay):
+        try:
+            time.sleep(delay)  # claimed a third of a tick apart
+            assert run_job(d.job_id, d.token, worker="w", handler=lambda j: time.sleep(2.2 - delay)) == "succeeded"
+        finally:
+            connection.close()
+
+    runs = [threading.Thread(target=attempt, args=(d, n * 0.17)) for n, (_, d) in enumerate(jobs)]
+    started = time.monotonic()
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    took = time.monotonic() - started
+    time.sleep(0.6)  # a tick in flight as the last job ended is over before the teardown truncates
+    assert Job.objects.filter(state="succeeded").count() == 3  # the leases held past their 1.5 s
+    assert 2 <= len(renewals) <= took / 0.5 + 1, renewals
+    assert max(renewals) == 3  # all three in one statement

@@ -268,6 +268,7 @@ class Cut:
     moved: dict[str, float] = field(default_factory=dict)  # job id -> seconds from the cut to its start elsewhere
     stayed: dict[str, float] = field(default_factory=dict)  # job id -> seconds until the cut host itself ended it
     other_started: float | None = None  # seconds from the cut to the first start on the other host
+    worst_wait: tuple[float, str] | None = None  # the longest enqueue -> start of a job enqueued during the cut
 
     def line(self) -> str:
         moved = sorted(self.moved.values())
@@ -283,11 +284,30 @@ class Cut:
             text += f"; {len(left)} neither"
         if self.other_started is not None:
             text += f"; the other host started a job {self.other_started:.1f} s after the cut"
+        if self.worst_wait is not None:
+            text += (f"; of the jobs enqueued during it the longest wait for its start {self.worst_wait[0]:.1f} s "
+                     f"({self.worst_wait[1]})")
         return text
+
+    def measure_waits(self) -> None:
+        """From the ledger after the run: the jobs enqueued during the cut, enqueue -> the start of the
+        attempt that ran (a message a cut host had taken waits for the job to be given to the other)."""
+        from datetime import UTC, datetime
+
+        from workers.models import Job
+
+        rows = Job.objects.filter(created_at__gte=datetime.fromtimestamp(self.started, UTC),
+                                  created_at__lt=datetime.fromtimestamp(self.started + self.seconds, UTC),
+                                  started_at__isnull=False).values_list("created_at", "started_at", "queue", "worker")
+        waits = [((s - c).total_seconds(), f"{q} on {w.split('@')[-1]}") for c, s, q, w in rows]
+        self.worst_wait = max(waits, default=None)
 
 
 def on_host(worker: str, host: Host) -> bool:
-    return worker.endswith(f".{host.name}")
+    """Whether a node name (lead-processing+delivery@primary.hostA, its heartbeat's /queue after it,
+    dispatcher@hostA) is one of the host's."""
+    node = worker.split("/", 1)[0]
+    return node.endswith((f".{host.name}", f"@{host.name}"))
 
 
 def held_by(host: Host) -> dict[str, str]:
@@ -309,8 +329,13 @@ def follow(cut: Cut, until: float, other: Host) -> None:
     since = datetime.fromtimestamp(cut.started, UTC)
     while time.monotonic() < until:
         try:
+            if not cut.seconds:
+                # While it lasts, whatever the cut host holds (claimed just before, or claimed since
+                # from what it had taken off its queues) is its to give up.
+                for job_id, state in held_by(cut.host).items():
+                    cut.held.setdefault(job_id, state)
             if cut.other_started is None:
-                first = (Job.objects.filter(started_at__gte=since, worker__endswith=f".{other.name}")
+                first = (Job.objects.filter(started_at__gte=since, worker__endswith=other.name)
                          .order_by("started_at").values_list("started_at", flat=True).first())
                 if first:
                     cut.other_started = first.timestamp() - cut.started
@@ -334,7 +359,8 @@ def build_env(postgres_url: str, redis_url: str) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(40), "CLAY_WEBHOOK_SECRET": secrets.token_urlsafe(24),
         "MOCK_MODE": "true", "MOCK_MODE_SENDS_EMAIL": "true", "EMAIL_BACKEND": "emails.backends.SMTPBackend",
         "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(PORTS["smtp"]), "EMAIL_TIMEOUT": "10",
-        "DEFAULT_FROM_EMAIL": "Agency <hello@chaos.test>", "LOG_LEVEL": "INFO", **SCALED_RATES,
+        "DEFAULT_FROM_EMAIL": "Agency <hello@chaos.test>", "PUBLIC_BASE_URL": "http://jobs.chaos.test",
+        "LOG_LEVEL": "INFO", **SCALED_RATES,
     }
     for name in ("EMAIL_URL", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS", "EMAIL_USE_SSL",
                  "AI_DAILY_BUDGET_USD"):
@@ -530,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             if resent and not wait_final(flow.job_ids, work_deadline):
                 outcome.append("resent emails not final by the deadline")
         time.sleep(3)
+        for cut in cuts:
+            cut.measure_waits()
         invalid = {j for j, k in flow.kinds.items() if k == "invalid"}
         checks = [chaos_checks.leads_final(flow.job_ids), chaos_checks.jobs_final(),
                   chaos_checks.sites_and_emails(chaos_checks.recipients(list(sink.messages))),

@@ -10,6 +10,7 @@ partition looks to the host the way a dead switch port does (its packets vanish,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 
@@ -21,10 +22,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     except (ConnectionError, OSError):
         pass
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the other side is gone already
             writer.close()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
 
 
 def _handler(target_port: int):

@@ -269,10 +269,11 @@ class Cut:
     stayed: dict[str, float] = field(default_factory=dict)  # job id -> seconds until the cut host itself ended it
     other_started: float | None = None  # seconds from the cut to the first start on the other host
     worst_wait: tuple[float, str] | None = None  # the longest enqueue -> start of a job enqueued during the cut
+    leader: str = "?"  # the host whose dispatcher led when the cut began
 
     def line(self) -> str:
         moved = sorted(self.moved.values())
-        text = (f"{self.what} {self.seconds:.0f} s: {len(self.held)} jobs running on {self.host.name} at the cut; "
+        text = (f"{self.what} {self.seconds:.0f} s (dispatcher leader {self.leader}): {len(self.held)} jobs running on {self.host.name} at the cut; "
                 f"{len(moved)} ran elsewhere")
         if moved:
             text += f" after {statistics.median(moved):.1f} s median, {moved[-1]:.1f} s at most"
@@ -301,6 +302,19 @@ class Cut:
                                   started_at__isnull=False).values_list("created_at", "started_at", "queue", "worker")
         waits = [((s - c).total_seconds(), f"{q} on {w.split('@')[-1]}") for c, s, q, w in rows]
         self.worst_wait = max(waits, default=None)
+
+
+def leader() -> str:
+    """The host whose dispatcher said last that it leads (its log: the leader's lock is in PostgreSQL)."""
+    for host in HOSTS:
+        try:
+            lines = (VAR / host.name / "log" / f"dispatcher-{host.pool}.log").read_text().splitlines()
+        except OSError:
+            continue
+        said = [line for line in lines if "now the leader" in line or "leadership lost" in line]
+        if said and "now the leader" in said[-1]:
+            return host.name
+    return "none"
 
 
 def on_host(worker: str, host: Host) -> bool:
@@ -521,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() > work_deadline:
                 raise TimeoutError("the deadline passed during the cuts")
             other = next(h for h in HOSTS if h is not host)
-            cut = Cut(what, host, time.time())
+            cut = Cut(what, host, time.time(), leader=leader())
             cut.held = held_by(host)
             t = time.monotonic()
             if links:

@@ -53,6 +53,7 @@ MARK = "RESILIENCE_CHAOS_HOSTS_RUN"
 SCALED_RATES = {"LEAD_PROCESSING_RATE": "50/10s", "SITE_GENERATION_RATE": "20/10s",
                 "EMAIL_SENDING_RATE": "100/10s", "DELIVERY_RATE": "30/10s"}
 CLEANUP_SECONDS = 90
+LOCK = Path("/run/lock/resilience-chaos-hosts.lock")
 UNFINISHED = ("pending", "dispatched", "running", "retry")
 
 _t0 = time.monotonic()
@@ -448,6 +449,16 @@ def main(argv: list[str] | None = None) -> int:
     if blocked:
         print(f"make chaos-hosts: blocked: {blocked}", file=sys.stderr)
         return 3
+    # The namespaces and addresses are the machine's, not a checkout's: one run at a time on it, or the
+    # second's clearing of leftovers would take the first's hosts away.
+    import fcntl
+
+    lock = open(LOCK, "w")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"make chaos-hosts: another run holds {LOCK} on this machine", file=sys.stderr)
+        return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     hard_deadline = _t0 + args.deadline_minutes * 60
     work_deadline = hard_deadline - CLEANUP_SECONDS

@@ -86,3 +86,11 @@ bench: venv
 # Redis, SMTP sink, fake Anthropic API and supervisord (ports 56010-56015, var/chaos).
 chaos: venv
 	@$(VENV)/bin/python -m chaos.run $(CHAOS_ARGS)
+
+.PHONY: chaos-hosts
+# Two real hosts (about 6 min, hard deadline 12; root): the pools in two network namespaces with their own
+# host names, host B cut from Redis, from PostgreSQL, from both (30 s each), then host A frozen, under 2
+# leads/s; then PASS/FAIL per guarantee. Own PostgreSQL, Redis, SMTP sink (ports 56020-56024,
+# var/chaos-hosts), namespaces rsh-hostA/rsh-hostB. --short: one cut.
+chaos-hosts: venv
+	@$(VENV)/bin/python -m chaos.hosts $(CHAOS_ARGS)

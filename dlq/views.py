@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
@@ -223,9 +223,12 @@ def _moment(body: dict[str, Any], key: str) -> datetime | None:
         return None
     try:
         moment = parse_datetime(raw)
-    except ValueError:
+        # In UTC: PostgreSQL refuses a zone offset past 15:59 that Python accepts (up to 23:59), and
+        # a moment at the calendar's edge may not exist in UTC at all (OverflowError).
+        moment = moment.astimezone(dt_timezone.utc) if moment is not None and moment.tzinfo else None
+    except (ValueError, OverflowError):
         moment = None
-    if moment is None or moment.tzinfo is None:
+    if moment is None:
         raise ApiError(400, f"{key} must be an ISO 8601 date and time with its zone, such as "
                             f"2026-12-07T10:00:00Z; got {raw[:64]!r}")
     return moment

@@ -81,7 +81,10 @@ def _object(properties: dict[str, Any], *, required: tuple[str, ...] | None = No
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "type": [schema["type"], "null"]}
+    nullable = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:  # JSON Schema's enum is checked apart from its type: null must be one of its values
+        nullable["enum"] = [*schema["enum"], None]
+    return nullable
 
 
 # What a request body may hold (resilience.http.parse_json): any JSON PostgreSQL can store, so no NUL
@@ -329,9 +332,8 @@ def _document() -> dict[str, Any]:
                 "security": ADMIN_AUTH,
                 "requestBody": _json_body(_object({
                     "action": {"type": "string", "enum": ["requeue", "resolve"]},
-                    "queue": _nullable({"type": "string", "maxLength": 100, "pattern": NO_NUL,
-                                        "description": "A configured queue, or one no longer configured that "
-                                                       "still holds entries"}),
+                    "queue": _nullable({**QUEUE, "description": "One queue's entries; a queue no longer "
+                                                                "configured is accepted too while it holds entries"}),
                     "error_contains": _nullable({"type": "string", "minLength": 1, "maxLength": 500,
                                                  "pattern": r"\S"}),
                     "failed_after": _nullable({**TIME, "maxLength": 64}),

@@ -133,6 +133,17 @@ def test_the_api_names_what_is_wrong_with_the_body(client, redis_client, token_h
     assert response.status_code == 400 and words in response.json()["error"], response.content
 
 
+@pytest.mark.parametrize("moment", ["8838-03-13T12:43:06+18:51", "0001-01-01T00:30:00+01:00"])
+def test_a_moment_python_reads_but_postgresql_would_refuse_is_compared_in_utc_or_named(client, redis_client,
+                                                                                   token_headers, moment):
+    """Found by schemathesis: a zone offset past 15:59 (valid ISO 8601, refused by PostgreSQL) was a 500."""
+    response = api(client, {"action": "resolve", "dry_run": True, "failed_before": moment}, **token_headers)
+    if moment.startswith("0001"):  # before the first UTC moment there is: no such time to compare with
+        assert response.status_code == 400 and "failed_before must be an ISO 8601" in response.json()["error"]
+    else:
+        assert response.status_code == 200 and response.json()["matched"] == 0, response.content
+
+
 def test_staff_who_may_only_view_entries_are_refused(client, redis_client):
     entry = dead_probe()
     user = User.objects.create_user("viewer", password="x", is_staff=True)

@@ -88,7 +88,7 @@ Resilience is up: $running programs RUNNING under supervisord, ready in $(( $(da
             $login
   Dashboard $web/admin/workers/   (health per queue, workers, dead letters; same login)
   API       $web/api/admin/workers/health, $web/api/admin/dead-letter-queue, $web/metrics
-            staff session, or a token: .venv/bin/python manage.py create_api_token NAME [--read-only]
+            staff session, or a token: .venv/bin/python manage.py create_api_token NAME [--scope read|dlq|deliver|admin]  (read only by default)
   Flower    http://127.0.0.1:$FLOWER_PORT/
             $flower_login
   Webhook   POST $web/api/webhooks/clay

@@ -4,6 +4,7 @@ cannot be built (no package index)."""
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -50,7 +51,9 @@ def test_venv_python_names_the_reason_it_cannot_build(tmp_path):
 @pytest.mark.parametrize("peer", peers.PEERS)
 def test_one_tiny_round_of_each_peer(python, peer, tmp_path, redis_client):
     db = connection.settings_dict
-    dsn = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    # With the role's password when it has one: make test may run on a cluster that wants it (scram).
+    login = quote(db["USER"] or "postgres") + (f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else "")
+    dsn = f"postgres://{login}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     try:
         throughput, p50, cpu = peers.peer_round(peer, lambda: Procs(tmp_path), python, dsn, settings.REDIS_URL,
                                                 jobs=20, samples=3)

@@ -45,7 +45,9 @@ def test_the_charts_draw_every_queue_s_minutes_and_the_spend_under_the_policy(li
                                                                                 redis_client):
     from playwright.sync_api import expect
 
-    for ago in (0.0, 0.0, 40.0):
+    # Waits well inside their buckets ((5, 10] s and (30, 60] s): the start itself may come late on a
+    # loaded machine, and the bucket must not depend on it.
+    for ago in (5.5, 5.5, 40.0):
         assert run_one("delivery", lambda job: None, created_ago=ago) == "succeeded"
     assert run_one("lead-processing", refuse) == "dead"
     paid_request(cost="0.125")
@@ -61,7 +63,7 @@ def test_the_charts_draw_every_queue_s_minutes_and_the_spend_under_the_policy(li
 
     delivery = page.locator('#wd-charts-queues figure[data-queue="delivery"]')
     expect(delivery).to_contain_text("3 started, 3 succeeded, 0 failed, 0 rejected")
-    expect(delivery.locator(".wd-wait-p50")).to_have_text("≤ 0.1 s")
+    expect(delivery.locator(".wd-wait-p50")).to_have_text("≤ 10 s")
     expect(delivery.locator(".wd-wait-p95")).to_have_text("≤ 60 s")
     expect(page.locator('#wd-charts-queues figure[data-queue="lead-processing"]')).to_contain_text("1 rejected")
     # The newest minute of delivery's started line is above the axis: the jobs were drawn where they ran

@@ -10,6 +10,7 @@ ran elsewhere or ended there. Skipped, with the reason, where network namespaces
 """
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,19 @@ def test_host_cut_from_both_under_a_flow_of_leads():
     blocked = netns_blocked()
     if blocked:
         pytest.skip(f"network namespaces unavailable: {blocked}")
-    result = subprocess.run([sys.executable, "-m", "chaos.hosts", "--short", "--cut-seconds", "30",
-                             "--gap-seconds", "10", "--deadline-minutes", "5"],
-                            check=False, cwd=ROOT, capture_output=True, text=True, timeout=360)
-    out = result.stdout + result.stderr
+    # The namespaces' names are the machine's: another checkout's make test may be running the mode
+    # (it holds the lock); wait for it, bounded, rather than fail for what is not this code's fault.
+    deadline = time.monotonic() + 480
+    while True:
+        result = subprocess.run([sys.executable, "-m", "chaos.hosts", "--short", "--cut-seconds", "30",
+                                 "--gap-seconds", "10", "--deadline-minutes", "5"],
+                                check=False, cwd=ROOT, capture_output=True, text=True, timeout=360)
+        out = result.stdout + result.stderr
+        if not (result.returncode == 2 and "another run holds" in out):
+            break
+        if time.monotonic() > deadline:
+            pytest.skip(f"another run of the two-host mode held the lock for 8 minutes: {out.strip()}")
+        time.sleep(10)
     assert result.returncode == 0, out[-4000:]
     assert "cut   hostB cut from Redis and PostgreSQL 30 s" in out, out[-4000:]
     assert out.count("\nPASS  ") >= 7 and "\nFAIL" not in out, out[-4000:]

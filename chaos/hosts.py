@@ -472,23 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "deploy"))
     from chaos import services
-    from chaos.run import port_free
+    from chaos.run import clear_earlier_run
 
-    leftovers = kill_marked(str(VAR), spare_postgres=True)
     for host in HOSTS:
         remove_host(host)
+    leftovers, busy = clear_earlier_run(VAR, PORTS, mark=MARK)
     redis_server = services.Redis(PORTS["redis"], VAR / "redis.log")
-    leftovers += redis_server.stop_leftover()
-    if (VAR / "postgres").exists():
-        try:
-            services.Postgres(VAR / "postgres", PORTS["postgres"]).remove()
-        except RuntimeError:
-            leftovers += kill_marked(str(VAR))
-            shutil.rmtree(VAR / "postgres", ignore_errors=True)
     if leftovers:
         log(f"killed {leftovers} process(es) left by an earlier run")
-        time.sleep(1)
-    busy = [f"{name} {port}" for name, port in PORTS.items() if not port_free(port)]
     if busy:
         print(f"make chaos-hosts: ports in use by another program: {', '.join(busy)}", file=sys.stderr)
         return 2
@@ -652,18 +643,9 @@ def cleanup(svs: list, sink, relay, redis_server, postgres) -> None:
 
 
 def kill_marked(mark_value: str, *, spare_postgres: bool = False) -> int:
-    """SIGKILL the processes carrying this run's mark (what it started and their children)."""
-    from workers.processes import cmdline, pids_with_environment
+    from chaos import run
 
-    pids = [pid for pid in pids_with_environment(MARK, mark_value, besides=os.getpid())
-            if not (spare_postgres and cmdline(pid).startswith("postgres"))]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(pids)
-
+    return run.kill_marked(mark_value, spare_postgres=spare_postgres, mark=MARK)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -83,11 +83,12 @@ def marked_pids(mark_value: str) -> list[int]:
     return pids_with_environment(MARK, mark_value, besides=os.getpid())
 
 
-def kill_marked(mark_value: str, *, spare_postgres: bool = False) -> int:
-    """SIGKILL the marked processes; a cluster's are spared when pg_ctl is to stop it in order."""
+def kill_marked(mark_value: str, *, spare_postgres: bool = False, mark: str = MARK) -> int:
+    """SIGKILL the processes marked `mark` (a run's, and their children); a cluster's are spared when
+    pg_ctl is to stop it in order."""
     from chaos.services import cmdline
 
-    pids = [pid for pid in marked_pids(mark_value)
+    pids = [pid for pid in pids_with_environment(mark, mark_value, besides=os.getpid())
             if not (spare_postgres and cmdline(pid).startswith("postgres"))]
     for pid in pids:
         try:
@@ -95,6 +96,24 @@ def kill_marked(mark_value: str, *, spare_postgres: bool = False) -> int:
         except ProcessLookupError:
             pass
     return len(pids)
+
+
+def clear_earlier_run(var: Path, ports: dict[str, int], *, mark: str = MARK) -> tuple[int, list[str]]:
+    """Stop what an earlier run left when it was itself killed: its processes, its redis-server, its
+    cluster. Returns how many processes were killed and the ports another program still holds."""
+    from chaos import services
+
+    leftovers = kill_marked(str(var), spare_postgres=True, mark=mark)
+    leftovers += services.Redis(ports["redis"], var / "redis.log").stop_leftover()
+    if (var / "postgres").exists():
+        try:
+            services.Postgres(var / "postgres", ports["postgres"]).remove()
+        except RuntimeError:
+            leftovers += kill_marked(str(var), mark=mark)
+            shutil.rmtree(var / "postgres", ignore_errors=True)
+    if leftovers:
+        time.sleep(1)
+    return leftovers, [f"{name} {port}" for name, port in ports.items() if not port_free(port)]
 
 
 def build_env(postgres_url: str, redis_url: str) -> dict[str, str]:
@@ -201,20 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from chaos import services
 
-    busy = [f"{name} {port}" for name, port in PORTS.items() if not port_free(port)]
-    # What an earlier run left when it was itself killed: its system, its redis-server, its cluster.
-    leftovers = kill_marked(str(VAR), spare_postgres=True)
-    leftovers += services.Redis(PORTS["redis"], VAR / "redis.log").stop_leftover()
-    if (VAR / "postgres").exists():
-        try:
-            services.Postgres(VAR / "postgres", PORTS["postgres"]).remove()
-        except RuntimeError:
-            leftovers += kill_marked(str(VAR))
-            shutil.rmtree(VAR / "postgres", ignore_errors=True)
+    leftovers, busy = clear_earlier_run(VAR, PORTS)
     if leftovers:
         log(f"killed {leftovers} process(es) left by an earlier make chaos")
-        time.sleep(1)
-        busy = [f"{name} {port}" for name, port in PORTS.items() if not port_free(port)]
     if busy:
         print(f"make chaos: ports in use by another program: {', '.join(busy)}", file=sys.stderr)
         return 2
